@@ -1,0 +1,3 @@
+from vfctl.cli import main
+
+main()

@@ -1,0 +1,163 @@
+"""Root-aware, path-safe access to the host's sysfs/dev/proc: the only module that touches them.
+
+Every path is relative to a root (``/`` or ``--root DIR``/``VFCTL_ROOT``). Names that come
+from the user are checked before any filesystem call, so nothing can escape the root. When the
+root is a simulated host (made by ``vfctl sim init``), writes go to the kernel simulator
+instead of the filesystem, so they follow the kernel's SR-IOV rules.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from vfctl.errors import UsageError
+
+MAX_NAME = 255
+SIM_MARKER = ".vfctl-sim"
+
+PCI_DEVICES = "sys/bus/pci/devices"
+PCI_DRIVERS = "sys/bus/pci/drivers"
+CLASS_NET = "sys/class/net"
+IOMMU_GROUPS = "sys/kernel/iommu_groups"
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """Refuse a user-given path component that could leave the root or is not a single name."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name or len(name) > MAX_NAME:
+        shown = name.replace("\0", "\\0")[:60]
+        raise UsageError(f"invalid {what} {shown!r}: must be a single name without '/' or '..'")
+    return name
+
+
+class Host:
+    """One host, real or simulated, seen through its root directory."""
+
+    def __init__(self, root: str | os.PathLike[str] = "/") -> None:
+        self.root = Path(root)
+        self.simulated = (self.root / SIM_MARKER).is_dir()
+
+    def __repr__(self) -> str:
+        return f"Host({str(self.root)!r}{', simulated' if self.simulated else ''})"
+
+    def path(self, rel: str) -> Path:
+        """Absolute path of a root-relative path (no symlink resolution)."""
+        parts = [p for p in rel.split("/") if p]
+        for p in parts:
+            if p in (".", "..") or "\0" in p:
+                raise UsageError(f"path {rel!r} escapes the host root")
+        return self.root.joinpath(*parts)
+
+    def rel(self, path: Path) -> str:
+        """Root-relative form of an absolute path under the root."""
+        return str(path.relative_to(self.root))
+
+    def exists(self, rel: str) -> bool:
+        return os.path.lexists(self.path(rel))
+
+    def isdir(self, rel: str) -> bool:
+        return self.path(rel).is_dir()
+
+    def read(self, rel: str) -> str:
+        """A sysfs attribute's value, stripped; raises OSError as the kernel would."""
+        with open(self.path(rel), encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+
+    def read_opt(self, rel: str) -> str | None:
+        """An attribute's value, or None when it is absent or unreadable."""
+        try:
+            return self.read(rel)
+        except OSError:
+            return None
+
+    def read_int(self, rel: str, base: int = 0) -> int | None:
+        v = self.read_opt(rel)
+        if v is None or v == "":
+            return None
+        try:
+            return int(v, base)
+        except ValueError:
+            return None
+
+    def listdir(self, rel: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self.path(rel)))
+        except OSError:
+            return []
+
+    def link_name(self, rel: str) -> str | None:
+        """Last component of a symlink's target (``driver`` → ``igb``), or None."""
+        try:
+            return os.path.basename(os.readlink(self.path(rel)))
+        except OSError:
+            return None
+
+    def link_rel(self, rel: str) -> str | None:
+        """Root-relative resolved target of a symlink, or None if dangling/absent/outside."""
+        p = self.path(rel)
+        if not os.path.lexists(p):
+            return None
+        target = Path(os.path.realpath(p))
+        root = Path(os.path.realpath(self.root))
+        try:
+            return str(target.relative_to(root))
+        except ValueError:
+            return None
+
+    def write(self, rel: str, value: str) -> None:
+        """Write a sysfs attribute; every errno from the kernel reaches the caller as OSError."""
+        if self.simulated:
+            from vfctl.host import sim
+
+            sim.write(self.root, rel, value)
+            return
+        fd = os.open(self.path(rel), os.O_WRONLY)
+        try:
+            data = value.encode()
+            n = os.write(fd, data)
+            if n != len(data):
+                raise OSError(errno.EIO, f"short write to {rel}")
+        finally:
+            os.close(fd)
+
+    def config_path(self, address: str) -> str:
+        """Absolute path of a PCI device's config file, for the C parser."""
+        return str(self.path(f"{PCI_DEVICES}/{check_name(address, 'PCI address')}/config"))
+
+    def modprobe(self, module: str) -> None:
+        """Load a kernel module (simulated hosts load it in the simulator)."""
+        check_name(module, "module")
+        if self.simulated:
+            from vfctl.host import sim
+
+            sim.modprobe(self.root, module)
+            return
+        if self.exists(f"sys/module/{module.replace('-', '_')}"):
+            return
+        proc = subprocess.run(["modprobe", module], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise OSError(errno.ENOENT, f"modprobe {module}: {proc.stderr.strip()}")
+
+    def fd_holders(self, dev_rel: str) -> Iterator[tuple[int, str]]:
+        """Processes holding a device node open: (pid, comm), found by scanning /proc/*/fd."""
+        want = "/" + dev_rel.strip("/")
+        for pid in self.listdir("proc"):
+            if not pid.isdigit():
+                continue
+            fds = self.path(f"proc/{pid}/fd")
+            try:
+                entries = os.listdir(fds)
+            except OSError:
+                continue
+            for fd in entries:
+                try:
+                    target = os.readlink(fds / fd)
+                except OSError:
+                    continue
+                if target == want:
+                    comm = self.read_opt(f"proc/{pid}/comm") or "?"
+                    yield int(pid), comm
+                    break

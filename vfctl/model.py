@@ -1,0 +1,176 @@
+"""The host as immutable data: what discovery returns and planning reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A VF held by a VM, as a backend reports it."""
+
+    backend: str  # "libvirt" | "proxmox"
+    vm: str  # domain name / "vm101"
+    vm_id: str  # libvirt UUID / Proxmox vmid
+    element: str  # "hostdev" | "interface" | "hostpci3" | …
+    live: bool = False
+    config: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "vm": self.vm,
+            "vm_id": self.vm_id,
+            "element": self.element,
+            "live": self.live,
+            "config": self.config,
+        }
+
+
+@dataclass(frozen=True)
+class VFSettings:
+    """A VF's netlink settings as the PF driver reports them (None: not reported)."""
+
+    mac: str | None = None
+    vlan: int | None = None
+    qos: int | None = None
+    vlan_proto: str | None = None  # "802.1Q" | "802.1ad"
+    spoofchk: bool | None = None
+    trust: bool | None = None
+    link_state: str | None = None  # "auto" | "enable" | "disable"
+    min_tx_rate: int | None = None
+    max_tx_rate: int | None = None
+    query_rss: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mac": self.mac,
+            "vlan": self.vlan,
+            "qos": self.qos,
+            "vlan_proto": self.vlan_proto,
+            "spoofchk": self.spoofchk,
+            "trust": self.trust,
+            "link_state": self.link_state,
+            "min_tx_rate": self.min_tx_rate,
+            "max_tx_rate": self.max_tx_rate,
+            "query_rss": self.query_rss,
+        }
+
+
+@dataclass(frozen=True)
+class VF:
+    index: int
+    address: str
+    driver: str | None
+    driver_override: str | None
+    netdev: str | None
+    iommu_group: int | None
+    vendor_id: str
+    device_id: str
+    settings: VFSettings = field(default_factory=VFSettings)
+    attached_to: tuple[Attachment, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "index": self.index,
+            "address": self.address,
+            "driver": self.driver,
+            "driver_override": self.driver_override,
+            "netdev": self.netdev,
+            "iommu_group": self.iommu_group,
+            "vendor_id": self.vendor_id,
+            "device_id": self.device_id,
+        }
+        d.update(self.settings.to_json())
+        d["attached_to"] = [a.to_json() for a in self.attached_to]
+        return d
+
+
+@dataclass(frozen=True)
+class PF:
+    address: str
+    netdev: str | None
+    netdevs: tuple[str, ...]
+    driver: str | None
+    vendor_id: str
+    device_id: str
+    class_code: str
+    name: str | None
+    total_vfs: int  # the kernel's sriov_totalvfs (driver may lower it)
+    cap_total_vfs: int | None  # TotalVFs in the SR-IOV capability
+    initial_vfs: int | None
+    num_vfs: int
+    vf_offset: int | None
+    vf_stride: int | None
+    vf_device_id: str | None
+    autoprobe: bool | None
+    numa_node: int | None
+    iommu_group: int | None
+    link: str | None  # "8GT/s x4"
+    ari: bool
+    vfs: tuple[VF, ...] = ()
+    config_bytes_read: int | None = None
+
+    def vf(self, index: int) -> VF | None:
+        for v in self.vfs:
+            if v.index == index:
+                return v
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "netdev": self.netdev,
+            "netdevs": list(self.netdevs),
+            "driver": self.driver,
+            "vendor_id": self.vendor_id,
+            "device_id": self.device_id,
+            "class": self.class_code,
+            "name": self.name,
+            "total_vfs": self.total_vfs,
+            "cap_total_vfs": self.cap_total_vfs,
+            "initial_vfs": self.initial_vfs,
+            "num_vfs": self.num_vfs,
+            "vf_offset": self.vf_offset,
+            "vf_stride": self.vf_stride,
+            "vf_device_id": self.vf_device_id,
+            "autoprobe": self.autoprobe,
+            "numa_node": self.numa_node,
+            "iommu_group": self.iommu_group,
+            "link": self.link,
+            "ari": self.ari,
+            "vfs": [v.to_json() for v in self.vfs],
+        }
+
+
+@dataclass(frozen=True)
+class Device:
+    """Any PCI function (used for IOMMU-group checks and doctor)."""
+
+    address: str
+    driver: str | None
+    class_code: str
+    netdevs: tuple[str, ...]
+    iommu_group: int | None
+    is_bridge: bool
+    physfn: str | None  # the PF address when this is a VF
+
+
+@dataclass(frozen=True)
+class HostModel:
+    pfs: tuple[PF, ...]
+    devices: tuple[Device, ...] = ()
+    iommu_enabled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pfs": [p.to_json() for p in self.pfs]}
+
+    def device(self, address: str) -> Device | None:
+        for d in self.devices:
+            if d.address == address:
+                return d
+        return None
+
+    def group_members(self, group: int) -> list[Device]:
+        return [d for d in self.devices if d.iommu_group == group]

@@ -1,0 +1,58 @@
+"""PCI addresses: parse the forms people type, format the one form the kernel uses."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from vfctl.errors import UsageError
+
+_RE = re.compile(
+    r"^(?:(?P<domain>[0-9a-fA-F]{1,4}):)?(?P<bus>[0-9a-fA-F]{1,2}):(?P<dev>[0-9a-fA-F]{1,2})"
+    r"\.(?P<fn>[0-7])$"
+)
+
+
+@dataclass(frozen=True, order=True)
+class PciAddress:
+    domain: int
+    bus: int
+    device: int
+    function: int
+
+    def __str__(self) -> str:
+        return f"{self.domain:04x}:{self.bus:02x}:{self.device:02x}.{self.function:x}"
+
+    @property
+    def routing_id(self) -> int:
+        """Bus/devfn as one number: VF n's is the PF's + offset + n * stride (SR-IOV spec)."""
+        return (self.bus << 8) | (self.device << 3) | self.function
+
+    @classmethod
+    def from_routing_id(cls, domain: int, rid: int) -> PciAddress:
+        return cls(domain, (rid >> 8) & 0xFF, (rid >> 3) & 0x1F, rid & 0x7)
+
+
+def looks_like_address(text: str) -> bool:
+    return _RE.match(text) is not None
+
+
+def parse(text: str) -> PciAddress:
+    """Parse ``0000:03:00.0`` or ``03:00.0``; UsageError otherwise."""
+    m = _RE.match(text.strip())
+    if not m:
+        raise UsageError(f"malformed PCI address {text!r}: expected dddd:bb:dd.f or bb:dd.f")
+    dev = int(m["dev"], 16)
+    if dev > 0x1F:
+        raise UsageError(f"malformed PCI address {text!r}: device number above 1f")
+    return PciAddress(int(m["domain"] or "0", 16), int(m["bus"], 16), dev, int(m["fn"]))
+
+
+def normalize(text: str) -> str:
+    return str(parse(text))
+
+
+def vf_address(pf: str, offset: int, stride: int, index: int) -> str:
+    """The routing-ID rule the SR-IOV capability defines for VF addresses."""
+    p = parse(pf)
+    return str(PciAddress.from_routing_id(p.domain, p.routing_id + offset + index * stride))

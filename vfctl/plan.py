@@ -1,0 +1,266 @@
+"""Plan/execute engine: ordered actions as data, each with its inverse; journaled, rolled back.
+
+An action is pure data (an op name from the registry plus JSON parameters), so a journal left
+by a killed run can be read back and undone by ``vfctl recover`` in a new process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vfctl.errors import BackendError, HostError, VfctlError
+from vfctl.host.sysfs import Host
+
+JOURNAL = "run/vfctl/journal.json"
+
+
+@dataclass(frozen=True)
+class Action:
+    op: str  # registry key, e.g. "sysfs.write"
+    target: str  # what it acts on, for humans: "0000:01:00.0 sriov_numvfs"
+    detail: str  # what changes: "0 -> 4"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    undo: Action | None = None  # None: nothing to undo (or cannot be undone)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.op, "target": self.target, "detail": self.detail}
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "target": self.target,
+            "detail": self.detail,
+            "params": dict(self.params),
+            "undo": self.undo.to_record() if self.undo else None,
+        }
+
+    @classmethod
+    def from_record(cls, r: Mapping[str, Any]) -> Action:
+        undo = r.get("undo")
+        return cls(r["op"], r["target"], r["detail"], dict(r.get("params") or {}),
+                   cls.from_record(undo) if undo else None)
+
+
+class Context:
+    """What ops act on: the host, and backends created on first use."""
+
+    def __init__(self, host: Host, backend_factory: Callable[[str, Mapping[str, Any]], Any] | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.host = host
+        self._backend_factory = backend_factory
+        self._backends: dict[tuple[str, str], Any] = {}
+        self.progress = progress or (lambda _msg: None)
+        self.warnings: list[str] = []
+
+    def backend(self, name: str, params: Mapping[str, Any]) -> Any:
+        key = (name, json.dumps(dict(params), sort_keys=True))
+        if key not in self._backends:
+            if self._backend_factory is None:
+                raise BackendError(f"backend {name} is not configured")
+            self._backends[key] = self._backend_factory(name, params)
+        return self._backends[key]
+
+
+OpFunc = Callable[[Context, Mapping[str, Any]], None]
+OPS: dict[str, OpFunc] = {}
+
+
+def op(name: str) -> Callable[[OpFunc], OpFunc]:
+    """Register an executable op under a stable name (journals refer to it)."""
+
+    def deco(fn: OpFunc) -> OpFunc:
+        OPS[name] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class Result:
+    changed: bool
+    actions: list[Action]
+    rolled_back: list[Action] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: VfctlError | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "changed": self.changed,
+            "actions": [a.to_json() for a in self.actions],
+            "rolled_back": [a.to_json() for a in self.rolled_back],
+            "warnings": list(self.warnings),
+            "error": None if self.error is None
+            else {"kind": self.error.kind, "message": self.error.message},
+        }
+        doc.update(self.extra)
+        return doc
+
+
+class Journal:
+    """The record of a run in progress under ``/run/vfctl``; present only while a run is live."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.path = host.path(JOURNAL)
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data: dict[str, Any] = json.load(f)
+                return data
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {"pid": None, "started": None, "actions": [], "done": 0, "corrupt": True}
+
+    def save(self, data: Mapping[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def clear(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _run(ctx: Context, a: Action) -> None:
+    fn = OPS.get(a.op)
+    if fn is None:
+        raise HostError(f"unknown action {a.op!r} (journal from another vfctl version?)")
+    fn(ctx, a.params)
+
+
+def _wrap(exc: BaseException, a: Action) -> VfctlError:
+    if isinstance(exc, VfctlError):
+        return exc
+    if isinstance(exc, OSError):
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        name = f"{_errname(exc.errno)}: " if exc.errno else ""
+        return HostError(f"{a.target}: {a.detail} failed: {name}{reason}")
+    return HostError(f"{a.target}: {a.detail} failed: {exc}")
+
+
+def _errname(num: int | None) -> str:
+    import errno as _e
+
+    return _e.errorcode.get(num or 0, str(num))
+
+
+def rollback(ctx: Context, done: Iterable[Action]) -> tuple[list[Action], list[str]]:
+    """Undo actions in reverse; returns what was undone and what could not be."""
+    undone: list[Action] = []
+    failures: list[str] = []
+    for a in reversed(list(done)):
+        if a.undo is None:
+            continue
+        try:
+            _run(ctx, a.undo)
+            undone.append(a)
+        except Exception as exc:  # keep undoing the rest
+            failures.append(f"{a.target}: undo of {a.detail!r} failed: {_wrap(exc, a.undo).message}")
+    return undone, failures
+
+
+def execute(ctx: Context, actions: list[Action], verify: Callable[[], None] | None = None,
+            check: bool = False) -> Result:
+    """Run actions in order, journaled; on failure roll back in reverse and re-raise as Result."""
+    if check or not actions:
+        return Result(changed=bool(actions), actions=actions, warnings=list(ctx.warnings))
+    journal = Journal(ctx.host)
+    record: dict[str, Any] = {"pid": os.getpid(), "started": time.time(),
+                              "actions": [a.to_record() for a in actions], "done": 0}
+    done: list[Action] = []
+    journal.save(record)
+    try:
+        for i, a in enumerate(actions):
+            record["done"] = i  # about to do action i; actions [0, i) are done
+            record["current"] = i
+            journal.save(record)
+            ctx.progress(f"{a.target}: {a.detail}")
+            _run(ctx, a)
+            done.append(a)
+        record["done"] = len(actions)
+        record.pop("current", None)
+        journal.save(record)
+        if verify is not None:
+            verify()
+    except BaseException as exc:
+        err = _wrap(exc, actions[len(done)] if len(done) < len(actions) else actions[-1])
+        # an action that failed mid-way may have half-happened: undo it too when it has an undo
+        to_undo = done + ([actions[len(done)]] if len(done) < len(actions) else [])
+        undone, failures = rollback(ctx, to_undo)
+        journal.clear()
+        undone_names = ", ".join(f"{a.target} ({a.detail})" for a in undone) or "nothing"
+        msg = f"{err.message}; rolled back: {undone_names}"
+        if failures:
+            msg += "; ROLLBACK INCOMPLETE: " + "; ".join(failures)
+        new = type(err)(msg, hint=err.hint)
+        if isinstance(exc, KeyboardInterrupt):
+            new = HostError(f"interrupted; rolled back: {undone_names}")
+        res = Result(changed=False, actions=actions, rolled_back=undone,
+                     warnings=list(ctx.warnings), error=new)
+        raise ExecutionFailed(res) from exc
+    journal.clear()
+    return Result(changed=True, actions=actions, warnings=list(ctx.warnings))
+
+
+class ExecutionFailed(VfctlError):
+    """Carries the Result of a rolled-back run so --json can still print the envelope."""
+
+    def __init__(self, result: Result) -> None:
+        assert result.error is not None
+        super().__init__(result.error.message, hint=result.error.hint)
+        self.result = result
+        self.exit_code = result.error.exit_code
+        self.kind = result.error.kind
+
+
+def pending_journal(host: Host) -> dict[str, Any] | None:
+    """A journal left by a run that is no longer alive (killed), or None."""
+    data = Journal(host).load()
+    if data is None:
+        return None
+    pid = data.get("pid")
+    if isinstance(pid, int) and pid != os.getpid() and _alive(pid) and not host.simulated:
+        return None  # a live run holds it (it also holds the lock)
+    return data
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(ctx: Context) -> Result:
+    """Roll back what a killed run did, from its journal."""
+    data = Journal(ctx.host).load()
+    if data is None:
+        return Result(changed=False, actions=[])
+    actions = [Action.from_record(r) for r in data.get("actions", [])]
+    n = int(data.get("done", 0))
+    # the action at index `done` may have started: undo it as well (undo ops are idempotent)
+    started = actions[: min(n + 1, len(actions))] if "current" in data else actions[:n]
+    undone, failures = rollback(ctx, started)
+    Journal(ctx.host).clear()
+    res = Result(changed=bool(undone), actions=[a.undo for a in reversed(undone) if a.undo],
+                 rolled_back=undone)
+    if failures:
+        res.error = HostError("recover incomplete: " + "; ".join(failures))
+    return res
