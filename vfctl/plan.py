@@ -6,6 +6,7 @@ by a killed run can be read back and undone by ``vfctl recover`` in a new proces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -42,15 +43,24 @@ class Action:
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> Action:
         undo = r.get("undo")
-        return cls(r["op"], r["target"], r["detail"], dict(r.get("params") or {}),
-                   cls.from_record(undo) if undo else None)
+        return cls(
+            r["op"],
+            r["target"],
+            r["detail"],
+            dict(r.get("params") or {}),
+            cls.from_record(undo) if undo else None,
+        )
 
 
 class Context:
     """What ops act on: the host, and backends created on first use."""
 
-    def __init__(self, host: Host, backend_factory: Callable[[str, Mapping[str, Any]], Any] | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        host: Host,
+        backend_factory: Callable[[str, Mapping[str, Any]], Any] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
         self.host = host
         self._backend_factory = backend_factory
         self._backends: dict[tuple[str, str], Any] = {}
@@ -95,7 +105,8 @@ class Result:
             "actions": [a.to_json() for a in self.actions],
             "rolled_back": [a.to_json() for a in self.rolled_back],
             "warnings": list(self.warnings),
-            "error": None if self.error is None
+            "error": None
+            if self.error is None
             else {"kind": self.error.kind, "message": self.error.message},
         }
         doc.update(self.extra)
@@ -129,10 +140,8 @@ class Journal:
         os.replace(tmp, self.path)
 
     def clear(self) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 def _run(ctx: Context, a: Action) -> None:
@@ -169,18 +178,28 @@ def rollback(ctx: Context, done: Iterable[Action]) -> tuple[list[Action], list[s
             _run(ctx, a.undo)
             undone.append(a)
         except Exception as exc:  # keep undoing the rest
-            failures.append(f"{a.target}: undo of {a.detail!r} failed: {_wrap(exc, a.undo).message}")
+            failures.append(
+                f"{a.target}: undo of {a.detail!r} failed: {_wrap(exc, a.undo).message}"
+            )
     return undone, failures
 
 
-def execute(ctx: Context, actions: list[Action], verify: Callable[[], None] | None = None,
-            check: bool = False) -> Result:
+def execute(
+    ctx: Context,
+    actions: list[Action],
+    verify: Callable[[], None] | None = None,
+    check: bool = False,
+) -> Result:
     """Run actions in order, journaled; on failure roll back in reverse and re-raise as Result."""
     if check or not actions:
         return Result(changed=bool(actions), actions=actions, warnings=list(ctx.warnings))
     journal = Journal(ctx.host)
-    record: dict[str, Any] = {"pid": os.getpid(), "started": time.time(),
-                              "actions": [a.to_record() for a in actions], "done": 0}
+    record: dict[str, Any] = {
+        "pid": os.getpid(),
+        "started": time.time(),
+        "actions": [a.to_record() for a in actions],
+        "done": 0,
+    }
     done: list[Action] = []
     journal.save(record)
     try:
@@ -209,8 +228,13 @@ def execute(ctx: Context, actions: list[Action], verify: Callable[[], None] | No
         new = type(err)(msg, hint=err.hint)
         if isinstance(exc, KeyboardInterrupt):
             new = HostError(f"interrupted; rolled back: {undone_names}")
-        res = Result(changed=False, actions=actions, rolled_back=undone,
-                     warnings=list(ctx.warnings), error=new)
+        res = Result(
+            changed=False,
+            actions=actions,
+            rolled_back=undone,
+            warnings=list(ctx.warnings),
+            error=new,
+        )
         raise ExecutionFailed(res) from exc
     journal.clear()
     return Result(changed=True, actions=actions, warnings=list(ctx.warnings))
@@ -259,8 +283,11 @@ def recover(ctx: Context) -> Result:
     started = actions[: min(n + 1, len(actions))] if "current" in data else actions[:n]
     undone, failures = rollback(ctx, started)
     Journal(ctx.host).clear()
-    res = Result(changed=bool(undone), actions=[a.undo for a in reversed(undone) if a.undo],
-                 rolled_back=undone)
+    res = Result(
+        changed=bool(undone),
+        actions=[a.undo for a in reversed(undone) if a.undo],
+        rolled_back=undone,
+    )
     if failures:
         res.error = HostError("recover incomplete: " + "; ".join(failures))
     return res

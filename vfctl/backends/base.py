@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vfctl.model import VF, Attachment, PF
+from vfctl.model import PF, VF, Attachment
 from vfctl.plan import Action
 
 

@@ -1,0 +1,40 @@
+# The README's commands. `make demo` and `make test` work on a fresh Debian 12 machine.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+DEMO  := demo-host
+
+.PHONY: demo test test-fast bench lint deps venv venv-dev lab-deps clean
+
+demo: venv
+	@scripts/demo.sh $(DEMO)
+
+venv:
+	@scripts/install-venv.sh ""
+
+venv-dev: deps
+	@scripts/install-venv.sh "dev,libvirt,proxmox"
+
+deps:
+	@scripts/install-deps.sh
+
+lab-deps:
+	@if [ "$$(id -u)" = 0 ] || [ -f .lab/ready ]; then scripts/lab-deps.sh; \
+	else echo "lab-deps: not root; the lab tests will be skipped (set up as root: make lab-deps)"; fi
+
+lint: venv-dev
+	$(VENV)/bin/ruff check vfctl tests benchmarks
+	$(VENV)/bin/ruff format --check vfctl
+	$(VENV)/bin/mypy --strict vfctl
+
+test: venv-dev lab-deps lint
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+
+test-fast: venv-dev
+	$(VENV)/bin/python -m pytest -q -x -m "not lab and not libvirtd" tests
+
+bench: venv-dev
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf build *.egg-info $(DEMO) .bench

@@ -1,0 +1,264 @@
+"""An isolated, real libvirtd for tests: own sockets, config and state, torn down completely.
+
+Layout (LAB.md): the daemon runs in a private mount namespace (``unshare -m``) where a temp
+directory is bind-mounted over /etc/libvirt, /run/libvirt and /var/{lib,cache,log}/libvirt, and
+private copies of /etc/passwd and /etc/group add the ``libvirt-qemu`` user libvirt resolves
+before it reads qemu.conf. A small subreaper (this file run as a script) owns the daemon and
+every QEMU it spawns, so stopping it kills them all; the namespace, and with it every mount,
+disappears when its last process exits. The QEMU capability cache lives outside the temp
+directory so later runs start in a fraction of a second (the daemon is pinned to CPU 0 so the
+cache stays valid).
+
+Run ``python tests/libvirt/libvirtd.py DIR`` to keep one running by hand (Ctrl-C stops it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+MOUNTS = ("etc", "run", "lib", "cache", "log")
+TARGETS = {
+    "etc": "/etc/libvirt",
+    "run": "/run/libvirt",
+    "lib": "/var/lib/libvirt",
+    "cache": "/var/cache/libvirt",
+    "log": "/var/log/libvirt",
+}
+DEFAULT_CACHE = "/var/tmp/vfctl-test-libvirtd-cache"
+
+
+class LibvirtdError(RuntimeError):
+    """The daemon could not be started (the message carries its log tail)."""
+
+
+def missing_tools() -> list[str]:
+    """Executables this harness needs that the host lacks."""
+    tools = ("libvirtd", "virsh", "unshare", "mount", "taskset", "qemu-system-x86_64")
+    return [t for t in tools if shutil.which(t) is None]
+
+
+def _qemu_conf() -> str:
+    # root/no security driver/no namespaces: nothing to relabel; "file" avoids needing virtlogd
+    return "\n".join(
+        [
+            'user = "root"',
+            'group = "root"',
+            'security_driver = "none"',
+            "dynamic_ownership = 0",
+            "remember_owner = 0",
+            "namespaces = []",
+            'stdio_handler = "file"',
+            "",
+        ]
+    )
+
+
+def _libvirtd_conf(sock_dir: Path) -> str:
+    return "\n".join(
+        [
+            f'unix_sock_dir = "{sock_dir}"',
+            'auth_unix_rw = "none"',
+            'auth_unix_ro = "none"',
+            'unix_sock_rw_perms = "0700"',
+            "log_level = 3",
+            'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"',
+            "",
+        ]
+    )
+
+
+def _with_user(src: str, line: str, name: str) -> str:
+    text = Path(src).read_text(encoding="utf-8")
+    if any(ln.split(":", 1)[0] == name for ln in text.splitlines()):
+        return text
+    return text.rstrip("\n") + "\n" + line + "\n"
+
+
+class Libvirtd:
+    """One isolated daemon; ``uri`` is valid between ``start()`` and ``stop()``."""
+
+    def __init__(self, workdir: Path, cache_dir: Path | None = None) -> None:
+        self.dir = Path(workdir)
+        self.cache_dir = Path(
+            cache_dir or os.environ.get("VFCTL_LIBVIRTD_CACHE") or DEFAULT_CACHE
+        )
+        self.sock_dir = self.dir / "sock"
+        self.uri = f"qemu:///system?socket={self.sock_dir}/libvirt-sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "log" / "libvirtd.log"
+
+    def _prepare(self) -> None:
+        for sub in (*MOUNTS, "sock"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "etc" / "libvirtd.conf").write_text(_libvirtd_conf(self.sock_dir))
+        (self.dir / "etc" / "qemu.conf").write_text(_qemu_conf())
+        (self.dir / "passwd").write_text(
+            _with_user(
+                "/etc/passwd",
+                "libvirt-qemu:x:64055:64055:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin",
+                "libvirt-qemu",
+            )
+        )
+        (self.dir / "group").write_text(
+            _with_user("/etc/group", "libvirt-qemu:x:64055:", "libvirt-qemu")
+        )
+        for target in TARGETS.values():  # mount points; empty dirs a libvirt install also makes
+            os.makedirs(target, exist_ok=True)
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start and wait until ``virsh version`` answers; LibvirtdError with the log otherwise."""
+        missing = missing_tools()
+        if missing:
+            raise LibvirtdError(f"missing executables: {', '.join(missing)}")
+        if os.geteuid() != 0:
+            raise LibvirtdError("the isolated libvirtd needs root (mount namespace, qemu:///system)")
+        self._prepare()
+        out = open(self.dir / "wrapper.log", "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "--", sys.executable,
+             os.path.abspath(__file__), "--subreaper", str(self.dir), str(self.cache_dir)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+        )
+        out.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise LibvirtdError(f"libvirtd exited with {self.proc.returncode}: {self.log_tail()}")
+            r = subprocess.run(["virsh", "-q", "-c", self.uri, "version"],
+                               capture_output=True, timeout=30, check=False)
+            if r.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LibvirtdError(f"libvirtd did not answer within {timeout:.0f}s: {self.log_tail()}")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the daemon and every QEMU it started; idempotent."""
+        p = self.proc
+        if p is None:
+            return
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+        self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = ""
+        for f in (self.dir / "wrapper.log", self.log_path):
+            with contextlib.suppress(OSError):
+                text += f.read_text(errors="replace")
+        return " | ".join(text.strip().splitlines()[-lines:]) or "(no log)"
+
+
+# ---- the subreaper, run inside the private mount namespace ---------------------------------
+
+
+def _prctl(option: int, arg: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, arg, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option})")
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def _subreaper(workdir: Path, cache_dir: Path) -> int:
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the test process died: take everything down
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    binds = [(workdir / sub, TARGETS[sub]) for sub in MOUNTS if sub != "cache"]
+    binds += [(cache_dir, TARGETS["cache"]), (workdir / "passwd", "/etc/passwd"),
+              (workdir / "group", "/etc/group")]
+    for src, dst in binds:
+        subprocess.run(["mount", "--bind", str(src), dst], check=True)
+
+    def in_child() -> None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    daemon = subprocess.Popen(
+        ["taskset", "-c", "0", "libvirtd", "-p", str(workdir / "libvirtd.pid"),
+         "-f", "/etc/libvirt/libvirtd.conf"],
+        preexec_fn=in_child,
+    )
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            daemon.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    while True:  # reap everything; QEMU processes are re-parented to us
+        try:
+            pid, st = os.wait()
+        except ChildProcessError:
+            break
+        if pid == daemon.pid:
+            status = os.waitstatus_to_exitcode(st)
+            break
+    # libvirtd leaves domains running by design: they must not outlive the test daemon
+    for _ in range(50):
+        kids = _children(os.getpid())
+        if not kids:
+            break
+        for k in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(k, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        time.sleep(0.02)
+    return status
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--subreaper"]:
+        return _subreaper(Path(argv[1]), Path(argv[2]))
+    d = Libvirtd(Path(argv[0]))
+    d.start()
+    print(d.uri, flush=True)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        d.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

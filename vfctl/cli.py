@@ -1,0 +1,525 @@
+"""The typer app: parse, call, render. Decisions live in the modules it calls."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vfctl import __version__
+from vfctl.errors import NotFoundError, RefusedError, UsageError, VfctlError
+from vfctl.model import HostModel
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="SR-IOV virtual functions for Proxmox VE and libvirt/KVM hosts.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+sim_app = typer.Typer(no_args_is_help=True, help="Simulated hosts: build one, snapshot a real one.")
+app.add_typer(sim_app, name="sim")
+
+
+@dataclass
+class State:
+    root: str = "/"
+    verbose: int = 0
+    backend: str = "auto"
+    libvirt_uri: str | None = None
+    pve_node: str | None = None
+    pve_ca: str | None = None
+    insecure: bool = False
+    json: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+S = State()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+CheckOpt = Annotated[bool, typer.Option("--check", help="Show the plan; change nothing.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Override in-use refusals.")]
+WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for the host lock.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"vfctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    root: Annotated[
+        str,
+        typer.Option(
+            "--root", envvar="VFCTL_ROOT", help="Host root (a real / or a simulated host dir)."
+        ),
+    ] = "/",
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True)] = 0,
+    backend: Annotated[
+        str,
+        typer.Option("--backend", envvar="VFCTL_BACKEND", help="auto, none, libvirt or proxmox."),
+    ] = "auto",
+    libvirt_uri: Annotated[
+        str | None, typer.Option("--libvirt-uri", envvar="VFCTL_LIBVIRT_URI")
+    ] = None,
+    pve_node: Annotated[str | None, typer.Option("--pve-node", envvar="VFCTL_PVE_NODE")] = None,
+    pve_ca: Annotated[str | None, typer.Option("--pve-ca", help="CA file for the PVE API.")] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Skip PVE TLS verification.")
+    ] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+) -> None:
+    S.root, S.verbose, S.backend = root, verbose, backend
+    S.libvirt_uri, S.pve_node, S.pve_ca, S.insecure = libvirt_uri, pve_node, pve_ca, insecure
+
+
+# ---------------------------------------------------------------- shared plumbing
+
+
+def host() -> Any:
+    from vfctl.host.sysfs import Host
+
+    if not os.path.isdir(S.root):
+        raise NotFoundError(f"host root {S.root} does not exist")
+    h = Host(S.root)
+    if S.verbose:
+        from vfctl.pci import configspace
+
+        if not getattr(configspace, "HAVE_C", False):
+            print(
+                "vfctl: C config-space parser not built; using the pure-Python parser",
+                file=sys.stderr,
+            )
+    return h
+
+
+def backend_cfg() -> Any:
+    from vfctl.backends import BackendConfig
+
+    return BackendConfig(
+        name=S.backend,
+        libvirt_uri=S.libvirt_uri,
+        pve_node=S.pve_node,
+        pve_ca=S.pve_ca,
+        insecure=S.insecure,
+    )
+
+
+def inventory(h: Any) -> dict[str, list[Any]]:
+    """attached_to for every VF, from every backend this host has."""
+    from vfctl import backends
+
+    cfg = backend_cfg()
+    out: dict[str, list[Any]] = {}
+    for name in backends.detect(h, cfg):
+        b = S.extra.setdefault(f"backend:{name}", backends.create(name, cfg))
+        for addr, atts in b.attachments().items():
+            out.setdefault(addr, []).extend(atts)
+    return out
+
+
+def model(h: Any, with_devices: bool = False, with_backends: bool = True) -> HostModel:
+    from vfctl.discover import discover
+    from vfctl.host import netlink
+
+    m = discover(h, inventory(h) if with_backends else {}, with_devices=with_devices)
+    info = {pf.netdev: netlink.vf_info(h, pf.netdev) for pf in m.pfs if pf.netdev and pf.num_vfs}
+    if any(info.values()):
+        m = discover(
+            h, inventory(h) if with_backends else {}, vf_info=info, with_devices=with_devices
+        )
+    return m
+
+
+def fail(e: VfctlError, as_json: bool, mutating: bool) -> None:
+    from vfctl import render
+
+    if as_json:
+        if mutating:
+            from vfctl.plan import ExecutionFailed
+
+            doc = (
+                e.result.to_json()
+                if isinstance(e, ExecutionFailed)
+                else {
+                    "changed": False,
+                    "actions": [],
+                    "rolled_back": [],
+                    "warnings": [],
+                    "error": {"kind": e.kind, "message": e.message},
+                }
+            )
+        else:
+            doc = {"error": {"kind": e.kind, "message": e.message}}
+        render.emit_json(doc)
+    msg = f"vfctl: error: {e.message}"
+    if e.hint:
+        msg += f" (hint: {e.hint})"
+    print(msg, file=sys.stderr)
+    raise typer.Exit(e.exit_code)
+
+
+def guarded(as_json: bool, mutating: bool, fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except VfctlError as e:
+        fail(e, as_json, mutating)
+    except KeyboardInterrupt:
+        print("vfctl: interrupted", file=sys.stderr)
+        raise typer.Exit(130) from None
+
+
+def run_plan(
+    as_json: bool,
+    check: bool,
+    wait: float,
+    build: Callable[[Any, HostModel], tuple[list[Any], Callable[[], None] | None]],
+    with_devices: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Lock, refuse over a stale journal, discover, plan, execute, verify, render."""
+    from vfctl import plan, render
+    from vfctl.host.lock import host_lock
+
+    def go() -> None:
+        h = host()
+        ctx = plan.Context(
+            h,
+            backend_factory=_factory,
+            progress=(lambda m: render.err.print(m, style="dim"))
+            if S.verbose and not as_json
+            else None,
+        )
+        with host_lock(h, wait):
+            stale = plan.pending_journal(h)
+            if stale is not None:
+                raise RefusedError(
+                    f"an interrupted vfctl run left a journal ({h.path(plan.JOURNAL)}) with "
+                    f"{len(stale.get('actions', []))} actions; run `vfctl recover` to roll it back"
+                )
+            m = model(h, with_devices=with_devices)
+            actions, verify = build(h, m)
+            res = plan.execute(ctx, actions, verify=verify, check=check)
+        if extra:
+            res.extra.update(extra)
+        if as_json:
+            render.emit_json(res.to_json())
+        else:
+            render.result_text(res, check)
+
+    guarded(as_json, True, go)
+
+
+def _factory(name: str, params: Any) -> Any:
+    from vfctl import backends
+
+    return backends.create(name, backend_cfg(), params)
+
+
+# ---------------------------------------------------------------- read-only commands
+
+
+@app.command("list")
+def list_cmd(
+    json_: JsonOpt = False,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Include the VFs.")] = False,
+) -> None:
+    """List SR-IOV physical functions."""
+
+    def go() -> None:
+        from vfctl import render
+
+        m = model(host())
+        if json_:
+            render.emit_json(m.to_json())
+            return
+        from vfctl import pciids
+
+        names = {p.address: pciids.name(p.vendor_id, p.device_id) for p in m.pfs}
+        if not m.pfs:
+            render.out.print("no SR-IOV physical functions found")
+            return
+        render.out.print(render.pf_table(m, names, all_))
+
+    guarded(json_, False, go)
+
+
+@app.command()
+def show(
+    pf: Annotated[str, typer.Argument(help="PF netdev or PCI address.")], json_: JsonOpt = False
+) -> None:
+    """Show one PF and its VFs."""
+
+    def go() -> None:
+        from vfctl import render
+        from vfctl.discover import resolve_pf
+
+        h = host()
+        p = resolve_pf(model(h), pf, h)
+        if json_:
+            render.emit_json(p.to_json())
+            return
+        render.out.print(render.pf_summary(p))
+        if p.vfs:
+            render.out.print(render.vf_table(p))
+
+    guarded(json_, False, go)
+
+
+@app.command()
+def decode(
+    file: Annotated[str, typer.Argument(help="Raw config space or lspci -x/-xxx/-xxxx dump.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Decode a config-space file: capabilities, SR-IOV, ARI, ACS, PCIe link."""
+
+    def go() -> None:
+        from vfctl import render
+        from vfctl.pci import configspace
+
+        try:
+            with open(file, "rb") as f:
+                raw = f.read(1 << 20)
+        except FileNotFoundError:
+            raise NotFoundError(f"{file}: no such file") from None
+        except OSError as e:
+            raise UsageError(f"{file}: cannot read: {e.strerror}") from None
+        try:
+            data = configspace.load_dump(raw)
+        except ValueError as e:
+            raise UsageError(f"{file}: {e}") from None
+        doc = configspace.parse(data)
+        if json_:
+            render.emit_json(doc)
+        else:
+            render.decode_text(doc)
+
+    guarded(json_, False, go)
+
+
+# ---------------------------------------------------------------- host operations
+
+
+@app.command()
+def enable(
+    pf: Annotated[str, typer.Argument(help="PF netdev or PCI address.")],
+    count: Annotated[int, typer.Argument(help="Number of VFs.")],
+    autoprobe: Annotated[
+        bool | None,
+        typer.Option("--autoprobe/--no-autoprobe", help="Set sriov_drivers_autoprobe first."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds to wait for VFs.")
+    ] = None,
+    force: ForceOpt = False,
+    force_host_nic: Annotated[bool, typer.Option("--force-host-nic")] = False,
+    check: CheckOpt = False,
+    json_: JsonOpt = False,
+    wait: WaitOpt = 30.0,
+) -> None:
+    """Create COUNT VFs on a PF (through 0 when it already has a different count)."""
+    from vfctl import hostops
+    from vfctl.discover import resolve_pf
+
+    def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None]]:
+        p = resolve_pf(m, pf, h)
+        acts = hostops.plan_numvfs(
+            h,
+            p,
+            count,
+            force=force,
+            force_host_nic=force_host_nic,
+            timeout=timeout,
+            autoprobe=autoprobe,
+        )
+        return acts, _verify_numvfs(h, p.address, count)
+
+    run_plan(json_, check, wait, build)
+
+
+@app.command()
+def disable(
+    pf: Annotated[str, typer.Argument(help="PF netdev or PCI address.")],
+    force: ForceOpt = False,
+    force_host_nic: Annotated[bool, typer.Option("--force-host-nic")] = False,
+    check: CheckOpt = False,
+    json_: JsonOpt = False,
+    wait: WaitOpt = 30.0,
+) -> None:
+    """Remove all VFs of a PF (refused while they are in use)."""
+    from vfctl import hostops
+    from vfctl.discover import resolve_pf
+
+    def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None]]:
+        p = resolve_pf(m, pf, h)
+        acts = hostops.plan_numvfs(h, p, 0, force=force, force_host_nic=force_host_nic)
+        return acts, _verify_numvfs(h, p.address, 0)
+
+    run_plan(json_, check, wait, build)
+
+
+def _verify_numvfs(h: Any, address: str, n: int) -> Callable[[], None]:
+    def verify() -> None:
+        from vfctl.discover import discover
+        from vfctl.errors import HostError
+
+        for p in discover(h).pfs:
+            if p.address == address and (p.num_vfs != n or len(p.vfs) != n):
+                raise HostError(
+                    f"{address}: verify failed: numvfs {p.num_vfs}, "
+                    f"{len(p.vfs)} VF links, wanted {n}"
+                )
+
+    return verify
+
+
+def _bind_cmd(
+    pf: str, vfs: list[str], driver: str | None, force: bool, check: bool, json_: bool, wait: float
+) -> None:
+    from vfctl import hostops
+    from vfctl.discover import parse_vf_selector, resolve_pf
+
+    if driver is not None:
+        from vfctl.host.sysfs import check_name
+
+        check_name(driver, "driver")
+
+    def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None]]:
+        p = resolve_pf(m, pf, h)
+        idx = sorted({i for sel in vfs for i in parse_vf_selector(sel, p)})
+        chosen = [v for v in p.vfs if v.index in idx]
+        acts = hostops.plan_bind(h, m, p, chosen, driver, force=force)
+
+        def verify() -> None:
+            from vfctl.discover import discover
+            from vfctl.errors import HostError
+
+            now = {v.address: v for q in discover(h).pfs for v in q.vfs}
+            for v in chosen:
+                got = now.get(v.address)
+                if driver is not None and (got is None or got.driver != driver):
+                    raise HostError(
+                        f"{v.address}: verify failed: driver "
+                        f"{got.driver if got else 'gone'}, wanted {driver}"
+                    )
+
+        return acts, verify
+
+    run_plan(json_, check, wait, build, with_devices=True)
+
+
+@app.command()
+def bind(
+    pf: Annotated[str, typer.Argument(help="PF netdev or PCI address.")],
+    vfs: Annotated[list[str], typer.Argument(help="VFs: vf3, 3, vf0-3,7, all, or addresses.")],
+    driver: Annotated[str, typer.Option("--driver", help="Driver to bind.")] = "vfio-pci",
+    force: ForceOpt = False,
+    check: CheckOpt = False,
+    json_: JsonOpt = False,
+    wait: WaitOpt = 30.0,
+) -> None:
+    """Bind VFs to a driver (vfio-pci by default) via driver_override."""
+    guarded(json_, True, lambda: _bind_cmd(pf, vfs, driver, force, check, json_, wait))
+
+
+@app.command()
+def unbind(
+    pf: Annotated[str, typer.Argument(help="PF netdev or PCI address.")],
+    vfs: Annotated[list[str], typer.Argument(help="VFs: vf3, 3, vf0-3,7, all, or addresses.")],
+    force: ForceOpt = False,
+    check: CheckOpt = False,
+    json_: JsonOpt = False,
+    wait: WaitOpt = 30.0,
+) -> None:
+    """Return VFs to their default driver (clear driver_override, reprobe)."""
+    guarded(json_, True, lambda: _bind_cmd(pf, vfs, None, force, check, json_, wait))
+
+
+@app.command()
+def recover(json_: JsonOpt = False, wait: WaitOpt = 30.0) -> None:
+    """Roll back what an interrupted run did, from its journal."""
+    from vfctl import plan, render
+    from vfctl.host.lock import host_lock
+
+    def go() -> None:
+        h = host()
+        with host_lock(h, wait):
+            res = plan.recover(plan.Context(h, backend_factory=_factory))
+        if json_:
+            render.emit_json(res.to_json())
+        else:
+            if not res.rolled_back:
+                render.out.print("no interrupted run to recover")
+            for a in res.rolled_back:
+                render.out.print(f"rolled back: {a.target} ({a.detail})")
+        if res.error is not None:
+            raise res.error
+
+    guarded(json_, True, go)
+
+
+# ---------------------------------------------------------------- simulated hosts
+
+
+@sim_app.command("init")
+def sim_init(
+    dir: Annotated[Path, typer.Argument(help="Directory to create the host in.")],
+    preset: Annotated[str, typer.Option("--preset", help="Host shape.")] = "default",
+    force: ForceOpt = False,
+) -> None:
+    """Write a simulated host (real sysfs layout) that follows the kernel's SR-IOV rules."""
+
+    def go() -> None:
+        from vfctl.host import sim
+
+        if preset not in sim.PRESETS:
+            raise UsageError(
+                f"unknown preset {preset!r}; presets: {', '.join(sorted(sim.PRESETS))}"
+            )
+        if dir.exists() and any(dir.iterdir()) and not force:
+            raise RefusedError(f"{dir} exists and is not empty (--force to replace it)")
+        if dir.exists() and force:
+            import shutil
+
+            if not (dir / ".vfctl-sim").is_dir():
+                raise RefusedError(f"{dir} is not a simulated host; refusing to delete it")
+            shutil.rmtree(dir)
+        sim.init(dir, preset)
+        print(f"simulated host ({preset}) written to {dir}; use: vfctl --root {dir} list")
+
+    guarded(False, True, go)
+
+
+@sim_app.command("snapshot")
+def sim_snapshot(
+    dir: Annotated[Path, typer.Argument(help="Directory to write the snapshot to.")],
+) -> None:
+    """Record this host's (or --root's) PCI/SR-IOV state as a simulated host."""
+
+    def go() -> None:
+        from vfctl.host import sim
+
+        if dir.exists() and any(dir.iterdir()):
+            raise RefusedError(f"{dir} exists and is not empty")
+        sim.snapshot(Path(S.root), dir)
+        print(f"snapshot of {S.root} written to {dir}")
+
+    guarded(False, True, go)
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

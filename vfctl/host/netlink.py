@@ -1,0 +1,154 @@
+"""Netlink reads (links, addresses, routes, VF info) via pyroute2; simulated hosts use the sim.
+
+pyroute2 is imported only when a real host is asked, so read-only commands on simulated
+hosts (and `vfctl list` on hosts without VFs) stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from vfctl.host.sysfs import CLASS_NET, Host
+from vfctl.model import VFSettings
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    ifname: str
+    up: bool
+    addresses: tuple[str, ...]
+    master: str | None
+    default_route: bool
+
+
+def _sysfs_master(host: Host, ifname: str) -> str | None:
+    return host.link_name(f"{CLASS_NET}/{ifname}/master")
+
+
+def link_info(host: Host, ifname: str) -> LinkInfo:
+    """State of one interface: up, addresses, master, default route."""
+    if host.simulated:
+        from vfctl.host import sim
+
+        d: dict[str, Any] = sim.link_info(host.root, ifname)
+        return LinkInfo(
+            ifname,
+            bool(d.get("up", d.get("operstate") == "up")),
+            tuple(d.get("addresses", ())),
+            d.get("master") or _sysfs_master(host, ifname),
+            bool(d.get("default_route")),
+        )
+    if str(host.root) != "/":
+        # a snapshot or foreign tree: netlink would describe this machine, not that one
+        oper = host.read_opt(f"{CLASS_NET}/{ifname}/operstate")
+        return LinkInfo(ifname, oper == "up", (), _sysfs_master(host, ifname), False)
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ip:
+        links = ip.link_lookup(ifname=ifname)
+        if not links:
+            return LinkInfo(ifname, False, (), None, False)
+        idx = links[0]
+        msg = ip.get_links(idx)[0]
+        up = bool(msg["flags"] & 1)
+        master_idx = msg.get_attr("IFLA_MASTER")
+        master = None
+        if master_idx:
+            m = ip.get_links(master_idx)
+            master = m[0].get_attr("IFLA_IFNAME") if m else None
+        addrs = tuple(
+            f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ip.get_addr(index=idx)
+        )
+        default = False
+        for fam in (2, 10):
+            for r in ip.get_routes(family=fam, table=254):
+                if r["dst_len"] == 0 and r.get_attr("RTA_OIF") == idx:
+                    default = True
+        return LinkInfo(ifname, up, addrs, master, default)
+
+
+def upper_chain(host: Host, ifname: str) -> list[str]:
+    """The interface and every master above it (port → bond → bridge)."""
+    out = [ifname]
+    seen = {ifname}
+    cur = ifname
+    while True:
+        m = _sysfs_master(host, cur)
+        if host.simulated and m is None:
+            m = link_info(host, cur).master
+        if not m or m in seen:
+            return out
+        out.append(m)
+        seen.add(m)
+        cur = m
+
+
+def vf_info(host: Host, pf_ifname: str) -> list[VFSettings]:
+    """Per-VF settings the PF driver reports (IFLA_VFINFO_LIST), indexed by VF number."""
+    if host.simulated:
+        from vfctl.host import sim
+
+        return [_settings(d) for d in sim.vf_info(host.root, pf_ifname)]
+    if str(host.root) != "/" or not os.path.exists("/proc/net/dev"):
+        return []
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ip:
+        idx = ip.link_lookup(ifname=pf_ifname)
+        if not idx:
+            return []
+        msg = ip.get_links(idx[0], ext_mask=1)[0]
+        vfl = msg.get_attr("IFLA_VFINFO_LIST")
+        if not vfl:
+            return []
+        out: dict[int, VFSettings] = {}
+        for vfi in vfl.get_attrs("IFLA_VF_INFO"):
+            s = _from_vfinfo(vfi)
+            if s is not None:
+                out[s[0]] = s[1]
+        return [out.get(i, VFSettings()) for i in range(max(out) + 1)] if out else []
+
+
+_LINK_STATE = {0: "auto", 1: "enable", 2: "disable"}
+
+
+def _from_vfinfo(vfi: Any) -> tuple[int, VFSettings] | None:
+    mac = vfi.get_attr("IFLA_VF_MAC")
+    if mac is None:
+        return None
+    vlan = vfi.get_attr("IFLA_VF_VLAN") or {}
+    proto = None
+    vl = vfi.get_attr("IFLA_VF_VLAN_LIST")
+    if vl is not None:
+        infos = vl.get_attrs("IFLA_VF_VLAN_INFO")
+        if infos:
+            p = infos[0].get("vlan_proto")
+            proto = {0x8100: "802.1Q", 0x88A8: "802.1ad"}.get(_ntohs(p) if p else 0x8100)
+    rate = vfi.get_attr("IFLA_VF_RATE") or {}
+    spoof = vfi.get_attr("IFLA_VF_SPOOFCHK") or {}
+    trust = vfi.get_attr("IFLA_VF_TRUST") or {}
+    ls = vfi.get_attr("IFLA_VF_LINK_STATE") or {}
+    rss = vfi.get_attr("IFLA_VF_RSS_QUERY_EN") or {}
+    setting = spoof.get("setting")
+    return int(mac["vf"]), VFSettings(
+        mac=str(mac.get("mac", "")).lower() or None,
+        vlan=vlan.get("vlan"),
+        qos=vlan.get("qos"),
+        vlan_proto=proto or ("802.1Q" if vlan else None),
+        spoofchk=None if setting in (None, 0xFFFFFFFF) else bool(setting),
+        trust=None if trust.get("setting") in (None, 0xFFFFFFFF) else bool(trust["setting"]),
+        link_state=_LINK_STATE.get(ls.get("link_state", -1)),
+        min_tx_rate=rate.get("min_tx_rate"),
+        max_tx_rate=rate.get("max_tx_rate"),
+        query_rss=None if rss.get("setting") in (None, 0xFFFFFFFF) else bool(rss["setting"]),
+    )
+
+
+def _ntohs(v: int) -> int:
+    return ((v & 0xFF) << 8) | ((v >> 8) & 0xFF) if v not in (0x8100, 0x88A8) else v
+
+
+def _settings(d: dict[str, Any]) -> VFSettings:
+    return VFSettings(**{k: d.get(k) for k in VFSettings.__dataclass_fields__})

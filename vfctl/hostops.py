@@ -1,0 +1,363 @@
+"""Host operations as plans: numvfs, autoprobe, driver binding — plus the ops that run them.
+
+Planning functions are pure (model in, actions out) apart from the in-use probes, which read
+the host through ``Host``/netlink; the ``@op`` functions are the only writers.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vfctl.errors import HostError, RefusedError, UsageError
+from vfctl.host import netlink
+from vfctl.host.sysfs import PCI_DEVICES, PCI_DRIVERS, Host
+from vfctl.model import PF, VF, HostModel
+from vfctl.plan import Action, Context, op
+
+VFIO = "vfio-pci"
+STUB_DRIVERS = ("vfio-pci", "pci-stub")
+
+
+def default_timeout(n: int) -> float:
+    """Some NICs take about a second per VF to enable; scale with the count."""
+    return 10.0 + 1.0 * n
+
+
+# ---------------------------------------------------------------- in-use and safety probes
+
+
+@dataclass(frozen=True)
+class User:
+    address: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.address}: {self.what}"
+
+
+def vfio_holders(host: Host, vf: VF) -> list[str]:
+    if vf.driver != VFIO or vf.iommu_group is None:
+        return []
+    return [f"pid {pid} ({comm})" for pid, comm in host.fd_holders(f"dev/vfio/{vf.iommu_group}")]
+
+
+def vf_users(host: Host, pf: PF) -> tuple[list[User], list[User]]:
+    """(hard, soft) users of a PF's VFs: hard ones block even --force (the kernel would hang)."""
+    hard: list[User] = []
+    soft: list[User] = []
+    for vf in pf.vfs:
+        for h in vfio_holders(host, vf):
+            hard.append(User(vf.address, f"/dev/vfio/{vf.iommu_group} held open by {h}"))
+        for a in vf.attached_to:
+            soft.append(User(vf.address, f"attached to {a.backend} VM {a.vm} ({a.element})"))
+        if vf.netdev:
+            li = netlink.link_info(host, vf.netdev)
+            if li.up and li.addresses:
+                soft.append(
+                    User(vf.address, f"netdev {vf.netdev} is up with {', '.join(li.addresses)}")
+                )
+    return hard, soft
+
+
+def host_nic_reason(host: Host, netdevs: Sequence[str]) -> str | None:
+    """Why these netdevs carry the host's connectivity (default route through them), or None."""
+    for nd in netdevs:
+        for ifname in netlink.upper_chain(host, nd):
+            if netlink.link_info(host, ifname).default_route:
+                via = f" (via {ifname})" if ifname != nd else ""
+                return f"{nd} carries the host's default route{via}"
+    return None
+
+
+def unbind_blockers(host: Host, netdevs: Sequence[str]) -> list[str]:
+    """Reasons not to take these netdevs away from the host: addresses, routes, masters."""
+    out = []
+    for nd in netdevs:
+        li = netlink.link_info(host, nd)
+        if li.addresses:
+            out.append(f"{nd} has addresses {', '.join(li.addresses)}")
+        if li.default_route:
+            out.append(f"{nd} carries the default route")
+        if li.master:
+            out.append(f"{nd} is a member of {li.master}")
+    return out
+
+
+def check_host_nic(host: Host, pf: PF, force_host_nic: bool) -> None:
+    reason = host_nic_reason(host, pf.netdevs)
+    if reason and not force_host_nic:
+        raise RefusedError(
+            f"{pf.address}: {reason}; changing its VFs may reset the link and cut the host off "
+            "(--force-host-nic to do it anyway)"
+        )
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _pfdir(pf: PF) -> str:
+    return f"{PCI_DEVICES}/{pf.address}"
+
+
+def plan_autoprobe(pf: PF, value: bool | None) -> list[Action]:
+    if value is None or pf.autoprobe is None or pf.autoprobe == value:
+        return []
+    path = f"{_pfdir(pf)}/sriov_drivers_autoprobe"
+    old, new = "1" if pf.autoprobe else "0", "1" if value else "0"
+    return [
+        Action(
+            "sysfs.write",
+            f"{pf.address} sriov_drivers_autoprobe",
+            f"{old} -> {new}",
+            {"path": path, "value": new},
+            Action(
+                "sysfs.write",
+                f"{pf.address} sriov_drivers_autoprobe",
+                f"{new} -> {old}",
+                {"path": path, "value": old},
+            ),
+        )
+    ]
+
+
+def plan_numvfs(
+    host: Host,
+    pf: PF,
+    n: int,
+    *,
+    force: bool = False,
+    force_host_nic: bool = False,
+    timeout: float | None = None,
+    autoprobe: bool | None = None,
+) -> list[Action]:
+    """Actions taking a PF from its current VF count to n, with the kernel's rules checked first."""
+    name = pf.netdev or pf.address
+    if n < 0:
+        raise UsageError(f"invalid VF count {n} for {name}: must be 0 or more")
+    if pf.driver is None:
+        raise HostError(
+            f"{name} ({pf.address}) has no driver bound: the PF driver creates VFs "
+            "(ENOENT, no sriov_configure); load or bind its driver first"
+        )
+    if n > pf.total_vfs:
+        cap = (
+            f"; the capability allows {pf.cap_total_vfs}, the driver or firmware limits it"
+            if pf.cap_total_vfs and pf.cap_total_vfs > pf.total_vfs
+            else ""
+        )
+        raise UsageError(f"{name}: {n} VFs requested but sriov_totalvfs is {pf.total_vfs}{cap}")
+    actions = plan_autoprobe(pf, autoprobe)
+    if n == pf.num_vfs:
+        return actions
+    check_host_nic(host, pf, force_host_nic)
+    if pf.num_vfs > 0:
+        hard, soft = vf_users(host, pf)
+        if hard:
+            raise RefusedError(
+                f"{name}: cannot change the VF count while VFs are held open — "
+                + "; ".join(map(str, hard))
+                + " (the kernel would block until they close; stop those processes first)"
+            )
+        if soft and not force:
+            raise RefusedError(
+                f"{name}: VFs in use — "
+                + "; ".join(map(str, soft))
+                + " (--force to remove them anyway)"
+            )
+    t = timeout if timeout is not None else default_timeout(max(n, pf.num_vfs))
+    expect_probe = (autoprobe if autoprobe is not None else pf.autoprobe) is not False
+
+    def set_n(frm: int, to: int) -> Action:
+        return Action(
+            "sriov.numvfs",
+            f"{pf.address} sriov_numvfs",
+            f"{frm} -> {to}",
+            {"pf": pf.address, "num": to, "timeout": t, "probe": expect_probe},
+            Action(
+                "sriov.numvfs",
+                f"{pf.address} sriov_numvfs",
+                f"{to} -> {frm}",
+                {"pf": pf.address, "num": frm, "timeout": t, "probe": expect_probe},
+            ),
+        )
+
+    if pf.num_vfs > 0 and n > 0:
+        # the kernel refuses a different non-zero count (EBUSY): go through 0
+        actions += [set_n(pf.num_vfs, 0), set_n(0, n)]
+    else:
+        actions.append(set_n(pf.num_vfs, n))
+    return actions
+
+
+def plan_bind(
+    host: Host,
+    model: HostModel,
+    pf: PF,
+    vfs: Sequence[VF],
+    driver: str | None,
+    *,
+    force: bool = False,
+) -> list[Action]:
+    """Bind VFs to ``driver`` (None: back to their default driver) through driver_override."""
+    actions: list[Action] = []
+    selected = {v.address for v in vfs}
+    for vf in vfs:
+        want_override = driver
+        if driver is None:
+            if vf.driver_override is None:
+                continue
+        elif vf.driver == driver and vf.driver_override == driver:
+            continue
+        if vf.driver and vf.driver != driver:
+            if vf.netdev:
+                blockers = unbind_blockers(host, [vf.netdev])
+                if blockers and not force:
+                    raise RefusedError(
+                        f"{vf.address} (VF {vf.index} of {pf.netdev or pf.address}): "
+                        + "; ".join(blockers)
+                        + " (--force to unbind anyway)"
+                    )
+            for h in vfio_holders(host, vf):
+                raise RefusedError(f"{vf.address}: /dev/vfio/{vf.iommu_group} is held open by {h}")
+            for a in vf.attached_to:
+                if not force:
+                    raise RefusedError(
+                        f"{vf.address}: attached to {a.backend} VM {a.vm}; "
+                        "detach it first (--force to rebind anyway)"
+                    )
+        if driver in STUB_DRIVERS and vf.iommu_group is not None:
+            check_group_viable(model, vf, selected)
+        target = f"{vf.address} driver"
+        actions.append(
+            Action(
+                "pci.driver",
+                target,
+                f"{vf.driver or 'none'} -> {driver or 'default'}",
+                {
+                    "address": vf.address,
+                    "override": want_override,
+                    "expect": driver,
+                    "group": vf.iommu_group,
+                },
+                Action(
+                    "pci.driver",
+                    target,
+                    f"{driver or 'default'} -> {vf.driver or 'none'}",
+                    {
+                        "address": vf.address,
+                        "override": vf.driver_override,
+                        "expect": vf.driver,
+                        "group": vf.iommu_group,
+                    },
+                ),
+            )
+        )
+    return actions
+
+
+def check_group_viable(model: HostModel, vf: VF, selected: set[str]) -> None:
+    """Every other device in the VF's IOMMU group must be vfio/stub-bound, driverless or a bridge."""
+    assert vf.iommu_group is not None
+    blockers = []
+    for d in model.group_members(vf.iommu_group):
+        if d.address == vf.address or d.address in selected or d.is_bridge:
+            continue
+        if d.driver is None or d.driver in STUB_DRIVERS:
+            continue
+        nd = f", netdev {','.join(d.netdevs)}" if d.netdevs else ""
+        blockers.append(f"{d.address} (driver {d.driver}{nd})")
+    if blockers:
+        raise RefusedError(
+            f"{vf.address}: IOMMU group {vf.iommu_group} is not viable for vfio — "
+            + "; ".join(blockers)
+            + " also in the group; bind them to vfio-pci too, or use a slot/ACS setup that "
+            "isolates the VF"
+        )
+
+
+# ---------------------------------------------------------------- ops (the only writers)
+
+
+@op("sysfs.write")
+def _op_write(ctx: Context, p: Mapping[str, Any]) -> None:
+    ctx.host.write(p["path"], p["value"])
+
+
+def _wait(pred: Any, timeout: float, what: str, ctx: Context) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while not pred():
+        if time.monotonic() >= deadline:
+            raise HostError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+
+
+@op("sriov.numvfs")
+def _op_numvfs(ctx: Context, p: Mapping[str, Any]) -> None:
+    host, pf, n = ctx.host, p["pf"], int(p["num"])
+    d = f"{PCI_DEVICES}/{pf}"
+    cur = host.read_int(f"{d}/sriov_numvfs", 10)
+    if cur == n:
+        return
+    if cur and n:
+        host.write(f"{d}/sriov_numvfs", "0")
+    host.write(f"{d}/sriov_numvfs", str(n))
+    got = host.read_int(f"{d}/sriov_numvfs", 10) or 0
+    if got != n:
+        raise HostError(f"{pf}: asked the driver for {n} VFs, it created {got}")
+    timeout = float(p.get("timeout") or default_timeout(n))
+
+    def links() -> bool:
+        return all(host.exists(f"{d}/virtfn{i}") for i in range(n))
+
+    ctx.progress(f"{pf}: waiting for {n} VFs")
+    _wait(links, timeout, f"{n} VFs of {pf} to appear", ctx)
+    if n and p.get("probe") and host.read_opt(f"{d}/sriov_drivers_autoprobe") != "0":
+
+        def probed() -> bool:
+            return all(host.exists(f"{d}/virtfn{i}/driver") for i in range(n))
+
+        _wait(probed, timeout, f"the VF driver to bind the VFs of {pf}", ctx)
+
+
+@op("pci.driver")
+def _op_driver(ctx: Context, p: Mapping[str, Any]) -> None:
+    host, addr = ctx.host, p["address"]
+    d = f"{PCI_DEVICES}/{addr}"
+    override, expect = p.get("override"), p.get("expect")
+    if override in STUB_DRIVERS and not host.exists(f"{PCI_DRIVERS}/{override}"):
+        host.modprobe(override)
+    cur_override = host.read_opt(f"{d}/driver_override")
+    if (cur_override in (None, "(null)", "")) != (override is None) or (
+        override is not None and cur_override != override
+    ):
+        host.write(f"{d}/driver_override", override if override else "\n")
+    cur = host.link_name(f"{d}/driver")
+    if cur is not None and cur != expect:
+        host.write(f"{PCI_DRIVERS}/{cur}/unbind", addr)
+    if host.link_name(f"{d}/driver") is None and (expect is not None or override is None):
+        try:
+            host.write("sys/bus/pci/drivers_probe", addr)
+        except OSError as e:
+            if e.errno not in (errno.ENODEV, errno.EINVAL) or expect is not None:
+                raise
+    if expect is None:
+        return  # default driver, whatever the kernel matched (or none)
+
+    def bound() -> bool:
+        return host.link_name(f"{d}/driver") == expect
+
+    _wait(bound, 5.0, f"{addr} to bind to {expect}", ctx)
+    group = p.get("group")
+    if expect == VFIO and group is not None:
+        _wait(lambda: host.exists(f"dev/vfio/{group}"), 5.0, f"/dev/vfio/{group}", ctx)
+
+
+def vfio_loaded(host: Host) -> bool:
+    return host.exists(f"{PCI_DRIVERS}/{VFIO}") or os.path.exists(host.path("sys/module/vfio_pci"))

@@ -1,0 +1,113 @@
+"""Config-space register layout (PCI Local Bus 3.0, PCIe Base 6.0, SR-IOV 1.1).
+
+Names follow the Linux/pciutils convention so a reader can check them against
+``pci_regs.h``; vfctl/pci/_configspace.c defines the same names with the same values.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Type 0/1/2 common header
+PCI_VENDOR_ID: Final = 0x00
+PCI_DEVICE_ID: Final = 0x02
+PCI_STATUS: Final = 0x06
+PCI_STATUS_CAP_LIST: Final = 0x10
+PCI_CLASS_PROG: Final = 0x09
+PCI_HEADER_TYPE: Final = 0x0E
+PCI_HEADER_TYPE_MASK: Final = 0x7F
+PCI_HEADER_TYPE_NORMAL: Final = 0
+PCI_HEADER_TYPE_BRIDGE: Final = 1
+PCI_HEADER_TYPE_CARDBUS: Final = 2
+PCI_SUBSYSTEM_VENDOR_ID: Final = 0x2C
+PCI_SUBSYSTEM_ID: Final = 0x2E
+PCI_CAPABILITY_LIST: Final = 0x34
+PCI_CB_CAPABILITY_LIST: Final = 0x14
+PCI_STD_HEADER_SIZEOF: Final = 0x40
+PCI_CFG_SPACE_SIZE: Final = 0x100
+PCI_CFG_SPACE_EXP_SIZE: Final = 0x1000
+
+# Standard capability list
+PCI_CAP_LIST_ID: Final = 0
+PCI_CAP_LIST_NEXT: Final = 1
+PCI_CAP_FLAGS: Final = 2
+PCI_CAP_HEADER_SIZE: Final = 4
+PCI_CAP_PTR_MASK: Final = 0xFC
+PCI_CAP_MAX_ENTRIES: Final = 48
+
+PCI_CAP_ID_SSVID: Final = 0x0D
+PCI_SSVID_VENDOR_ID: Final = 4
+PCI_SSVID_DEVICE_ID: Final = 6
+PCI_SSVID_SIZEOF: Final = 8
+
+PCI_CAP_ID_EXP: Final = 0x10
+PCI_EXP_FLAGS_VERS: Final = 0x000F
+PCI_EXP_FLAGS_TYPE: Final = 0x00F0
+PCI_EXP_FLAGS_TYPE_SHIFT: Final = 4
+PCI_EXP_LNKCAP: Final = 0x0C
+PCI_EXP_LNKSTA: Final = 0x12
+PCI_EXP_LNK_SPEED: Final = 0x000F
+PCI_EXP_LNK_WIDTH: Final = 0x03F0
+PCI_EXP_LNK_WIDTH_SHIFT: Final = 4
+PCI_EXP_LNK_REGS_END: Final = 0x14
+PCI_EXP_TYPE_ROOT_INT_EP: Final = 0x9
+PCI_EXP_TYPE_ROOT_EC: Final = 0xA
+
+# Extended capability list
+PCI_EXT_CAP_ID_MASK: Final = 0xFFFF
+PCI_EXT_CAP_VER_SHIFT: Final = 16
+PCI_EXT_CAP_VER_MASK: Final = 0xF
+PCI_EXT_CAP_NEXT_SHIFT: Final = 20
+PCI_EXT_CAP_NEXT_MASK: Final = 0xFFC
+PCI_EXT_CAP_MAX_ENTRIES: Final = 960
+
+PCI_EXT_CAP_ID_ACS: Final = 0x000D
+PCI_ACS_CAP: Final = 0x04
+PCI_ACS_CTRL: Final = 0x06
+PCI_ACS_SIZEOF: Final = 0x08
+PCI_ACS_SV: Final = 0x0001
+PCI_ACS_TB: Final = 0x0002
+PCI_ACS_RR: Final = 0x0004
+PCI_ACS_CR: Final = 0x0008
+PCI_ACS_UF: Final = 0x0010
+PCI_ACS_EC: Final = 0x0020
+PCI_ACS_DT: Final = 0x0040
+
+PCI_EXT_CAP_ID_ARI: Final = 0x000E
+PCI_ARI_CAP: Final = 0x04
+PCI_ARI_CTRL: Final = 0x06
+PCI_ARI_SIZEOF: Final = 0x08
+PCI_ARI_CAP_MFVC: Final = 0x0001
+PCI_ARI_CAP_ACS: Final = 0x0002
+PCI_ARI_CAP_NFN_SHIFT: Final = 8
+PCI_ARI_CAP_NFN_MASK: Final = 0xFF
+PCI_ARI_CTRL_MFVC: Final = 0x0001
+PCI_ARI_CTRL_ACS: Final = 0x0002
+PCI_ARI_CTRL_FG_SHIFT: Final = 4
+PCI_ARI_CTRL_FG_MASK: Final = 0x7
+
+PCI_EXT_CAP_ID_SRIOV: Final = 0x0010
+PCI_IOV_CAP: Final = 0x04
+PCI_IOV_CAP_VFM: Final = 0x00000001
+PCI_IOV_CTRL: Final = 0x08
+PCI_IOV_CTRL_VFE: Final = 0x0001
+PCI_IOV_CTRL_MSE: Final = 0x0008
+PCI_IOV_CTRL_ARI: Final = 0x0010
+PCI_IOV_INITIAL_VF: Final = 0x0C
+PCI_IOV_TOTAL_VF: Final = 0x0E
+PCI_IOV_NUM_VF: Final = 0x10
+PCI_IOV_FUNC_LINK: Final = 0x12
+PCI_IOV_VF_OFFSET: Final = 0x14
+PCI_IOV_VF_STRIDE: Final = 0x16
+PCI_IOV_VF_DID: Final = 0x1A
+PCI_IOV_SUP_PGSIZE: Final = 0x1C
+PCI_IOV_SYS_PGSIZE: Final = 0x20
+PCI_IOV_BAR_0: Final = 0x24
+PCI_IOV_NUM_BAR: Final = 6
+PCI_IOV_FETCH_END: Final = 0x3C  # up to, not including, the VF Migration State register
+
+PCI_BASE_ADDRESS_SPACE_IO: Final = 0x1
+PCI_BASE_ADDRESS_MEM_TYPE_MASK: Final = 0x6
+PCI_BASE_ADDRESS_MEM_TYPE_64: Final = 0x4
+PCI_BASE_ADDRESS_MEM_PREFETCH: Final = 0x8
+PCI_BASE_ADDRESS_MEM_MASK: Final = 0xFFFFFFF0

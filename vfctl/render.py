@@ -1,0 +1,146 @@
+"""Output: rich tables for people, exactly one JSON document for programs (DESIGN §3)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from vfctl.model import PF, HostModel
+from vfctl.plan import Result
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def _yn(v: bool | None) -> str:
+    return "-" if v is None else ("on" if v else "off")
+
+
+def _s(v: object) -> str:
+    return "-" if v is None or v == "" else str(v)
+
+
+def pf_table(model: HostModel, names: Mapping[str, str | None], all_vfs: bool) -> Table:
+    t = Table(title="SR-IOV physical functions", title_justify="left")
+    for col in (
+        "PF",
+        "netdev",
+        "driver",
+        "vendor:device",
+        "name",
+        "VFs",
+        "autoprobe",
+        "NUMA",
+        "link",
+    ):
+        t.add_column(col, no_wrap=col != "name")
+    for pf in model.pfs:
+        vfs = f"{pf.num_vfs}/{pf.total_vfs}"
+        if pf.cap_total_vfs is not None and pf.cap_total_vfs != pf.total_vfs:
+            vfs += f" (cap {pf.cap_total_vfs})"
+        t.add_row(
+            pf.address,
+            _s(pf.netdev),
+            _s(pf.driver),
+            f"{pf.vendor_id}:{pf.device_id}",
+            _s(names.get(pf.address)),
+            vfs,
+            _yn(pf.autoprobe),
+            _s(pf.numa_node),
+            _s(pf.link),
+        )
+        if all_vfs:
+            for vf in pf.vfs:
+                t.add_row(
+                    f"  └ vf{vf.index} {vf.address}",
+                    _s(vf.netdev),
+                    _s(vf.driver),
+                    f"{vf.vendor_id}:{vf.device_id}",
+                    "",
+                    "",
+                    "",
+                    "",
+                    f"group {_s(vf.iommu_group)}",
+                )
+    return t
+
+
+def vf_table(pf: PF) -> Table:
+    t = Table(
+        title=f"VFs of {pf.netdev or pf.address} ({pf.address}, {pf.driver or 'no driver'})",
+        title_justify="left",
+    )
+    for col in ("VF", "address", "driver", "netdev", "MAC", "VLAN", "IOMMU group", "attached to"):
+        t.add_column(col, no_wrap=True)
+    for vf in pf.vfs:
+        s = vf.settings
+        vlan = "-" if not s.vlan else f"{s.vlan}" + (f" qos {s.qos}" if s.qos else "")
+        att = ", ".join(f"{a.backend}:{a.vm}" for a in vf.attached_to) or "-"
+        drv = _s(vf.driver) + (
+            f" (override {vf.driver_override})"
+            if vf.driver_override and vf.driver_override != vf.driver
+            else ""
+        )
+        t.add_row(
+            str(vf.index), vf.address, drv, _s(vf.netdev), _s(s.mac), vlan, _s(vf.iommu_group), att
+        )
+    return t
+
+
+def pf_summary(pf: PF) -> str:
+    cap = f", capability TotalVFs {pf.cap_total_vfs}" if pf.cap_total_vfs is not None else ""
+    return (
+        f"{pf.netdev or '-'} {pf.address} {pf.vendor_id}:{pf.device_id} driver {pf.driver or '-'}: "
+        f"{pf.num_vfs} of {pf.total_vfs} VFs{cap}; offset {_s(pf.vf_offset)} stride "
+        f"{_s(pf.vf_stride)}; VF device {_s(pf.vf_device_id)}; autoprobe {_yn(pf.autoprobe)}; "
+        f"IOMMU group {_s(pf.iommu_group)}; ARI {_yn(pf.ari)}"
+    )
+
+
+def result_text(res: Result, check: bool) -> None:
+    if not res.actions:
+        out.print("nothing to do: already in the desired state")
+    else:
+        verb = "would do" if check else ("done" if res.error is None else "planned")
+        t = Table(title=f"actions ({verb})", title_justify="left")
+        for col in ("#", "op", "target", "change"):
+            t.add_column(col)
+        for i, a in enumerate(res.actions, 1):
+            t.add_row(str(i), a.op, a.target, a.detail)
+        out.print(t)
+    for w in res.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    if res.rolled_back:
+        err.print("rolled back: " + ", ".join(f"{a.target} ({a.detail})" for a in res.rolled_back))
+
+
+def decode_text(doc: Mapping[str, Any]) -> None:
+    out.print(
+        f"{doc['vendor_id']}:{doc['device_id']} header type {doc['header_type']:#04x}"
+        f" class {doc.get('class', '?')}"
+    )
+    caps: Sequence[Mapping[str, Any]] = doc.get("capabilities", [])
+    ecaps: Sequence[Mapping[str, Any]] = doc.get("extended_capabilities", [])
+    out.print(
+        "capabilities: " + (", ".join(f"[{c['offset']:02x}] {c['name']}" for c in caps) or "none")
+    )
+    out.print(
+        "extended: " + (", ".join(f"[{c['offset']:03x}] {c['name']}" for c in ecaps) or "none")
+    )
+    for key in ("pcie", "sriov", "ari", "acs"):
+        sub = doc.get(key)
+        if sub:
+            body = ", ".join(f"{k}={v}" for k, v in sub.items() if k != "vf_bars")
+            out.print(f"{key}: {body}")
+    for e in doc.get("errors", []) or []:
+        err.print(f"[yellow]warning:[/] {e}")
