@@ -465,6 +465,47 @@ def recover(json_: JsonOpt = False, wait: WaitOpt = 30.0) -> None:
     guarded(json_, True, go)
 
 
+@app.command()
+def doctor(
+    pf: Annotated[str | None, typer.Argument(help="Check only this PF.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Check that this host can pass VFs to VMs: IOMMU, vfio, drivers, ARI/ACS, groups."""
+
+    def go() -> None:
+        from rich.table import Table
+
+        from vfctl import doctor as doc
+        from vfctl import render
+        from vfctl.discover import resolve_pf
+
+        h = host()
+        m = model(h, with_devices=True, with_backends=False)
+        pfs = [resolve_pf(m, pf, h)] if pf else list(m.pfs)
+        checks = doc.run(h, m, pfs)
+        failed = [c for c in checks if c.status == doc.FAIL]
+        if json_:
+            render.emit_json({"ok": not failed, "checks": [c.to_json() for c in checks]})
+        else:
+            t = Table(title="vfctl doctor", title_justify="left")
+            for col in ("status", "check", "target", "detail", "remedy"):
+                t.add_column(col)
+            style = {doc.OK: "green", doc.WARN: "yellow", doc.FAIL: "red", doc.INFO: "dim"}
+            for c in checks:
+                t.add_row(
+                    f"[{style[c.status]}]{c.status}[/]",
+                    c.name,
+                    c.target or "",
+                    c.detail,
+                    c.remedy or "",
+                )
+            render.out.print(t)
+        if failed:
+            raise typer.Exit(5)
+
+    guarded(json_, False, go)
+
+
 # ---------------------------------------------------------------- simulated hosts
 
 

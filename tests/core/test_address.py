@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vfctl.errors import UsageError
+from vfctl.host.sysfs import Host, check_name
+from vfctl.pci import address
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("0000:03:00.0", "0000:03:00.0"), ("03:00.1", "0000:03:00.1"), ("ABCD:0F:1f.7", "abcd:0f:1f.7"),
+])
+def test_parse_forms(text: str, want: str) -> None:
+    assert address.normalize(text) == want
+
+
+@pytest.mark.parametrize("text", ["03:00", "0000:03:00.8", "0000:03:20.0", "x:03:00.0", "", "03:00.0/"])
+def test_malformed(text: str) -> None:
+    with pytest.raises(UsageError):
+        address.parse(text)
+
+
+@given(st.integers(0, 0xFFFF), st.integers(0, 0xFF), st.integers(0, 0x1F), st.integers(0, 7))
+def test_round_trip(d: int, b: int, dev: int, f: int) -> None:
+    a = address.PciAddress(d, b, dev, f)
+    assert address.parse(str(a)) == a
+    assert address.PciAddress.from_routing_id(d, a.routing_id) == a
+
+
+def test_vf_address_routing_rule() -> None:
+    # 82576 in the lab: offset 128, stride 2 → VF0 at 01:10.0, VF3 at 01:10.6
+    assert address.vf_address("0000:01:00.0", 128, 2, 0) == "0000:01:10.0"
+    assert address.vf_address("0000:01:00.0", 128, 2, 3) == "0000:01:10.6"
+    # crossing a bus: 255 VFs from 3b:00.0, offset 0x80
+    assert address.vf_address("0000:3b:00.0", 0x80, 1, 200) == "0000:3c:09.0"
+
+
+@pytest.mark.parametrize("bad", ["..", ".", "a/b", "x\0y", "", "x" * 256, "../etc"])
+def test_check_name_refuses_escapes(bad: str) -> None:
+    with pytest.raises(UsageError):
+        check_name(bad)
+
+
+def test_host_path_refuses_dotdot(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    h = Host(tmp_path)
+    with pytest.raises(UsageError):
+        h.path("sys/../../etc/passwd")
+    assert h.path("sys/bus") == tmp_path / "sys" / "bus"
