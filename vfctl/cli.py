@@ -442,6 +442,75 @@ def unbind(
     guarded(json_, True, lambda: _bind_cmd(pf, vfs, None, force, check, json_, wait))
 
 
+def _onoff(v: str | None, what: str) -> bool | None:
+    if v is None:
+        return None
+    if v.lower() in ("on", "1", "true", "yes"):
+        return True
+    if v.lower() in ("off", "0", "false", "no"):
+        return False
+    raise UsageError(f"invalid {what} {v!r}: on or off")
+
+
+@app.command("set")
+def set_cmd(
+    pf: Annotated[str, typer.Argument(help="PF netdev or PCI address.")],
+    vf: Annotated[str, typer.Argument(help="VF: vf3, 3, or its PCI address.")],
+    mac: Annotated[
+        str | None, typer.Option("--mac", help="MAC, or 'auto' (stable, derived).")
+    ] = None,
+    vlan: Annotated[int | None, typer.Option("--vlan", help="VLAN id 0-4094 (0: none).")] = None,
+    qos: Annotated[int | None, typer.Option("--qos", help="802.1p priority 0-7.")] = None,
+    vlan_proto: Annotated[
+        str | None, typer.Option("--vlan-proto", help="802.1q or 802.1ad.")
+    ] = None,
+    trust: Annotated[str | None, typer.Option("--trust", help="on or off.")] = None,
+    spoofchk: Annotated[str | None, typer.Option("--spoofchk", help="on or off.")] = None,
+    link_state: Annotated[
+        str | None, typer.Option("--link-state", help="auto|enable|disable.")
+    ] = None,
+    min_tx_rate: Annotated[int | None, typer.Option("--min-tx-rate", help="Mbps.")] = None,
+    max_tx_rate: Annotated[int | None, typer.Option("--max-tx-rate", help="Mbps.")] = None,
+    query_rss: Annotated[str | None, typer.Option("--query-rss", help="on or off.")] = None,
+    check: CheckOpt = False,
+    json_: JsonOpt = False,
+    wait: WaitOpt = 30.0,
+) -> None:
+    """Set a VF's MAC, VLAN, trust, spoof-check, link state or rates (netlink, via the PF)."""
+    from vfctl import vfsettings
+    from vfctl.discover import parse_vf_selector, resolve_pf
+
+    def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None] | None]:
+        d = vfsettings.validate(
+            vfsettings.Desired(
+                mac=mac,
+                vlan=vlan,
+                qos=qos,
+                vlan_proto=vlan_proto,
+                spoofchk=_onoff(spoofchk, "--spoofchk"),
+                trust=_onoff(trust, "--trust"),
+                link_state=link_state,
+                min_tx_rate=min_tx_rate,
+                max_tx_rate=max_tx_rate,
+                query_rss=_onoff(query_rss, "--query-rss"),
+            )
+        )
+        if d.empty():
+            raise UsageError(
+                "nothing to set: give at least one of --mac, --vlan, --qos, "
+                "--trust, --spoofchk, --link-state, --min/max-tx-rate, --query-rss"
+            )
+        p = resolve_pf(m, pf, h)
+        idx = parse_vf_selector(vf, p)
+        if len(idx) != 1:
+            raise UsageError(f"vfctl set takes one VF, got {vf!r}")
+        v = p.vf(idx[0])
+        assert v is not None
+        return vfsettings.plan_set(h, p, v, d), None
+
+    guarded(json_, True, lambda: run_plan(json_, check, wait, build))
+
+
 @app.command()
 def recover(json_: JsonOpt = False, wait: WaitOpt = 30.0) -> None:
     """Roll back what an interrupted run did, from its journal."""

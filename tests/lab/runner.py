@@ -54,6 +54,14 @@ if [ -z "$port" ]; then
     echo o > /proc/sysrq-trigger
 fi
 exec 3<>"$port"
+# No udev: load drivers for new devices (VFs) from uevents, and coldplug the test devices.
+busybox uevent /bin/sh -c \
+    '[ "$ACTION" = add ] && [ -n "$MODALIAS" ] && exec /sbin/modprobe -q -b "$MODALIAS"' &
+# Coldplug only behind bus 00: the chipset's own devices (SATA, SMBus, watchdog) cost boot time.
+for d in /sys/bus/pci/devices/*; do
+    case "${d##*/}" in *:00:*) ;; *) cat "$d/modalias" ;; esac
+done | sort -u | xargs -r /sbin/modprobe -q -b -a
+[ -n "__MODULES__" ] && /sbin/modprobe -q -a __MODULES__
 echo "ready $(uname -r)" >&3
 while read -r id t <&3; do
     [ "$id" = quit ] && break
@@ -119,6 +127,8 @@ class LabConfig:
     memory: str = "2G"
     smp: int = 2
     boot_timeout: float = 180.0
+    #: Loaded before the first command, so the first VFs bind at once (udev would race).
+    modules: tuple[str, ...] = ("igbvf",)
     cmdline_extra: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
@@ -290,7 +300,9 @@ class Lab:
         self.boot_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=runs))
         for sub in ("share/cmd", "share/out"):
             (self.boot_dir / sub).mkdir(parents=True)
-        (self.share / "agent.sh").write_text(AGENT.replace("__KILL__", str(KILL_AFTER)))
+        agent = AGENT.replace("__KILL__", str(KILL_AFTER))
+        agent = agent.replace("__MODULES__", " ".join(self.config.modules))
+        (self.share / "agent.sh").write_text(agent)
         if self.config.nvme:
             with open(self.boot_dir / "nvme.img", "wb") as f:
                 f.truncate(64 << 20)

@@ -119,35 +119,82 @@ def _from_vfinfo(vfi: Any) -> tuple[int, VFSettings] | None:
     if mac is None:
         return None
     vlan = vfi.get_attr("IFLA_VF_VLAN") or {}
-    proto = None
+    proto = "802.1Q"
     vl = vfi.get_attr("IFLA_VF_VLAN_LIST")
     if vl is not None:
         infos = vl.get_attrs("IFLA_VF_VLAN_INFO")
-        if infos:
-            p = infos[0].get("vlan_proto")
-            proto = {0x8100: "802.1Q", 0x88A8: "802.1ad"}.get(_ntohs(p) if p else 0x8100)
+        if infos and infos[0].get("proto") == 0x88A8:
+            proto = "802.1ad"
     rate = vfi.get_attr("IFLA_VF_RATE") or {}
-    spoof = vfi.get_attr("IFLA_VF_SPOOFCHK") or {}
-    trust = vfi.get_attr("IFLA_VF_TRUST") or {}
-    ls = vfi.get_attr("IFLA_VF_LINK_STATE") or {}
-    rss = vfi.get_attr("IFLA_VF_RSS_QUERY_EN") or {}
-    setting = spoof.get("setting")
     return int(mac["vf"]), VFSettings(
         mac=str(mac.get("mac", "")).lower() or None,
         vlan=vlan.get("vlan"),
         qos=vlan.get("qos"),
-        vlan_proto=proto or ("802.1Q" if vlan else None),
-        spoofchk=None if setting in (None, 0xFFFFFFFF) else bool(setting),
-        trust=None if trust.get("setting") in (None, 0xFFFFFFFF) else bool(trust["setting"]),
-        link_state=_LINK_STATE.get(ls.get("link_state", -1)),
+        vlan_proto=proto if vlan else None,
+        spoofchk=_flag(vfi.get_attr("IFLA_VF_SPOOFCHK"), "spoofchk"),
+        trust=_flag(vfi.get_attr("IFLA_VF_TRUST"), "trust"),
+        link_state=_LINK_STATE.get(
+            (vfi.get_attr("IFLA_VF_LINK_STATE") or {}).get("link_state", -1)
+        ),
         min_tx_rate=rate.get("min_tx_rate"),
         max_tx_rate=rate.get("max_tx_rate"),
-        query_rss=None if rss.get("setting") in (None, 0xFFFFFFFF) else bool(rss["setting"]),
+        query_rss=_flag(vfi.get_attr("IFLA_VF_RSS_QUERY_EN"), "rss_query_en"),
     )
 
 
-def _ntohs(v: int) -> int:
-    return ((v & 0xFF) << 8) | ((v >> 8) & 0xFF) if v not in (0x8100, 0x88A8) else v
+def _flag(attr: Any, key: str) -> bool | None:
+    """A VF on/off setting; the kernel reports -1 (u32 max) when the driver does not say."""
+    if not attr:
+        return None
+    v = attr.get(key)
+    return None if v is None or v == 0xFFFFFFFF else bool(v)
+
+
+_LINK_CODE = {v: k for k, v in _LINK_STATE.items()}
+_PROTO = {"802.1Q": 0x8100, "802.1ad": 0x88A8}
+
+
+def set_vf(host: Host, pf_ifname: str, vf: int, settings: dict[str, Any]) -> None:
+    """Apply VF settings through the PF (RTM_SETLINK with IFLA_VFINFO_LIST); raises OSError."""
+    if host.simulated:
+        from vfctl.host import sim
+
+        sim.set_vf(host.root, pf_ifname, vf, **settings)
+        return
+    import errno
+
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    spec: dict[str, Any] = {"vf": vf}
+    if "mac" in settings:
+        spec["mac"] = settings["mac"]
+    if "vlan" in settings or "qos" in settings or "vlan_proto" in settings:
+        proto = _PROTO[settings.get("vlan_proto") or "802.1Q"]
+        spec["vlan"] = [
+            {"vlan": settings.get("vlan") or 0, "qos": settings.get("qos") or 0, "proto": proto}
+        ]
+    if "spoofchk" in settings:
+        spec["spoofchk"] = int(bool(settings["spoofchk"]))
+    if "trust" in settings:
+        spec["trust"] = int(bool(settings["trust"]))
+    if "link_state" in settings:
+        spec["link_state"] = _LINK_CODE[settings["link_state"]]
+    if "min_tx_rate" in settings or "max_tx_rate" in settings:
+        spec["rate"] = {
+            "min_tx_rate": settings.get("min_tx_rate") or 0,
+            "max_tx_rate": settings.get("max_tx_rate") or 0,
+        }
+    if "query_rss" in settings:
+        spec["rss_query_en"] = int(bool(settings["query_rss"]))
+    with IPRoute() as ip:
+        idx = ip.link_lookup(ifname=pf_ifname)
+        if not idx:
+            raise OSError(errno.ENODEV, f"no interface {pf_ifname}")
+        try:
+            ip.link("set", index=idx[0], vf=spec)
+        except NetlinkError as e:
+            raise OSError(e.code, os.strerror(e.code)) from None
 
 
 def _settings(d: dict[str, Any]) -> VFSettings:

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -578,3 +579,422 @@ static void walk_extended(struct source *s)
         pos = next;
     }
 }
+
+/* Decode from a source whose header fetch is done here; fills r (no Python calls). */
+static void parse_source(struct source *s)
+{
+    struct result *r = s->r;
+    const uint8_t *h = r->hdr;
+
+    if (!fetch(s, 0, PCI_STD_HEADER_SIZEOF, r->hdr)) {
+        r->status = s->read_errno ? ST_READ_FAILED : ST_SHORT;
+        r->err_no = s->read_errno;
+        return;
+    }
+    r->status = ST_OK;
+    unsigned htype = h[PCI_HEADER_TYPE] & PCI_HEADER_TYPE_MASK;
+    uint32_t ptr_reg = 0;
+    if (htype == PCI_HEADER_TYPE_NORMAL) {
+        uint16_t ssv = le16(h + PCI_SUBSYSTEM_VENDOR_ID);
+        if (ssv != 0 && ssv != 0xffff) {
+            r->has_ssvid = true;
+            r->ssvid = ssv;
+            r->ssid = le16(h + PCI_SUBSYSTEM_ID);
+        }
+    }
+    if (htype == PCI_HEADER_TYPE_NORMAL || htype == PCI_HEADER_TYPE_BRIDGE)
+        ptr_reg = PCI_CAPABILITY_LIST;
+    else if (htype == PCI_HEADER_TYPE_CARDBUS)
+        ptr_reg = PCI_CB_CAPABILITY_LIST;
+    else
+        add_error(r, "unknown header type 0x%02x", htype);
+    if (ptr_reg && (le16(h + PCI_STATUS) & PCI_STATUS_CAP_LIST))
+        walk_standard(s, h[ptr_reg] & PCI_CAP_PTR_MASK, htype);
+    if (r->has_pcie)
+        walk_extended(s);
+}
+
+static void parse_path(const char *path, struct result *r)
+{
+    struct source s = {.fd = -1, .r = r};
+
+    memset(r, 0, offsetof(struct result, std)); /* the arrays are filled up to their counts */
+    r->n_err = 0;
+    r->bytes_read = 0;
+    r->reads = 0;
+    s.fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (s.fd < 0) {
+        r->status = ST_OPEN_FAILED;
+        r->err_no = errno;
+        return;
+    }
+    parse_source(&s);
+    close(s.fd);
+}
+
+/* ---- building the Python document ---- */
+
+/* Steals `value`; returns -1 (with an exception set) on failure. */
+static int put(PyObject *d, const char *key, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    int rc = PyDict_SetItemString(d, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static PyObject *hex4(unsigned v) { return PyUnicode_FromFormat("%04x", v); }
+
+static PyObject *new_bool(bool v) { return PyBool_FromLong(v); }
+
+static PyObject *none(void) { Py_RETURN_NONE; }
+
+static PyObject *name_or_unknown(const char *const *table, size_t n, unsigned id)
+{
+    const char *name = id < n ? table[id] : NULL;
+    return PyUnicode_FromString(name ? name : "unknown");
+}
+#define NAME(table, id) name_or_unknown(table, sizeof(table) / sizeof(table[0]), (id))
+
+static PyObject *build_caps(const struct result *r)
+{
+    PyObject *list = PyList_New(r->n_std);
+    if (list == NULL)
+        return NULL;
+    for (int i = 0; i < r->n_std; i++) {
+        PyObject *d = PyDict_New();
+        if (d == NULL)
+            goto fail;
+        PyList_SET_ITEM(list, i, d);
+        if (put(d, "id", PyLong_FromLong(r->std[i].id)) ||
+            put(d, "offset", PyLong_FromLong(r->std[i].offset)) ||
+            put(d, "name", NAME(cap_names, r->std[i].id)))
+            goto fail;
+    }
+    return list;
+fail:
+    Py_DECREF(list);
+    return NULL;
+}
+
+static PyObject *build_ext_caps(const struct result *r)
+{
+    PyObject *list = PyList_New(r->n_ext);
+    if (list == NULL)
+        return NULL;
+    for (int i = 0; i < r->n_ext; i++) {
+        PyObject *d = PyDict_New();
+        if (d == NULL)
+            goto fail;
+        PyList_SET_ITEM(list, i, d);
+        if (put(d, "id", PyLong_FromLong(r->ext[i].id)) ||
+            put(d, "offset", PyLong_FromLong(r->ext[i].offset)) ||
+            put(d, "version", PyLong_FromLong(r->ext[i].version)) ||
+            put(d, "name", NAME(ext_cap_names, r->ext[i].id)))
+            goto fail;
+    }
+    return list;
+fail:
+    Py_DECREF(list);
+    return NULL;
+}
+
+static PyObject *build_vf_bars(const struct sriov *v)
+{
+    PyObject *list = PyList_New(v->n_bars);
+    if (list == NULL)
+        return NULL;
+    for (int i = 0; i < v->n_bars; i++) {
+        const struct vf_bar *b = &v->bars[i];
+        PyObject *d = PyDict_New();
+        if (d == NULL)
+            goto fail;
+        PyList_SET_ITEM(list, i, d);
+        if (put(d, "index", PyLong_FromLong(b->index)) ||
+            put(d, "address", PyLong_FromUnsignedLongLong(b->address)) ||
+            put(d, "type", PyUnicode_FromString(b->is64 ? "mem64" : "mem32")) ||
+            put(d, "prefetchable", new_bool(b->prefetchable)))
+            goto fail;
+    }
+    return list;
+fail:
+    Py_DECREF(list);
+    return NULL;
+}
+
+static PyObject *build_sriov(const struct result *r)
+{
+    const struct sriov *v = &r->sriov;
+    if (!r->has_sriov)
+        return none();
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    if (put(d, "offset", PyLong_FromLong(v->offset)) ||
+        put(d, "total_vfs", PyLong_FromLong(v->total_vfs)) ||
+        put(d, "initial_vfs", PyLong_FromLong(v->initial_vfs)) ||
+        put(d, "num_vfs", PyLong_FromLong(v->num_vfs)) ||
+        put(d, "vf_offset", PyLong_FromLong(v->vf_offset)) ||
+        put(d, "vf_stride", PyLong_FromLong(v->vf_stride)) ||
+        put(d, "vf_device_id", hex4(v->vf_device_id)) ||
+        put(d, "function_dependency_link", PyLong_FromLong(v->function_dependency_link)) ||
+        put(d, "supported_page_sizes", PyLong_FromUnsignedLong(v->supported_page_sizes)) ||
+        put(d, "system_page_size", PyLong_FromUnsignedLong(v->system_page_size)) ||
+        put(d, "vf_enable", new_bool(v->vf_enable)) || put(d, "vf_mse", new_bool(v->vf_mse)) ||
+        put(d, "ari_hierarchy", new_bool(v->ari_hierarchy)) ||
+        put(d, "vf_migration_capable", new_bool(v->vf_migration_capable)) ||
+        put(d, "vf_bars", build_vf_bars(v))) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
+static PyObject *build_ari(const struct result *r)
+{
+    const struct ari *a = &r->ari;
+    if (!r->has_ari)
+        return none();
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    if (put(d, "mfvc", new_bool(a->cap & PCI_ARI_CAP_MFVC)) ||
+        put(d, "acs", new_bool(a->cap & PCI_ARI_CAP_ACS)) ||
+        put(d, "next_function",
+            PyLong_FromLong((a->cap >> PCI_ARI_CAP_NFN_SHIFT) & PCI_ARI_CAP_NFN_MASK)) ||
+        put(d, "mfvc_group", new_bool(a->ctrl & PCI_ARI_CTRL_MFVC)) ||
+        put(d, "acs_group", new_bool(a->ctrl & PCI_ARI_CTRL_ACS)) ||
+        put(d, "function_group",
+            PyLong_FromLong((a->ctrl >> PCI_ARI_CTRL_FG_SHIFT) & PCI_ARI_CTRL_FG_MASK))) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
+static PyObject *build_acs(const struct result *r)
+{
+    if (!r->has_acs)
+        return none();
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    for (size_t i = 0; i < N_ACS_BITS; i++)
+        if (put(d, acs_bits[i].name, new_bool(r->acs.cap & acs_bits[i].bit)))
+            goto fail;
+    for (size_t i = 0; i < N_ACS_BITS; i++)
+        if (put(d, acs_bits[i].ctrl_name, new_bool(r->acs.ctrl & acs_bits[i].bit)))
+            goto fail;
+    return d;
+fail:
+    Py_DECREF(d);
+    return NULL;
+}
+
+static PyObject *build_pcie(const struct result *r)
+{
+    const struct pcie *p = &r->pcie;
+    if (!r->has_pcie)
+        return none();
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    if (put(d, "version", PyLong_FromLong(p->version)) ||
+        put(d, "device_type", NAME(device_types, p->type)))
+        goto fail;
+    if (p->has_link) {
+        unsigned cap_speed = p->lnkcap & PCI_EXP_LNK_SPEED, sta_speed = p->lnksta & PCI_EXP_LNK_SPEED;
+        if (put(d, "link_speed_max", NAME(link_speeds, cap_speed)) ||
+            put(d, "link_width_max",
+                PyLong_FromLong((p->lnkcap & PCI_EXP_LNK_WIDTH) >> PCI_EXP_LNK_WIDTH_SHIFT)) ||
+            put(d, "link_speed", NAME(link_speeds, sta_speed)) ||
+            put(d, "link_width",
+                PyLong_FromLong((p->lnksta & PCI_EXP_LNK_WIDTH) >> PCI_EXP_LNK_WIDTH_SHIFT)))
+            goto fail;
+    } else if (put(d, "link_speed_max", none()) || put(d, "link_width_max", none()) ||
+               put(d, "link_speed", none()) || put(d, "link_width", none())) {
+        goto fail;
+    }
+    return d;
+fail:
+    Py_DECREF(d);
+    return NULL;
+}
+
+static PyObject *build_errors(const struct result *r)
+{
+    PyObject *list = PyList_New(r->n_err);
+    if (list == NULL)
+        return NULL;
+    for (int i = 0; i < r->n_err; i++) {
+        PyObject *s = PyUnicode_FromString(r->err[i]);
+        if (s == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, s);
+    }
+    return list;
+}
+
+static PyObject *build_doc(const struct result *r)
+{
+    const uint8_t *h = r->hdr;
+    unsigned long cls = h[PCI_CLASS_PROG] | (unsigned long)h[PCI_CLASS_PROG + 1] << 8 |
+                        (unsigned long)h[PCI_CLASS_PROG + 2] << 16;
+    char cls_text[8];
+    snprintf(cls_text, sizeof cls_text, "%06lx", cls);
+
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    if (put(d, "vendor_id", hex4(le16(h + PCI_VENDOR_ID))) ||
+        put(d, "device_id", hex4(le16(h + PCI_DEVICE_ID))) ||
+        put(d, "header_type", PyLong_FromLong(h[PCI_HEADER_TYPE] & PCI_HEADER_TYPE_MASK)) ||
+        put(d, "class", PyUnicode_FromString(cls_text)) ||
+        put(d, "subsystem_vendor_id", r->has_ssvid ? hex4(r->ssvid) : none()) ||
+        put(d, "subsystem_id", r->has_ssvid ? hex4(r->ssid) : none()) ||
+        put(d, "capabilities", build_caps(r)) ||
+        put(d, "extended_capabilities", build_ext_caps(r)) ||
+        put(d, "sriov", build_sriov(r)) || put(d, "ari", build_ari(r)) ||
+        put(d, "acs", build_acs(r)) || put(d, "pcie", build_pcie(r)) ||
+        put(d, "truncated", new_bool(r->truncated)) || put(d, "errors", build_errors(r))) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
+static PyObject *build_file_doc(PyObject *path, const struct result *r)
+{
+    PyObject *d;
+
+    if (r->status != ST_OK) {
+        d = PyDict_New();
+        if (d == NULL)
+            return NULL;
+        Py_INCREF(path);
+        PyObject *msg;
+        if (r->status == ST_OPEN_FAILED)
+            msg = PyUnicode_FromFormat("cannot open: %s", strerror(r->err_no));
+        else if (r->status == ST_READ_FAILED)
+            msg = PyUnicode_FromFormat("cannot read: %s", strerror(r->err_no));
+        else
+            msg = PyUnicode_FromFormat("short read: %llu bytes, need 64", r->bytes_read);
+        if (put(d, "path", path) || put(d, "error", msg)) {
+            Py_DECREF(d);
+            return NULL;
+        }
+        return d;
+    }
+    d = build_doc(r);
+    if (d == NULL)
+        return NULL;
+    Py_INCREF(path);
+    if (put(d, "path", path) || put(d, "bytes_read", PyLong_FromUnsignedLongLong(r->bytes_read)) ||
+        put(d, "reads", PyLong_FromUnsignedLong(r->reads))) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* ---- module functions ---- */
+
+PyDoc_STRVAR(parse_files_doc,
+             "parse_files(paths: list[str]) -> list[dict]\n\n"
+             "Read and decode each sysfs config file with minimal preads; the GIL is released\n"
+             "during I/O. Same documents as vfctl.pci.configspace.parse_files_python().");
+
+static PyObject *py_parse_files(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    PyObject *seq = PySequence_Fast(arg, "parse_files() expects a sequence of paths");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyList_New(n);
+    struct result *results = PyMem_RawCalloc(CHUNK, sizeof *results);
+    PyObject *encoded[CHUNK];
+    const char *paths[CHUNK];
+    if (out == NULL || results == NULL) {
+        Py_XDECREF(out);
+        Py_DECREF(seq);
+        PyMem_RawFree(results);
+        return results == NULL ? PyErr_NoMemory() : NULL;
+    }
+    for (Py_ssize_t start = 0; start < n; start += CHUNK) {
+        Py_ssize_t m = n - start < CHUNK ? n - start : CHUNK;
+        for (Py_ssize_t i = 0; i < m; i++) {
+            encoded[i] = NULL;
+            if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(seq, start + i), &encoded[i])) {
+                for (Py_ssize_t j = 0; j < i; j++)
+                    Py_DECREF(encoded[j]);
+                goto fail;
+            }
+            paths[i] = PyBytes_AS_STRING(encoded[i]);
+        }
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < m; i++)
+            parse_path(paths[i], &results[i]);
+        Py_END_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < m; i++)
+            Py_DECREF(encoded[i]);
+        for (Py_ssize_t i = 0; i < m; i++) {
+            PyObject *doc = build_file_doc(PySequence_Fast_GET_ITEM(seq, start + i), &results[i]);
+            if (doc == NULL)
+                goto fail;
+            PyList_SET_ITEM(out, start + i, doc);
+        }
+    }
+    PyMem_RawFree(results);
+    Py_DECREF(seq);
+    return out;
+fail:
+    PyMem_RawFree(results);
+    Py_DECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+PyDoc_STRVAR(parse_doc, "parse(data: bytes) -> dict\n\n"
+                        "Decode config bytes held in memory; same document as configspace.parse().");
+
+static PyObject *py_parse(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    struct result *r = PyMem_RawCalloc(1, sizeof *r);
+    if (r == NULL) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    struct source s = {.fd = -1, .buf = view.buf, .len = (size_t)view.len, .r = r};
+    parse_source(&s);
+    PyObject *doc = NULL;
+    if (r->status != ST_OK)
+        PyErr_Format(PyExc_ValueError, "config space is %zd bytes; the header alone needs 64",
+                     view.len);
+    else
+        doc = build_doc(r);
+    PyMem_RawFree(r);
+    PyBuffer_Release(&view);
+    return doc;
+}
+
+static PyMethodDef methods[] = {
+    {"parse_files", py_parse_files, METH_O, parse_files_doc},
+    {"parse", py_parse, METH_O, parse_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_configspace",
+    "Batch PCI config-space reader; see vfctl/pci/configspace.py.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__configspace(void) { return PyModule_Create(&module); }

@@ -1,0 +1,492 @@
+"""Proxmox VE backend: inventory of hostpciN devices, and attach/detach as journaled ops.
+
+Policy lives here (which slot, raw ``host=`` vs cluster mapping, pcie/q35, idempotency,
+--force moves); ``pve_hostpci`` only converts strings, ``pve_client`` only talks to the API.
+Every write re-reads the VM config and sends its ``digest``, so a concurrent change is never
+overwritten: on a digest mismatch the op re-reads, re-decides and retries a bounded number of
+times.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vfctl.backends.base import AttachRequest
+from vfctl.backends.pve_client import PveApi, PveApiError, PveSettings, settings_from_env
+from vfctl.backends.pve_hostpci import (
+    SLOTS,
+    HostPci,
+    MapEntry,
+    PropertyStringError,
+    format_hostpci,
+    format_map_entry,
+    held_addresses,
+    mapping_paths,
+    parse_hostpci,
+    parse_map_entry,
+    slot_addresses,
+)
+from vfctl.errors import BackendError, NotFoundError, RefusedError, UsageError
+from vfctl.host.sysfs import Host
+from vfctl.model import VF, PF, Attachment
+from vfctl.plan import Action, Context, op
+
+DIGEST_RETRIES = 5
+MANAGED_PREFIX = "vfctl:"  # description marker of mappings vfctl created (and may delete)
+_CONFIGID = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)
+_VMREF = re.compile(r"^(?:vm)?([1-9][0-9]{2,8})$", re.IGNORECASE)
+KEEP_DRIVER_SINCE = (9, 1)
+
+
+def mapping_id_for(pf: PF, vf: VF) -> str:
+    """Stable id from PF and VF (``vf-eth2-3``), squeezed into the pve-configid pattern."""
+    base = (pf.netdev or pf.address).lower()
+    return re.sub(r"[^a-z0-9_-]", "-", f"vf-{base}-{vf.index}")
+
+
+def is_q35(machine: Any) -> bool:
+    """PVE machine strings: ``q35``, ``pc-q35-9.0+pve1``, ``pc-i440fx-…``; unset means i440fx."""
+    return isinstance(machine, str) and "q35" in machine
+
+
+def resolve_vm(resources: list[Mapping[str, Any]], spec: str) -> Mapping[str, Any]:
+    """``101``/``vm101``/name -> the one qemu resource; NotFound (3) or ambiguous (2)."""
+    qemu = [r for r in resources if r.get("type") == "qemu"]
+    m = _VMREF.match(spec.strip())
+    hits = {int(r["vmid"]): r for r in qemu if m and int(r["vmid"]) == int(m[1])}
+    hits.update({int(r["vmid"]): r for r in qemu if r.get("name") == spec})
+    if not hits:
+        raise NotFoundError(f"VM {spec!r} not found in the cluster's VM list")
+    if len(hits) > 1:
+        which = ", ".join(f"{v} ({r.get('name')}) on {r.get('node')}" for v, r in hits.items())
+        raise UsageError(f"VM {spec!r} is ambiguous: {which}; use the VM id")
+    return next(iter(hits.values()))
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:2])
+
+
+class ProxmoxBackend:
+    name = "proxmox"
+
+    def __init__(self, api: PveApi, settings: PveSettings, host: Host | None = None) -> None:
+        self.api = api
+        self.settings = settings
+        self.node = settings.node
+        self.host = host
+        self.warnings: list[str] = []
+        self.pending: list[dict[str, Any]] = []  # pending hostpci changes of running VMs
+        self._node_checked = False
+
+    @classmethod
+    def from_env(cls, node: str | None, ca: str | None, insecure: bool,
+                 env: Mapping[str, str], root: str | None = None) -> ProxmoxBackend:
+        settings = settings_from_env(node, ca, insecure, env)
+        host = Host(root or env.get("VFCTL_ROOT") or "/")
+        return cls(PveApi(settings, env), settings, host)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any],
+                    env: Mapping[str, str] | None = None) -> ProxmoxBackend:
+        """Reconnect from ``params()`` (journal rollback in a new process); secret from env."""
+        env = dict(os.environ) if env is None else env
+        settings = PveSettings.from_params(params)
+        return cls(PveApi(settings, env), settings, Host(env.get("VFCTL_ROOT") or "/"))
+
+    def params(self) -> dict[str, Any]:
+        return self.settings.to_params()
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def _cfg_path(self, node: str, vmid: int) -> str:
+        return f"/nodes/{node}/qemu/{vmid}/config"
+
+    def _vms(self) -> list[Mapping[str, Any]]:
+        res = self.api.get("/cluster/resources", type="vm") or []
+        return [r for r in res if r.get("type") == "qemu"]
+
+    def _mappings(self) -> list[Mapping[str, Any]]:
+        return list(self.api.get("/cluster/mapping/pci") or [])
+
+    def _config(self, node: str, vmid: int) -> dict[str, Any]:
+        return dict(self.api.get(self._cfg_path(node, vmid)) or {})
+
+    def _check_node(self) -> None:
+        if self._node_checked:
+            return
+        nodes = [str(n.get("node")) for n in self.api.get("/nodes") or []]
+        if self.node not in nodes:
+            raise NotFoundError(f"PVE node {self.node!r} is not in the cluster "
+                                f"({', '.join(sorted(nodes)) or 'none'}); "
+                                "set --pve-node or VFCTL_PVE_NODE")
+        self._node_checked = True
+
+    def _resolve(self, spec: str) -> Mapping[str, Any]:
+        self._check_node()
+        vm = resolve_vm(self._vms(), spec)
+        if vm.get("node") != self.node:
+            raise RefusedError(f"VM {vm['vmid']} ({vm.get('name')}) is on node {vm.get('node')}, "
+                               f"but the VFs are on node {self.node}")
+        return vm
+
+    def attachments(self) -> dict[str, list[Attachment]]:
+        """Every address held by a VM on this node; running VMs' pending changes set live/config."""
+        self._check_node()
+        mappings = self._mappings()
+        out: dict[str, list[Attachment]] = {}
+        for vm in self._vms():
+            if vm.get("node") != self.node:
+                continue
+            vmid = int(vm["vmid"])
+            cfg = self._config(self.node, vmid)
+            held = held_addresses(cfg, mappings, self.node)
+            live_held: dict[str, str] = {}
+            running = vm.get("status") == "running"
+            if running:
+                pend = self.api.get(f"/nodes/{self.node}/qemu/{vmid}/pending") or []
+                current = {p["key"]: p["value"] for p in pend if "value" in p}
+                live_held = held_addresses(current, mappings, self.node)
+            for addr in sorted(set(held) | set(live_held)):
+                out.setdefault(addr, []).append(Attachment(
+                    backend="proxmox", vm=f"vm{vmid}", vm_id=str(vmid),
+                    element=held.get(addr) or live_held[addr],
+                    live=addr in live_held, config=addr in held))
+        return out
+
+    def pending_changes(self, vmid: int) -> list[dict[str, Any]]:
+        """hostpci entries of ``/pending`` that wait for the next VM start."""
+        pend = self.api.get(f"/nodes/{self.node}/qemu/{vmid}/pending") or []
+        return [dict(p) for p in pend if str(p.get("key", "")).startswith("hostpci")
+                and ("pending" in p or p.get("delete"))]
+
+    # ---- planning -------------------------------------------------------------------------
+
+    def _action(self, opname: str, target: str, detail: str, p: dict[str, Any],
+                undo: Action | None = None) -> Action:
+        return Action(opname, target, detail, {"conn": self.params(), **p}, undo)
+
+    def plan_attach(self, req: AttachRequest) -> list[Action]:
+        vm = self._resolve(req.vm)
+        vmid, addr = int(vm["vmid"]), req.vf.address
+        cfg = self._config(self.node, vmid)
+        mappings = self._mappings()
+        if addr in held_addresses(cfg, mappings, self.node):
+            return []
+        opts = req.options
+        actions: list[Action] = []
+        for other in self._vms():
+            if other.get("node") != self.node or int(other["vmid"]) == vmid:
+                continue
+            ocfg = self._config(self.node, int(other["vmid"]))
+            slot = held_addresses(ocfg, mappings, self.node).get(addr)
+            if slot is None:
+                continue
+            if not req.force:
+                raise RefusedError(f"VF {addr} is already in VM {other['vmid']} "
+                                   f"({other.get('name')}) as {slot} on {self.node}; "
+                                   "use --force to move it")
+            actions += self._detach_actions(other, ocfg, addr, mappings, remove_mapping=False)
+
+        h = self._hostpci_value(cfg, vmid, opts)
+        if opts.get("mapping") or not self.api.is_root:
+            mid = str(opts.get("mapping") or mapping_id_for(req.pf, req.vf))
+            if not _CONFIGID.match(mid):
+                raise UsageError(f"mapping id {mid!r} is invalid: a letter, then letters, "
+                                 "digits, '-' or '_'")
+            actions += self._mapping_actions(mid, req, mappings)
+            h = HostPci(mapping=mid, pcie=h.pcie, rombar=h.rombar, driver=h.driver)
+        free = [s for s in SLOTS if s not in cfg]
+        if not free:
+            raise RefusedError(f"VM {vmid} on {self.node} has no free hostpci slot "
+                               f"(hostpci0..hostpci{len(SLOTS) - 1} all used)")
+        value = format_hostpci(h)
+        p = {"node": self.node, "vmid": vmid, "address": addr, "mapping": h.mapping}
+        undo = self._action("proxmox.hostpci_remove", f"vm{vmid} {free[0]}", f"remove {value}",
+                            {**p, "slot": free[0], "value": value})
+        actions.append(self._action("proxmox.hostpci_add", f"vm{vmid} {free[0]}",
+                                    f"add {value}", {**p, "slot": free[0], "value": value}, undo))
+        if vm.get("status") == "running":
+            self.warnings.append(f"VM {vmid} is running: PVE does not hot-plug hostpci devices, "
+                                 "the change stays pending until the VM is stopped and started")
+        return actions
+
+    def _hostpci_value(self, cfg: Mapping[str, Any], vmid: int,
+                       opts: Mapping[str, Any]) -> HostPci:
+        """The raw-device value with pcie/rombar/driver decided (the caller may swap host for mapping)."""
+        want_pcie = opts.get("pcie")
+        q35 = is_q35(cfg.get("machine"))
+        machine = cfg.get("machine") or "i440fx (default)"
+        if want_pcie is True and not q35:
+            raise UsageError(f"--pcie needs a q35 machine type; VM {vmid} on {self.node} "
+                             f"uses {machine}")
+        if want_pcie is None and not q35:
+            self.warnings.append(f"VM {vmid} uses machine type {machine}: attaching as a "
+                                 "conventional PCI device (pcie=1 needs q35)")
+        pcie = True if (want_pcie is None and q35) or want_pcie is True else None
+        rombar = opts.get("rombar")
+        driver = None
+        if opts.get("driver_keep"):
+            ver = str((self.api.get("/version") or {}).get("version", "0"))
+            if _version_tuple(ver) < KEEP_DRIVER_SINCE:
+                raise UsageError(f"driver=keep needs PVE 9.1 or later; {self.node} runs {ver}")
+            driver = "keep"
+        return HostPci(host=(), pcie=pcie,
+                       rombar=None if rombar is None else bool(rombar), driver=driver)
+
+    def _subsystem_id(self, addr: str) -> str | None:
+        if self.host is None:
+            return None
+        sv = self.host.read_opt(f"sys/bus/pci/devices/{addr}/subsystem_vendor")
+        sd = self.host.read_opt(f"sys/bus/pci/devices/{addr}/subsystem_device")
+        if not sv or not sd:
+            return None
+        return f"{sv.lower().removeprefix('0x'):0>4}:{sd.lower().removeprefix('0x'):0>4}"
+
+    def _mapping_actions(self, mid: str, req: AttachRequest,
+                         mappings: list[Mapping[str, Any]]) -> list[Action]:
+        vf = req.vf
+        entry = MapEntry(node=self.node, path=(vf.address,),
+                         id=f"{vf.vendor_id}:{vf.device_id}".lower(),
+                         iommugroup=vf.iommu_group, subsystem_id=self._subsystem_id(vf.address))
+        existing = next((m for m in mappings if m.get("id") == mid), None)
+        target = f"mapping {mid}"
+        if existing is None:
+            new_map = [format_map_entry(entry)]
+            desc = f"{MANAGED_PREFIX} {req.pf.netdev or req.pf.address} VF {vf.index}"
+            undo = self._action("proxmox.mapping_delete", target, "delete", {
+                "id": mid, "expect": new_map})
+            return [self._action("proxmox.mapping_put", target,
+                                 f"create: {self.node} -> {vf.address}",
+                                 {"id": mid, "map": new_map, "description": desc,
+                                  "expect": None}, undo)]
+        old_map = [str(x) for x in existing.get("map") or []]
+        keep: list[str] = []
+        mine: MapEntry | None = None
+        for raw in old_map:
+            try:
+                e = parse_map_entry(raw)
+            except PropertyStringError:
+                keep.append(raw)
+                continue
+            if e.node == self.node:
+                mine = e
+            else:
+                keep.append(raw)
+        if mine is not None and mine.path == (vf.address,):
+            return []
+        managed = str(existing.get("description") or "").startswith(MANAGED_PREFIX)
+        if mine is not None and not managed and not req.force:
+            raise RefusedError(f"mapping {mid} maps node {self.node} to {';'.join(mine.path)}, "
+                               f"not {vf.address}; use --force to re-point it")
+        new_map = [*keep, format_map_entry(entry)]
+        desc = existing.get("description")
+        undo = self._action("proxmox.mapping_put", target, "restore", {
+            "id": mid, "map": old_map, "description": desc, "expect": new_map})
+        return [self._action("proxmox.mapping_put", target,
+                             f"set {self.node} -> {vf.address}",
+                             {"id": mid, "map": new_map, "description": desc,
+                              "expect": old_map}, undo)]
+
+    def plan_detach(self, req: AttachRequest) -> list[Action]:
+        vm = self._resolve(req.vm)
+        cfg = self._config(self.node, int(vm["vmid"]))
+        mappings = self._mappings()
+        if req.vf.address not in held_addresses(cfg, mappings, self.node):
+            return []
+        return self._detach_actions(vm, cfg, req.vf.address, mappings, remove_mapping=True)
+
+    def _detach_actions(self, vm: Mapping[str, Any], cfg: Mapping[str, Any], addr: str,
+                        mappings: list[Mapping[str, Any]], remove_mapping: bool) -> list[Action]:
+        vmid = int(vm["vmid"])
+        maddrs = mapping_paths(mappings, self.node)
+        actions: list[Action] = []
+        for slot in SLOTS:
+            value = cfg.get(slot)
+            if not isinstance(value, str):
+                continue
+            try:
+                addrs = slot_addresses(value, maddrs)
+                h = parse_hostpci(value)
+            except PropertyStringError:
+                continue
+            if addr not in addrs:
+                continue
+            if len(addrs) > 1:
+                raise RefusedError(f"{slot} of VM {vmid} on {self.node} passes {addr} together "
+                                   f"with other functions ({value}); change it by hand")
+            p = {"node": self.node, "vmid": vmid, "address": addr, "mapping": h.mapping,
+                 "slot": slot, "value": value}
+            undo = self._action("proxmox.hostpci_add", f"vm{vmid} {slot}", f"add {value}", p)
+            actions.append(self._action("proxmox.hostpci_remove", f"vm{vmid} {slot}",
+                                        f"remove {value}", p, undo))
+            if vm.get("status") == "running":
+                self.warnings.append(f"VM {vmid} is running: removing {slot} stays pending "
+                                     "until the VM is stopped and started")
+            if remove_mapping and h.mapping is not None:
+                actions += self._mapping_cleanup(h.mapping, mappings, vmid, slot)
+        return actions
+
+    def _mapping_cleanup(self, mid: str, mappings: list[Mapping[str, Any]], vmid: int,
+                         slot: str) -> list[Action]:
+        m = next((x for x in mappings if x.get("id") == mid), None)
+        if m is None or not str(m.get("description") or "").startswith(MANAGED_PREFIX):
+            return []
+        if self._mapping_users(mid) - {(vmid, slot)}:
+            return []
+        old_map = [str(x) for x in m.get("map") or []]
+        undo = self._action("proxmox.mapping_put", f"mapping {mid}", "re-create", {
+            "id": mid, "map": old_map, "description": m.get("description"), "expect": None})
+        return [self._action("proxmox.mapping_delete", f"mapping {mid}", "delete (unused)",
+                             {"id": mid, "expect": old_map}, undo)]
+
+    def _mapping_users(self, mid: str) -> set[tuple[int, str]]:
+        """(vmid, slot) of every VM in the cluster that uses mapping ``mid``."""
+        users: set[tuple[int, str]] = set()
+        for vm in self._vms():
+            cfg = self._config(str(vm["node"]), int(vm["vmid"]))
+            for slot in SLOTS:
+                v = cfg.get(slot)
+                if isinstance(v, str):
+                    try:
+                        if parse_hostpci(v).mapping == mid:
+                            users.add((int(vm["vmid"]), slot))
+                    except PropertyStringError:
+                        continue
+        return users
+
+    # ---- execution (called by the registered ops) -----------------------------------------
+
+    def _write_config(self, node: str, vmid: int,
+                      decide: Callable[[dict[str, Any]], dict[str, Any] | None]) -> bool:
+        """Read, decide, write with the digest; re-read and retry on a digest mismatch."""
+        for _ in range(DIGEST_RETRIES):
+            cfg = self._config(node, vmid)
+            change = decide(cfg)
+            if change is None:
+                return False
+            try:
+                self.api.put(self._cfg_path(node, vmid), digest=cfg.get("digest"), **change)
+                return True
+            except PveApiError as exc:
+                if not exc.digest_mismatch:
+                    raise
+        raise BackendError(f"VM {vmid} on {node}: its config changed under us "
+                           f"{DIGEST_RETRIES} times in a row (digest mismatch); nothing written")
+
+    def _note_pending(self, ctx: Context, node: str, vmid: int) -> None:
+        status = self.api.get(f"/nodes/{node}/qemu/{vmid}/status/current") or {}
+        if status.get("status") != "running":
+            return
+        for p in self.pending_changes(vmid):
+            entry = {"vm": vmid, "node": node, "key": p["key"], "pending": p.get("pending"),
+                     "delete": bool(p.get("delete"))}
+            if entry not in self.pending:
+                self.pending.append(entry)
+                what = f"remove {p['key']}" if entry["delete"] else f"{p['key']}={p['pending']}"
+                ctx.warnings.append(f"VM {vmid} is running: pending {what} "
+                                    "(applies when the VM is stopped and started)")
+
+    def op_hostpci_add(self, ctx: Context, p: Mapping[str, Any]) -> None:
+        node, vmid, addr = str(p["node"]), int(p["vmid"]), str(p["address"])
+        maps = self._mappings()
+
+        def decide(cfg: dict[str, Any]) -> dict[str, Any] | None:
+            if addr in held_addresses(cfg, maps, node):
+                return None
+            free = [s for s in SLOTS if s not in cfg]
+            if not free:
+                raise RefusedError(f"VM {vmid} on {node} has no free hostpci slot")
+            slot = p["slot"] if p["slot"] in free else free[0]
+            return {slot: p["value"]}
+
+        if self._write_config(node, vmid, decide):
+            self._note_pending(ctx, node, vmid)
+
+    def op_hostpci_remove(self, ctx: Context, p: Mapping[str, Any]) -> None:
+        node, vmid, addr, mid = str(p["node"]), int(p["vmid"]), str(p["address"]), p.get("mapping")
+        maddrs = mapping_paths(self._mappings(), node)
+
+        def decide(cfg: dict[str, Any]) -> dict[str, Any] | None:
+            for slot in SLOTS:
+                v = cfg.get(slot)
+                if not isinstance(v, str):
+                    continue
+                try:
+                    addrs = slot_addresses(v, maddrs)
+                    via = parse_hostpci(v).mapping
+                except PropertyStringError:
+                    continue
+                if (mid is not None and via == mid) or (via is None and addrs == (addr,)):
+                    return {"delete": slot}
+                if addr in addrs:
+                    raise RefusedError(f"{slot} of VM {vmid} on {node} now holds {v}; "
+                                       "not removing it")
+            return None
+
+        if self._write_config(node, vmid, decide):
+            self._note_pending(ctx, node, vmid)
+
+    def _mapping_now(self, mid: str) -> Mapping[str, Any] | None:
+        for m in self._mappings():
+            if m.get("id") == mid:
+                return dict(self.api.get(f"/cluster/mapping/pci/{mid}") or m)
+        return None
+
+    def op_mapping_put(self, p: Mapping[str, Any]) -> None:
+        mid, want, expect = str(p["id"]), list(p["map"]), p.get("expect")
+        cur = self._mapping_now(mid)
+        cur_map = None if cur is None else [str(x) for x in cur.get("map") or []]
+        if cur_map == want:
+            return
+        if cur_map != expect:
+            raise RefusedError(f"PCI mapping {mid} changed since it was planned; not writing it")
+        extra = {"description": p["description"]} if p.get("description") else {}
+        if cur is None:
+            self.api.post("/cluster/mapping/pci", id=mid, map=want, **extra)
+        else:
+            self.api.put(f"/cluster/mapping/pci/{mid}", map=want, digest=cur.get("digest"),
+                         **extra)
+
+    def op_mapping_delete(self, p: Mapping[str, Any]) -> None:
+        mid = str(p["id"])
+        cur = self._mapping_now(mid)
+        if cur is None:
+            return
+        if [str(x) for x in cur.get("map") or []] != list(p["expect"]):
+            raise RefusedError(f"PCI mapping {mid} changed since it was planned; not deleting it")
+        users = self._mapping_users(mid)
+        if users:
+            vm, slot = sorted(users)[0]
+            raise RefusedError(f"PCI mapping {mid} is still used by VM {vm} ({slot})")
+        self.api.delete(f"/cluster/mapping/pci/{mid}")
+
+
+def _backend(ctx: Context, p: Mapping[str, Any]) -> ProxmoxBackend:
+    be = ctx.backend("proxmox", p["conn"])
+    if not isinstance(be, ProxmoxBackend):
+        raise BackendError("the proxmox backend factory returned something else")
+    return be
+
+
+@op("proxmox.hostpci_add")
+def _op_hostpci_add(ctx: Context, p: Mapping[str, Any]) -> None:
+    _backend(ctx, p).op_hostpci_add(ctx, p)
+
+
+@op("proxmox.hostpci_remove")
+def _op_hostpci_remove(ctx: Context, p: Mapping[str, Any]) -> None:
+    _backend(ctx, p).op_hostpci_remove(ctx, p)
+
+
+@op("proxmox.mapping_put")
+def _op_mapping_put(ctx: Context, p: Mapping[str, Any]) -> None:
+    _backend(ctx, p).op_mapping_put(p)
+
+
+@op("proxmox.mapping_delete")
+def _op_mapping_delete(ctx: Context, p: Mapping[str, Any]) -> None:
+    _backend(ctx, p).op_mapping_delete(p)

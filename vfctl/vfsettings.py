@@ -1,0 +1,217 @@
+"""VF network settings (MAC, VLAN, trust, spoof-check, link state, rates): validate, plan, apply.
+
+Validation and planning are pure; the ``netlink.vf`` op writes one setting through the PF and
+reads it back, because some drivers accept a setting and silently ignore it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vfctl.errors import HostError, UsageError
+from vfctl.host import netlink
+from vfctl.host.sysfs import Host
+from vfctl.model import PF, VF, VFSettings
+from vfctl.plan import Action, Context, op
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+LINK_STATES = ("auto", "enable", "disable")
+PROTOS = {"802.1q": "802.1Q", "802.1ad": "802.1ad"}
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the user asked for; None means leave as it is."""
+
+    mac: str | None = None  # a MAC or "auto"
+    vlan: int | None = None
+    qos: int | None = None
+    vlan_proto: str | None = None
+    spoofchk: bool | None = None
+    trust: bool | None = None
+    link_state: str | None = None
+    min_tx_rate: int | None = None
+    max_tx_rate: int | None = None
+    query_rss: bool | None = None
+
+    def empty(self) -> bool:
+        return all(getattr(self, k) is None for k in self.__dataclass_fields__)
+
+
+def validate(d: Desired) -> Desired:
+    """Normalize and check every value before any write; UsageError (exit 2) names the value."""
+    mac = d.mac
+    if mac is not None and mac != "auto":
+        mac = mac.strip().lower().replace("-", ":")
+        if not _MAC.match(mac):
+            raise UsageError(
+                f"invalid MAC {d.mac!r}: expected six hex pairs like 02:00:00:00:00:01"
+            )
+        first = int(mac[:2], 16)
+        if first & 1:
+            raise UsageError(f"invalid MAC {d.mac}: a multicast address cannot be a VF MAC")
+        if mac == "00:00:00:00:00:00":
+            raise UsageError("invalid MAC 00:00:00:00:00:00: a VF needs a non-zero MAC")
+    if d.vlan is not None and not 0 <= d.vlan <= 4094:
+        raise UsageError(f"invalid VLAN {d.vlan}: must be 0-4094 (0 = untagged)")
+    if d.qos is not None and not 0 <= d.qos <= 7:
+        raise UsageError(f"invalid qos {d.qos}: must be 0-7")
+    proto = d.vlan_proto
+    if proto is not None:
+        p = PROTOS.get(proto.lower())
+        if p is None:
+            raise UsageError(f"invalid VLAN protocol {proto!r}: 802.1q or 802.1ad")
+        proto = p
+        if p == "802.1ad" and not (d.vlan or d.qos):
+            raise UsageError("VLAN protocol 802.1ad needs a non-zero --vlan or --qos")
+    if d.link_state is not None and d.link_state not in LINK_STATES:
+        raise UsageError(f"invalid link state {d.link_state!r}: auto, enable or disable")
+    for name in ("min_tx_rate", "max_tx_rate"):
+        v = getattr(d, name)
+        if v is not None and v < 0:
+            raise UsageError(f"invalid {name.replace('_', '-')} {v}: must be 0 or more (Mbps)")
+    if d.min_tx_rate and d.max_tx_rate and d.min_tx_rate > d.max_tx_rate:
+        raise UsageError(
+            f"invalid rates: min-tx-rate {d.min_tx_rate} > max-tx-rate {d.max_tx_rate}"
+        )
+    return Desired(
+        mac,
+        d.vlan,
+        d.qos,
+        proto,
+        d.spoofchk,
+        d.trust,
+        d.link_state,
+        d.min_tx_rate,
+        d.max_tx_rate,
+        d.query_rss,
+    )
+
+
+def host_id(host: Host) -> str:
+    """Stable per-host identity for derived MACs: machine-id, else hostname."""
+    return (host.read_opt("etc/machine-id") or host.read_opt("etc/hostname") or "localhost").strip()
+
+
+def auto_mac(host_identity: str, pf_address: str, vf_index: int) -> str:
+    """A stable, locally administered unicast MAC for (host, PF, VF): same after every reboot."""
+    h = hashlib.sha256(f"vfctl:{host_identity}:{pf_address}:{vf_index}".encode()).digest()
+    b = bytearray(h[:6])
+    b[0] = (b[0] & 0xFC) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def _groups(
+    d: Desired, cur: VFSettings, mac: str | None
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(name, new values, old values) for each netlink write that is needed."""
+    out: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    if mac is not None and mac != (cur.mac or "").lower():
+        out.append(("mac", {"mac": mac}, {"mac": cur.mac or "00:00:00:00:00:00"}))
+    if d.vlan is not None or d.qos is not None or d.vlan_proto is not None:
+        new = {
+            "vlan": d.vlan if d.vlan is not None else (cur.vlan or 0),
+            "qos": d.qos if d.qos is not None else (cur.qos or 0),
+            "vlan_proto": d.vlan_proto or cur.vlan_proto or "802.1Q",
+        }
+        old = {"vlan": cur.vlan or 0, "qos": cur.qos or 0, "vlan_proto": cur.vlan_proto or "802.1Q"}
+        if not new["vlan"] and not new["qos"]:
+            new["vlan_proto"] = "802.1Q"
+        if new != old:
+            out.append(("vlan", new, old))
+    for key in ("spoofchk", "trust", "link_state", "query_rss"):
+        want = getattr(d, key)
+        have = getattr(cur, key)
+        if want is not None and want != have:
+            out.append((key, {key: want}, {key: have if have is not None else _default(key)}))
+    if d.min_tx_rate is not None or d.max_tx_rate is not None:
+        new = {
+            "min_tx_rate": d.min_tx_rate if d.min_tx_rate is not None else (cur.min_tx_rate or 0),
+            "max_tx_rate": d.max_tx_rate if d.max_tx_rate is not None else (cur.max_tx_rate or 0),
+        }
+        old = {"min_tx_rate": cur.min_tx_rate or 0, "max_tx_rate": cur.max_tx_rate or 0}
+        if new != old:
+            out.append(("rate", new, old))
+    return out
+
+
+def _default(key: str) -> Any:
+    return {"spoofchk": True, "trust": False, "link_state": "auto", "query_rss": False}[key]
+
+
+def _fmt(v: Mapping[str, Any]) -> str:
+    return ",".join(
+        f"{k}={'on' if x is True else 'off' if x is False else x}" for k, x in v.items()
+    )
+
+
+def plan_set(host: Host, pf: PF, vf: VF, d: Desired) -> list[Action]:
+    """Actions that bring one VF's settings to ``d``; empty when they already hold."""
+    if not pf.netdev:
+        raise HostError(f"{pf.address} has no netdev: VF settings go through the PF's interface")
+    mac = auto_mac(host_id(host), pf.address, vf.index) if d.mac == "auto" else d.mac
+    actions = []
+    for name, new, old in _groups(d, vf.settings, mac):
+        base = {"pf": pf.netdev, "pf_address": pf.address, "driver": pf.driver, "vf": vf.index}
+        target = f"{pf.netdev} vf {vf.index} {name}"
+        actions.append(
+            Action(
+                "netlink.vf",
+                target,
+                f"{_fmt(old)} -> {_fmt(new)}",
+                {**base, "settings": new},
+                Action(
+                    "netlink.vf",
+                    target,
+                    f"{_fmt(new)} -> {_fmt(old)}",
+                    {**base, "settings": old, "undo": True},
+                ),
+            )
+        )
+    return actions
+
+
+_SETTING_NAMES = {
+    "mac": "MAC",
+    "vlan": "VLAN",
+    "qos": "VLAN qos",
+    "vlan_proto": "VLAN protocol",
+    "spoofchk": "spoof-check",
+    "trust": "trust",
+    "link_state": "link-state",
+    "min_tx_rate": "min-tx-rate",
+    "max_tx_rate": "max-tx-rate",
+    "query_rss": "query-rss",
+}
+
+
+@op("netlink.vf")
+def _op_vf(ctx: Context, p: Mapping[str, Any]) -> None:
+    settings: dict[str, Any] = dict(p["settings"])
+    names = ", ".join(_SETTING_NAMES.get(k, k) for k in settings)
+    try:
+        netlink.set_vf(ctx.host, p["pf"], int(p["vf"]), settings)
+    except OSError as e:
+        why = {errno.EOPNOTSUPP: "not supported by the driver", errno.EINVAL: "rejected (EINVAL)"}
+        reason = why.get(e.errno or 0, e.strerror or str(e))
+        raise HostError(
+            f"{p['pf']} VF {p['vf']}: {names}: {reason} (driver {p.get('driver') or '?'})"
+        ) from None
+    if p.get("undo"):
+        return
+    got = netlink.vf_info(ctx.host, p["pf"])
+    cur = got[int(p["vf"])] if int(p["vf"]) < len(got) else VFSettings()
+    for k, v in settings.items():
+        have = getattr(cur, k)
+        if k == "mac" and isinstance(have, str):
+            have = have.lower()
+        if have is not None and have != v:
+            raise HostError(
+                f"{p['pf']} VF {p['vf']}: driver {p.get('driver') or '?'} accepted "
+                f"{_SETTING_NAMES.get(k, k)}={v} but reports {have}"
+            )
