@@ -182,7 +182,7 @@ def run_plan(
     wait: float,
     build: Callable[[Any, HostModel], tuple[list[Any], Callable[[], None] | None]],
     with_devices: bool = False,
-    extra: dict[str, Any] | None = None,
+    extra_fn: Callable[[], dict[str, Any]] | None = None,
 ) -> None:
     """Lock, refuse over a stale journal, discover, plan, execute, verify, render."""
     from vfctl import plan, render
@@ -207,8 +207,8 @@ def run_plan(
             m = model(h, with_devices=with_devices)
             actions, verify = build(h, m)
             res = plan.execute(ctx, actions, verify=verify, check=check)
-        if extra:
-            res.extra.update(extra)
+        if extra_fn is not None:
+            res.extra.update(extra_fn())
         if as_json:
             render.emit_json(res.to_json())
         else:
@@ -511,6 +511,139 @@ def set_cmd(
     guarded(json_, True, lambda: run_plan(json_, check, wait, build))
 
 
+def _attach_cmd(
+    verb: str,
+    vm: str,
+    pf: str,
+    vf: str,
+    options: dict[str, Any],
+    force: bool,
+    check: bool,
+    json_: bool,
+    wait: float,
+) -> None:
+    from vfctl import backends
+    from vfctl.backends.base import AttachRequest
+    from vfctl.discover import parse_vf_selector, resolve_pf
+
+    state: dict[str, Any] = {}
+
+    def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None] | None]:
+        name = backends.choose(h, backend_cfg())
+        b = S.extra.get(f"backend:{name}") or backends.create(name, backend_cfg())
+        S.extra[f"backend:{name}"] = b
+        p = resolve_pf(m, pf, h)
+        idx = parse_vf_selector(vf, p)
+        if len(idx) != 1:
+            raise UsageError(f"vfctl {verb} takes one VF, got {vf!r}")
+        v = p.vf(idx[0])
+        assert v is not None
+        req = AttachRequest(vm=vm, pf=p, vf=v, force=force, options=options)
+        acts = b.plan_attach(req) if verb == "attach" else b.plan_detach(req)
+        state["backend"] = b
+        for w in getattr(b, "warnings", []):
+            if w not in state.setdefault("warned", []):
+                state["warned"].append(w)
+        return acts, None
+
+    run_plan(json_, check, wait, build, extra_fn=lambda: _backend_extra(state))
+
+
+def _backend_extra(state: dict[str, Any]) -> dict[str, Any]:
+    b = state.get("backend")
+    out: dict[str, Any] = {}
+    if b is not None:
+        if getattr(b, "pending", None):
+            out["pending"] = list(b.pending)
+        if getattr(b, "warnings", None):
+            out["backend_warnings"] = list(b.warnings)
+        if getattr(b, "report", None):
+            out["backend_report"] = list(b.report)
+    return out
+
+
+VmArg = Annotated[str, typer.Argument(help="VM: libvirt name/UUID, or Proxmox 101/vm101/name.")]
+PfArg = Annotated[str, typer.Argument(help="PF netdev or PCI address.")]
+VfArg = Annotated[str, typer.Argument(help="VF: vf3, 3, or its PCI address.")]
+
+
+@app.command()
+def attach(
+    vm: VmArg,
+    pf: PfArg,
+    vf: VfArg,
+    mode: Annotated[str, typer.Option("--mode", help="libvirt: hostdev or interface.")] = "hostdev",
+    live: Annotated[bool, typer.Option("--live", help="libvirt: the running domain only.")] = False,
+    config: Annotated[
+        bool, typer.Option("--config", help="libvirt: persistent config only.")
+    ] = False,
+    mac: Annotated[str | None, typer.Option("--mac", help="libvirt interface mode: MAC.")] = None,
+    vlan: Annotated[
+        int | None, typer.Option("--vlan", help="libvirt interface mode: VLAN.")
+    ] = None,
+    managed: Annotated[
+        bool | None, typer.Option("--managed/--unmanaged", help="libvirt: managed='yes'/'no'.")
+    ] = None,
+    pcie: Annotated[bool | None, typer.Option("--pcie/--no-pcie", help="Proxmox: pcie=1.")] = None,
+    rombar: Annotated[str | None, typer.Option("--rombar", help="Proxmox: on or off.")] = None,
+    mapping: Annotated[str | None, typer.Option("--mapping", help="Proxmox: mapping id.")] = None,
+    driver_keep: Annotated[
+        bool, typer.Option("--driver-keep", help="Proxmox: driver=keep.")
+    ] = False,
+    force: ForceOpt = False,
+    check: CheckOpt = False,
+    json_: JsonOpt = False,
+    wait: WaitOpt = 30.0,
+) -> None:
+    """Attach a VF to a VM (libvirt <hostdev>/<interface>, or Proxmox hostpciN)."""
+
+    def go() -> None:
+        if mode not in ("hostdev", "interface"):
+            raise UsageError(f"invalid --mode {mode!r}: hostdev or interface")
+        if vlan is not None and not 0 <= vlan <= 4094:
+            raise UsageError(f"invalid --vlan {vlan}: must be 0-4094")
+        if mac is not None:
+            from vfctl import vfsettings
+
+            vfsettings.validate(vfsettings.Desired(mac=mac))
+        opts = {
+            "mode": mode,
+            "live": live or None,
+            "config": config or None,
+            "mac": mac,
+            "vlan": vlan,
+            "managed": managed,
+            "pcie": pcie,
+            "rombar": _onoff(rombar, "--rombar"),
+            "mapping": mapping,
+            "driver_keep": driver_keep,
+            "pve_node": S.pve_node,
+        }
+        if live and config:
+            opts["live"], opts["config"] = True, True
+        _attach_cmd("attach", vm, pf, vf, opts, force, check, json_, wait)
+
+    guarded(json_, True, go)
+
+
+@app.command()
+def detach(
+    vm: VmArg,
+    pf: PfArg,
+    vf: VfArg,
+    live: Annotated[bool, typer.Option("--live", help="libvirt: the running domain only.")] = False,
+    config: Annotated[
+        bool, typer.Option("--config", help="libvirt: persistent config only.")
+    ] = False,
+    check: CheckOpt = False,
+    json_: JsonOpt = False,
+    wait: WaitOpt = 30.0,
+) -> None:
+    """Detach a VF from a VM (the exact element that holds it)."""
+    opts = {"live": live or None, "config": config or None, "pve_node": S.pve_node}
+    guarded(json_, True, lambda: _attach_cmd("detach", vm, pf, vf, opts, False, check, json_, wait))
+
+
 @app.command()
 def recover(json_: JsonOpt = False, wait: WaitOpt = 30.0) -> None:
     """Roll back what an interrupted run did, from its journal."""
@@ -633,3 +766,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+from vfctl import cli_profile as _cli_profile  # noqa: E402,F401  (registers profile commands)

@@ -258,6 +258,8 @@ class Lab:
         self._from_guest = -1
         self._buf = b""
         self._seq = 0
+        self.commands = 0
+        self.command_seconds = 0.0
         self._failed = False
         self._lock = threading.Lock()
 
@@ -390,6 +392,8 @@ class Lab:
                 int(parts[2]),
                 took,
             )
+            self.commands += 1
+            self.command_seconds += took
         if result.returncode in (124, 137) and took >= secs:
             raise LabTimeout(f"command {cmd!r} timed out after {secs} s in the guest", result)
         return result.check() if check else result

@@ -9,14 +9,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from libvirtd import Libvirtd, LibvirtdError
 
 from vfctl.backends.base import AttachRequest
 from vfctl.backends.libvirt import LibvirtBackend
 from vfctl.host.sysfs import Host
 from vfctl.model import PF, VF
 from vfctl.plan import Context
-
-from libvirtd import Libvirtd, LibvirtdError
 
 
 def _required() -> bool:
@@ -86,24 +85,50 @@ def make_domain(backend: LibvirtBackend) -> Iterator[Callable[..., object]]:
 def make_pf(netdev: str = "eth9", bus: int = 1, count: int = 4, vfio: bool = False) -> PF:
     """A PF whose VFs sit at fake addresses (config attach accepts absent devices)."""
     vfs = tuple(
-        VF(index=i, address=f"0000:{bus:02x}:10.{2 * i}", driver="vfio-pci" if vfio else "igbvf",
-           driver_override=None, netdev=None if vfio else f"{netdev}v{i}", iommu_group=20 + i,
-           vendor_id="8086", device_id="10ca")
+        VF(
+            index=i,
+            address=f"0000:{bus:02x}:10.{2 * i}",
+            driver="vfio-pci" if vfio else "igbvf",
+            driver_override=None,
+            netdev=None if vfio else f"{netdev}v{i}",
+            iommu_group=20 + i,
+            vendor_id="8086",
+            device_id="10ca",
+        )
         for i in range(count)
     )
-    return PF(address=f"0000:{bus:02x}:00.0", netdev=netdev, netdevs=(netdev,), driver="igb",
-              vendor_id="8086", device_id="10c9", class_code="020000", name=None, total_vfs=7,
-              cap_total_vfs=8, initial_vfs=8, num_vfs=count, vf_offset=128, vf_stride=2,
-              vf_device_id="10ca", autoprobe=True, numa_node=None, iommu_group=10, link=None,
-              ari=False, vfs=vfs)
+    return PF(
+        address=f"0000:{bus:02x}:00.0",
+        netdev=netdev,
+        netdevs=(netdev,),
+        driver="igb",
+        vendor_id="8086",
+        device_id="10c9",
+        class_code="020000",
+        name=None,
+        total_vfs=7,
+        cap_total_vfs=8,
+        initial_vfs=8,
+        num_vfs=count,
+        vf_offset=128,
+        vf_stride=2,
+        vf_device_id="10ca",
+        autoprobe=True,
+        numa_node=None,
+        iommu_group=10,
+        link=None,
+        ari=False,
+        vfs=vfs,
+    )
 
 
-def request(dom: object, pf: PF, index: int = 0, force: bool = False, **options: object
-            ) -> AttachRequest:
+def request(
+    dom: object, pf: PF, index: int = 0, force: bool = False, **options: object
+) -> AttachRequest:
     vf = pf.vf(index)
     assert vf is not None
-    return AttachRequest(vm=dom.name(), pf=pf, vf=vf, force=force,  # type: ignore[attr-defined]
-                         options=dict(options))
+    name: str = dom.name()  # type: ignore[attr-defined]
+    return AttachRequest(vm=name, pf=pf, vf=vf, force=force, options=dict(options))
 
 
 @pytest.fixture

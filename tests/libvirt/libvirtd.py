@@ -89,9 +89,7 @@ class Libvirtd:
 
     def __init__(self, workdir: Path, cache_dir: Path | None = None) -> None:
         self.dir = Path(workdir)
-        self.cache_dir = Path(
-            cache_dir or os.environ.get("VFCTL_LIBVIRTD_CACHE") or DEFAULT_CACHE
-        )
+        self.cache_dir = Path(cache_dir or os.environ.get("VFCTL_LIBVIRTD_CACHE") or DEFAULT_CACHE)
         self.sock_dir = self.dir / "sock"
         self.uri = f"qemu:///system?socket={self.sock_dir}/libvirt-sock"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -125,26 +123,49 @@ class Libvirtd:
         if missing:
             raise LibvirtdError(f"missing executables: {', '.join(missing)}")
         if os.geteuid() != 0:
-            raise LibvirtdError("the isolated libvirtd needs root (mount namespace, qemu:///system)")
+            raise LibvirtdError(
+                "the isolated libvirtd needs root (mount namespace, qemu:///system)"
+            )
         self._prepare()
         out = open(self.dir / "wrapper.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "--", sys.executable,
-             os.path.abspath(__file__), "--subreaper", str(self.dir), str(self.cache_dir)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+            [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "--",
+                sys.executable,
+                os.path.abspath(__file__),
+                "--subreaper",
+                str(self.dir),
+                str(self.cache_dir),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
         )
         out.close()
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise LibvirtdError(f"libvirtd exited with {self.proc.returncode}: {self.log_tail()}")
-            r = subprocess.run(["virsh", "-q", "-c", self.uri, "version"],
-                               capture_output=True, timeout=30, check=False)
+                raise LibvirtdError(
+                    f"libvirtd exited with {self.proc.returncode}: {self.log_tail()}"
+                )
+            r = subprocess.run(
+                ["virsh", "-q", "-c", self.uri, "version"],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
             if r.returncode == 0:
                 return
             if time.monotonic() > deadline:
                 self.stop()
-                raise LibvirtdError(f"libvirtd did not answer within {timeout:.0f}s: {self.log_tail()}")
+                raise LibvirtdError(
+                    f"libvirtd did not answer within {timeout:.0f}s: {self.log_tail()}"
+                )
             time.sleep(0.05)
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -201,8 +222,11 @@ def _subreaper(workdir: Path, cache_dir: Path) -> int:
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the test process died: take everything down
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     binds = [(workdir / sub, TARGETS[sub]) for sub in MOUNTS if sub != "cache"]
-    binds += [(cache_dir, TARGETS["cache"]), (workdir / "passwd", "/etc/passwd"),
-              (workdir / "group", "/etc/group")]
+    binds += [
+        (cache_dir, TARGETS["cache"]),
+        (workdir / "passwd", "/etc/passwd"),
+        (workdir / "group", "/etc/group"),
+    ]
     for src, dst in binds:
         subprocess.run(["mount", "--bind", str(src), dst], check=True)
 
@@ -210,8 +234,16 @@ def _subreaper(workdir: Path, cache_dir: Path) -> int:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
     daemon = subprocess.Popen(
-        ["taskset", "-c", "0", "libvirtd", "-p", str(workdir / "libvirtd.pid"),
-         "-f", "/etc/libvirt/libvirtd.conf"],
+        [
+            "taskset",
+            "-c",
+            "0",
+            "libvirtd",
+            "-p",
+            str(workdir / "libvirtd.pid"),
+            "-f",
+            "/etc/libvirt/libvirtd.conf",
+        ],
         preexec_fn=in_child,
     )
 

@@ -37,8 +37,9 @@ def config_devices(dom: Any) -> list[HostdevXml | HostdevInterfaceXml]:
     return [f.device for f in pci_devices(dom.XMLDesc(INACTIVE))]
 
 
-def test_config_attach_detach_hostdev(backend: LibvirtBackend, make_domain: Any, ctx: Context
-                                      ) -> None:
+def test_config_attach_detach_hostdev(
+    backend: LibvirtBackend, make_domain: Any, ctx: Context
+) -> None:
     dom, pf = make_domain(), make_pf()
     actions = backend.plan_attach(request(dom, pf, 1))
     assert [(a.op, a.params["scope"]) for a in actions] == [("libvirt.attach", "config")]
@@ -50,7 +51,12 @@ def test_config_attach_detach_hostdev(backend: LibvirtBackend, make_domain: Any,
     assert backend.plan_attach(request(dom, pf, 1)) == []
     (att,) = backend.attachments()["0000:01:10.2"]
     assert (att.vm, att.vm_id, att.element, att.config, att.live) == (
-        dom.name(), dom.UUIDString(), "hostdev", True, False)
+        dom.name(),
+        dom.UUIDString(),
+        "hostdev",
+        True,
+        False,
+    )
     detach = backend.plan_detach(request(dom, pf, 1))
     assert [(a.op, a.params["scope"]) for a in detach] == [("libvirt.detach", "config")]
     execute(ctx, detach)
@@ -58,15 +64,25 @@ def test_config_attach_detach_hostdev(backend: LibvirtBackend, make_domain: Any,
     assert backend.plan_detach(request(dom, pf, 1)) == []
 
 
-def test_config_attach_interface_with_mac_and_vlan(backend: LibvirtBackend, make_domain: Any,
-                                                   ctx: Context) -> None:
+def test_config_attach_interface_with_mac_and_vlan(
+    backend: LibvirtBackend, make_domain: Any, ctx: Context
+) -> None:
     dom, pf = make_domain(), make_pf()
-    execute(ctx, backend.plan_attach(request(dom, pf, 2, mode="interface",
-                                             mac="52:54:00:12:34:56", vlan=42)))
+    execute(
+        ctx,
+        backend.plan_attach(
+            request(dom, pf, 2, mode="interface", mac="52:54:00:12:34:56", vlan=42)
+        ),
+    )
     (dev,) = config_devices(dom)
     assert isinstance(dev, HostdevInterfaceXml)
     assert (dev.source_address, dev.mac, dev.vlan_tag, dev.driver_name, dev.managed) == (
-        "0000:01:10.4", "52:54:00:12:34:56", 42, "vfio", True)
+        "0000:01:10.4",
+        "52:54:00:12:34:56",
+        42,
+        "vfio",
+        True,
+    )
     # asking again with the same MAC/VLAN is no change; a different VLAN is refused
     assert backend.plan_attach(request(dom, pf, 2, mode="interface", vlan=42)) == []
     with pytest.raises(RefusedError, match="already in"):
@@ -78,8 +94,9 @@ def test_config_attach_interface_with_mac_and_vlan(backend: LibvirtBackend, make
     assert held(dom) == []
 
 
-def test_managed_no_when_vfctl_bound_vfio(backend: LibvirtBackend, make_domain: Any,
-                                          ctx: Context) -> None:
+def test_managed_no_when_vfctl_bound_vfio(
+    backend: LibvirtBackend, make_domain: Any, ctx: Context
+) -> None:
     dom, pf = make_domain(), make_pf(vfio=True)
     execute(ctx, backend.plan_attach(request(dom, pf, 0)))
     execute(ctx, backend.plan_attach(request(dom, pf, 1, managed=True)))
@@ -88,7 +105,8 @@ def test_managed_no_when_vfctl_bound_vfio(backend: LibvirtBackend, make_domain: 
 
 
 def test_live_attach_refused_on_this_host_and_rolled_back(
-        backend: LibvirtBackend, make_domain: Any, ctx: Context) -> None:
+    backend: LibvirtBackend, make_domain: Any, ctx: Context
+) -> None:
     dom, pf = make_domain(running=True), make_pf()
     actions = backend.plan_attach(request(dom, pf, 0))
     assert [a.params["scope"] for a in actions] == ["config", "live"]  # default: LIVE|CONFIG
@@ -119,7 +137,8 @@ def test_scopes_on_request(backend: LibvirtBackend, make_domain: Any, ctx: Conte
 
 
 def test_duplicates_are_no_change_and_detach_removes_all(
-        backend: LibvirtBackend, make_domain: Any, ctx: Context) -> None:
+    backend: LibvirtBackend, make_domain: Any, ctx: Context
+) -> None:
     dom, pf = make_domain(), make_pf()
     execute(ctx, backend.plan_attach(request(dom, pf, 3, mode="interface")))
     assert backend.plan_attach(request(dom, pf, 3, mode="interface")) == []
@@ -155,7 +174,8 @@ def test_element_kind_mismatch(backend: LibvirtBackend, make_domain: Any, ctx: C
 
 
 def test_vf_in_another_domain_refused_then_moved(
-        backend: LibvirtBackend, make_domain: Any, ctx: Context) -> None:
+    backend: LibvirtBackend, make_domain: Any, ctx: Context
+) -> None:
     a, b, pf = make_domain(), make_domain(), make_pf()
     execute(ctx, backend.plan_attach(request(a, pf, 1)))
     with pytest.raises(RefusedError, match=a.name()) as info:
@@ -164,13 +184,16 @@ def test_vf_in_another_domain_refused_then_moved(
     assert held(b) == []
     move = backend.plan_attach(request(b, pf, 1, force=True))
     assert [(a_.op, a_.params["vm"]) for a_ in move] == [
-        ("libvirt.detach", a.name()), ("libvirt.attach", b.name())]
+        ("libvirt.detach", a.name()),
+        ("libvirt.attach", b.name()),
+    ]
     execute(ctx, move)
     assert (held(a), held(b)) == ([], [("hostdev", "0000:01:10.2")])
 
 
 def test_failed_move_restores_the_other_domain(
-        backend: LibvirtBackend, make_domain: Any, ctx: Context) -> None:
+    backend: LibvirtBackend, make_domain: Any, ctx: Context
+) -> None:
     a, b, pf = make_domain(), make_domain(running=True), make_pf()
     execute(ctx, backend.plan_attach(request(a, pf, 2, mode="interface", vlan=7)))
     before = a.XMLDesc(INACTIVE)
@@ -180,8 +203,7 @@ def test_failed_move_restores_the_other_domain(
         execute(ctx, move)  # live attach into b fails here: everything is undone
     assert info.value.exit_code == 6
     assert held(b) == []
-    assert [f.xml for f in pci_devices(a.XMLDesc(INACTIVE))] == [
-        f.xml for f in pci_devices(before)]
+    assert [f.xml for f in pci_devices(a.XMLDesc(INACTIVE))] == [f.xml for f in pci_devices(before)]
 
 
 def test_inventory_and_lookup(backend: LibvirtBackend, make_domain: Any, ctx: Context) -> None:
@@ -190,11 +212,14 @@ def test_inventory_and_lookup(backend: LibvirtBackend, make_domain: Any, ctx: Co
     execute(ctx, backend.plan_attach(request(b, pf, 1, mode="interface", config=True)))
     inv = backend.attachments()
     assert [(x.vm, x.element, x.config, x.live) for x in inv["0000:02:10.0"]] == [
-        (a.name(), "hostdev", True, False)]
+        (a.name(), "hostdev", True, False)
+    ]
     assert [(x.vm, x.element, x.config, x.live) for x in inv["0000:02:10.2"]] == [
-        (b.name(), "interface", True, False)]
-    by_uuid = backend.plan_attach(request(a, pf, 0).__class__(
-        vm=a.UUIDString(), pf=pf, vf=pf.vfs[0]))
+        (b.name(), "interface", True, False)
+    ]
+    by_uuid = backend.plan_attach(
+        request(a, pf, 0).__class__(vm=a.UUIDString(), pf=pf, vf=pf.vfs[0])
+    )
     assert by_uuid == []  # found by UUID, already there
     with pytest.raises(NotFoundError) as info:
         backend.plan_attach(request(a, pf, 0).__class__(vm="no-such-vm", pf=pf, vf=pf.vfs[0]))
@@ -203,8 +228,12 @@ def test_inventory_and_lookup(backend: LibvirtBackend, make_domain: Any, ctx: Co
 
 def test_usage_errors(backend: LibvirtBackend, make_domain: Any) -> None:
     dom, pf = make_domain(), make_pf()
-    for opts in ({"mac": "52:54:00:00:00:01"}, {"mode": "interface", "vlan": 5000},
-                 {"mode": "interface", "mac": "zz"}, {"mode": "macvtap"}):
+    for opts in (
+        {"mac": "52:54:00:00:00:01"},
+        {"mode": "interface", "vlan": 5000},
+        {"mode": "interface", "mac": "zz"},
+        {"mode": "macvtap"},
+    ):
         with pytest.raises(UsageError):
             backend.plan_attach(request(dom, pf, 0, **opts))
     assert held(dom) == []
@@ -225,12 +254,17 @@ def test_hostdev_network_pools(backend: LibvirtBackend) -> None:
             nets.append(backend.conn.networkDefineXML(ET.tostring(n, encoding="unicode")))
         assert backend.hostdev_networks() == {"eth9": "vfctl-pool"}
         # libvirt checks listed VFs exist, so a listed pool is built here as data
-        listed = NetworkXml(name="vfctl-listed", forward_mode="hostdev",
-                            addresses=[ForwardAddressXml(domain=0, bus=3, slot=0x10, function=2)])
+        listed = NetworkXml(
+            name="vfctl-listed",
+            forward_mode="hostdev",
+            addresses=[ForwardAddressXml(domain=0, bus=3, slot=0x10, function=2)],
+        )
         pfs = [make_pf("eth9", bus=1), make_pf("eth8", bus=4)]
         members = pool_members([*backend.networks(), listed], pfs)
-        assert members == {**{f"0000:01:10.{2 * i}": "vfctl-pool" for i in range(4)},
-                           "0000:03:10.2": "vfctl-listed"}
+        assert members == {
+            **{f"0000:01:10.{2 * i}": "vfctl-pool" for i in range(4)},
+            "0000:03:10.2": "vfctl-listed",
+        }
     finally:
         for net in nets:
             net.undefine()
@@ -259,6 +293,8 @@ def test_daemon_stopped_under_a_connection(tmp_path: Path) -> None:
 
 
 def test_backend_module_does_not_import_libvirt() -> None:
-    code = ("import sys, vfctl.backends.libvirt, vfctl.backends.libvirt_xml; "
-            "sys.exit('libvirt' in sys.modules)")
+    code = (
+        "import sys, vfctl.backends.libvirt, vfctl.backends.libvirt_xml; "
+        "sys.exit('libvirt' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

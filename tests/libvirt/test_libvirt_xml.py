@@ -18,10 +18,14 @@ from vfctl.backends.libvirt_xml import (
 
 addresses = st.builds(
     lambda d, b, s, f: f"{d:04x}:{b:02x}:{s:02x}.{f:x}",
-    st.integers(0, 0xFFFF), st.integers(0, 0xFF), st.integers(0, 0x1F), st.integers(0, 7),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFF),
+    st.integers(0, 0x1F),
+    st.integers(0, 7),
 )
 macs = st.lists(st.integers(0, 255), min_size=6, max_size=6).map(
-    lambda bs: ":".join(f"{b:02x}" for b in bs))
+    lambda bs: ":".join(f"{b:02x}" for b in bs)
+)
 
 
 @given(addresses, st.booleans())
@@ -52,8 +56,13 @@ def test_interface_round_trip(address: str, mac: str | None, vlan: int | None) -
 
 
 def test_network_round_trip() -> None:
-    net = NetworkXml(name="pool", forward_mode="hostdev", forward_managed=True, pf_dev="eth2",
-                     addresses=[ForwardAddressXml(domain=0, bus=1, slot=0x10, function=2)])
+    net = NetworkXml(
+        name="pool",
+        forward_mode="hostdev",
+        forward_managed=True,
+        pf_dev="eth2",
+        addresses=[ForwardAddressXml(domain=0, bus=1, slot=0x10, function=2)],
+    )
     back = NetworkXml.from_xml(net.to_xml())
     assert back == net
     assert [a.pci_address for a in back.addresses] == ["0000:01:10.2"]
@@ -65,20 +74,36 @@ def test_parses_libvirt_formatted_domain() -> None:
     devices = ET.SubElement(dom, "devices")
     h = ET.SubElement(devices, "hostdev", mode="subsystem", type="pci", managed="no")
     ET.SubElement(h, "driver", name="vfio")
-    ET.SubElement(ET.SubElement(h, "source"), "address", domain="0x0000", bus="0x01",
-                  slot="0x10", function="0x2")
-    ET.SubElement(h, "address", type="pci", domain="0x0000", bus="0x06", slot="0x00",
-                  function="0x0")
+    ET.SubElement(
+        ET.SubElement(h, "source"),
+        "address",
+        domain="0x0000",
+        bus="0x01",
+        slot="0x10",
+        function="0x2",
+    )
+    ET.SubElement(
+        h, "address", type="pci", domain="0x0000", bus="0x06", slot="0x00", function="0x0"
+    )
     i = ET.SubElement(devices, "interface", type="hostdev", managed="yes")
     ET.SubElement(i, "mac", address="52:54:00:aa:bb:cc")
-    ET.SubElement(ET.SubElement(i, "source"), "address", type="pci", domain="0", bus="1",
-                  slot="16", function="4")
+    ET.SubElement(
+        ET.SubElement(i, "source"),
+        "address",
+        type="pci",
+        domain="0",
+        bus="1",
+        slot="16",
+        function="4",
+    )
     ET.SubElement(ET.SubElement(i, "vlan"), "tag", id="42")
     ET.SubElement(devices, "interface", type="network")  # not a PCI holder
     ET.SubElement(devices, "hostdev", mode="subsystem", type="usb")  # not PCI either
     found = list(pci_devices(ET.tostring(dom, encoding="unicode")))
     assert [(f.element, f.address) for f in found] == [
-        ("hostdev", "0000:01:10.2"), ("interface", "0000:01:10.4")]
+        ("hostdev", "0000:01:10.2"),
+        ("interface", "0000:01:10.4"),
+    ]
     assert found[0].device.managed is False
     assert isinstance(found[1].device, HostdevInterfaceXml)
     assert (found[1].device.mac, found[1].device.vlan_tag) == ("52:54:00:aa:bb:cc", 42)

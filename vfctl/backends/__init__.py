@@ -25,6 +25,7 @@ class BackendConfig:
     pve_node: str | None = None
     pve_ca: str | None = None
     insecure: bool = False
+    root: str = "/"
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -45,6 +46,18 @@ def detect(host: Host, cfg: BackendConfig) -> list[str]:
     ):
         return ["libvirt"]
     return []
+
+
+def choose(host: Host, cfg: BackendConfig) -> str:
+    """The one backend an attach/detach talks to; UsageError when none or several apply."""
+    found = detect(host, cfg)
+    if len(found) == 1:
+        return found[0]
+    raise UsageError(
+        "no VM manager detected on this host: choose --backend libvirt or --backend proxmox"
+        if not found
+        else f"several VM managers detected ({', '.join(found)}): choose --backend"
+    )
 
 
 def create(name: str, cfg: BackendConfig, params: Mapping[str, Any] | None = None) -> Any:

@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,8 +81,12 @@ def map_error(what: str, exc: Exception) -> BackendError | NotFoundError:
     hint = None
     if code == libvirt.VIR_ERR_CONFIG_UNSUPPORTED:
         hint = DOCTOR_HINT
-    elif code in (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_RPC,
-                  libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_INVALID_CONN):
+    elif code in (
+        libvirt.VIR_ERR_SYSTEM_ERROR,
+        libvirt.VIR_ERR_RPC,
+        libvirt.VIR_ERR_NO_CONNECT,
+        libvirt.VIR_ERR_INVALID_CONN,
+    ):
         hint = CONNECT_HINT
     return BackendError(message, hint=hint)
 
@@ -126,15 +130,18 @@ def merge_attachments(holdings: Iterable[Holding]) -> dict[str, list[Attachment]
     out: dict[str, list[Attachment]] = {}
     for (address, uuid, vm, element), scopes in sorted(flags.items()):
         out.setdefault(address, []).append(
-            Attachment("libvirt", vm, uuid, element, live="live" in scopes,
-                       config="config" in scopes))
+            Attachment(
+                "libvirt", vm, uuid, element, live="live" in scopes, config="config" in scopes
+            )
+        )
     return out
 
 
 def pool_members(networks: Iterable[NetworkXml], pfs: Iterable[PF]) -> dict[str, str]:
     """VF address -> hostdev network name: VFs of a pool's ``<pf dev>`` plus listed addresses."""
-    by_netdev = {n.pf_dev: n.name or "" for n in networks if n.forward_mode == "hostdev"
-                 and n.pf_dev}
+    by_netdev = {
+        n.pf_dev: n.name or "" for n in networks if n.forward_mode == "hostdev" and n.pf_dev
+    }
     out: dict[str, str] = {}
     for pf in pfs:
         name = next((by_netdev[d] for d in pf.netdevs if d in by_netdev), None)
@@ -169,8 +176,10 @@ def wanted_device(req: AttachRequest) -> HostdevXml | HostdevInterfaceXml:
     managed = decide_managed(req)
     if mode == "hostdev":
         if mac is not None or vlan is not None:
-            raise UsageError("--mac/--vlan need --mode interface (for hostdev, set them on the "
-                             "VF with `vfctl set`)")
+            raise UsageError(
+                "--mac/--vlan need --mode interface (for hostdev, set them on the "
+                "VF with `vfctl set`)"
+            )
         dev: HostdevXml | HostdevInterfaceXml = HostdevXml(managed=managed)
     elif mode == "interface":
         if mac is None:
@@ -180,9 +189,12 @@ def wanted_device(req: AttachRequest) -> HostdevXml | HostdevInterfaceXml:
             raise UsageError(f"invalid MAC address {mac!r}: expected xx:xx:xx:xx:xx:xx")
         if vlan is not None and not (0 <= int(vlan) <= 4095):
             raise UsageError(f"invalid VLAN {vlan!r}: expected 0-4095")
-        dev = HostdevInterfaceXml(managed=managed, driver_name="vfio",
-                                  mac=None if mac is None else str(mac).lower(),
-                                  vlan_tag=None if vlan is None else int(vlan))
+        dev = HostdevInterfaceXml(
+            managed=managed,
+            driver_name="vfio",
+            mac=None if mac is None else str(mac).lower(),
+            vlan_tag=None if vlan is None else int(vlan),
+        )
     else:
         raise UsageError(f"invalid mode {mode!r}: expected hostdev or interface")
     dev.set_source_address(req.vf.address)
@@ -195,24 +207,33 @@ def attach_scopes(options: Mapping[str, Any], dom: DomainInfo) -> list[str]:
     if live or config:
         scopes = [s for s, on in (("config", config), ("live", live)) if on]
     else:
-        scopes = [s for s, ok in (("config", config is not False and dom.persistent),
-                                  ("live", live is not False and dom.active)) if ok]
+        scopes = [
+            s
+            for s, ok in (
+                ("config", config is not False and dom.persistent),
+                ("live", live is not False and dom.active),
+            )
+            if ok
+        ]
     if not scopes:
         raise UsageError(f"nothing to do for domain {dom.name}: no live or config scope applies")
     if "live" in scopes and not dom.active:
-        raise RefusedError(f"domain {dom.name} is not running: a live change needs a running "
-                           "domain (drop --live)")
+        raise RefusedError(
+            f"domain {dom.name} is not running: a live change needs a running domain (drop --live)"
+        )
     if "config" in scopes and not dom.persistent:
-        raise RefusedError(f"domain {dom.name} is transient: it has no persistent config "
-                           "(use --live)")
+        raise RefusedError(
+            f"domain {dom.name} is transient: it has no persistent config (use --live)"
+        )
     return scopes
 
 
 def describe(dev: HostdevXml | HostdevInterfaceXml) -> str:
     if isinstance(dev, HostdevXml):
         return f"<hostdev managed={'yes' if dev.managed else 'no'}>"
-    extra = "".join(f" {k}={v}" for k, v in (("mac", dev.mac), ("vlan", dev.vlan_tag))
-                    if v is not None)
+    extra = "".join(
+        f" {k}={v}" for k, v in (("mac", dev.mac), ("vlan", dev.vlan_tag)) if v is not None
+    )
     return f"<interface type=hostdev managed={'yes' if dev.managed else 'no'}{extra}>"
 
 
@@ -247,8 +268,10 @@ class LibvirtBackend:
         try:
             import libvirt
         except ImportError:
-            raise BackendError("libvirt-python is not installed (pip install 'vfctl[libvirt]')",
-                               hint="or choose --backend proxmox") from None
+            raise BackendError(
+                "libvirt-python is not installed (pip install 'vfctl[libvirt]')",
+                hint="or choose --backend proxmox",
+            ) from None
         libvirt.registerErrorHandler(_silent, None)
         uri = default_uri(uri)
         with _libvirt_errors(f"connect {uri}"):
@@ -266,17 +289,16 @@ class LibvirtBackend:
     def close(self) -> None:
         import libvirt
 
-        try:
+        with suppress(libvirt.libvirtError):
             self.conn.close()
-        except libvirt.libvirtError:
-            pass
 
     # -- reading --
 
     def _info(self, dom: Any) -> DomainInfo:
         with _libvirt_errors("read domain"):
-            return DomainInfo(dom.name(), dom.UUIDString(), bool(dom.isActive()),
-                              bool(dom.isPersistent()))
+            return DomainInfo(
+                dom.name(), dom.UUIDString(), bool(dom.isActive()), bool(dom.isPersistent())
+            )
 
     def lookup(self, vm: str) -> Any:
         """A domain by name or UUID; NotFoundError (exit 3) otherwise."""
@@ -286,8 +308,11 @@ class LibvirtBackend:
             if arg is None:
                 continue
             try:
-                return (self.conn.lookupByName(arg) if how == "name"
-                        else self.conn.lookupByUUIDString(arg))
+                return (
+                    self.conn.lookupByName(arg)
+                    if how == "name"
+                    else self.conn.lookupByUUIDString(arg)
+                )
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     raise map_error(f"look up domain {vm}", exc) from None
@@ -340,27 +365,59 @@ class LibvirtBackend:
 
     def hostdev_networks(self) -> dict[str, str]:
         """PF netdev -> name of the libvirt network that pools its VFs (forward mode hostdev)."""
-        return {n.pf_dev: n.name or "" for n in self.networks()
-                if n.forward_mode == "hostdev" and n.pf_dev}
+        return {
+            n.pf_dev: n.name or ""
+            for n in self.networks()
+            if n.forward_mode == "hostdev" and n.pf_dev
+        }
 
     # -- planning --
 
-    def _action(self, verb: str, info: DomainInfo, scope: str, address: str, xml: str,
-                desc: str, undo: bool = True) -> Action:
-        params = {"uri": self.uri, "domain": info.uuid, "vm": info.name, "scope": scope,
-                  "address": address, "xml": xml}
+    def _action(
+        self,
+        verb: str,
+        info: DomainInfo,
+        scope: str,
+        address: str,
+        xml: str,
+        desc: str,
+        undo: bool = True,
+    ) -> Action:
+        params = {
+            "uri": self.uri,
+            "domain": info.uuid,
+            "vm": info.name,
+            "scope": scope,
+            "address": address,
+            "xml": xml,
+        }
         inverse = "detach" if verb == "attach" else "attach"
         target = f"{info.name} {address}"
-        return Action(f"libvirt.{verb}", target, f"{verb} {desc} ({scope})", params,
-                      Action(f"libvirt.{inverse}", target, f"{inverse} {desc} ({scope})", params)
-                      if undo else None)
+        return Action(
+            f"libvirt.{verb}",
+            target,
+            f"{verb} {desc} ({scope})",
+            params,
+            Action(f"libvirt.{inverse}", target, f"{inverse} {desc} ({scope})", params)
+            if undo
+            else None,
+        )
 
-    def _detach_actions(self, holdings: Iterable[Holding], infos: Mapping[str, DomainInfo]
-                        ) -> list[Action]:
+    def _detach_actions(
+        self, holdings: Iterable[Holding], infos: Mapping[str, DomainInfo]
+    ) -> list[Action]:
         order = {"live": 0, "config": 1}
-        return [self._action("detach", infos[h.uuid], h.scope, h.found.address, h.found.xml,
-                             describe(h.found.device))
-                for h in sorted(holdings, key=lambda h: (h.uuid, order[h.scope]))]
+        return [
+            self._action(
+                "detach",
+                infos[h.uuid],
+                h.scope,
+                h.found.address,
+                h.found.xml,
+                describe(h.found.device),
+            )
+            for h in sorted(holdings, key=lambda h: (h.uuid, order[h.scope]))
+        ]
 
     def plan_attach(self, req: AttachRequest) -> list[Action]:
         dom = self.lookup(req.vm)
@@ -373,8 +430,7 @@ class LibvirtBackend:
         label = f"{req.pf.netdev or req.pf.address} vf{req.vf.index} ({address})"
         if others and not req.force:
             where = ", ".join(sorted({f"{h.vm} ({h.scope})" for h in others}))
-            raise RefusedError(f"{label} is attached to another domain: {where}; "
-                               "--force moves it")
+            raise RefusedError(f"{label} is attached to another domain: {where}; --force moves it")
         infos = {info.uuid: info}
         for h in others:
             infos.setdefault(h.uuid, DomainInfo(h.vm, h.uuid, True, True))
@@ -385,9 +441,11 @@ class LibvirtBackend:
             if mine and all(_matches(h.found, want) for h in mine):
                 continue  # already here: no change
             if mine and not req.force:
-                raise RefusedError(f"{label} is already in {info.name} ({scope}) as "
-                                   f"{describe(mine[0].found.device)}, not {describe(want)}; "
-                                   "--force replaces it")
+                raise RefusedError(
+                    f"{label} is already in {info.name} ({scope}) as "
+                    f"{describe(mine[0].found.device)}, not {describe(want)}; "
+                    "--force replaces it"
+                )
             actions += self._detach_actions(mine, infos)
             actions.append(self._action("attach", info, scope, address, xml, describe(want)))
         return actions
@@ -396,10 +454,16 @@ class LibvirtBackend:
         dom = self.lookup(req.vm)
         info = self._info(dom)
         live, config = req.options.get("live"), req.options.get("config")
-        scopes = ({s for s, on in (("live", live), ("config", config)) if on}
-                  if (live or config) else {"live", "config"})
-        mine = [h for h in self.domain_holdings(dom)
-                if h.found.address == req.vf.address and h.scope in scopes]
+        scopes = (
+            {s for s, on in (("live", live), ("config", config)) if on}
+            if (live or config)
+            else {"live", "config"}
+        )
+        mine = [
+            h
+            for h in self.domain_holdings(dom)
+            if h.found.address == req.vf.address and h.scope in scopes
+        ]
         return self._detach_actions(mine, {info.uuid: info})
 
     # -- doing (called by the ops) --
@@ -416,8 +480,10 @@ class LibvirtBackend:
         with _libvirt_errors(f"attach {address} to {p['vm']} ({scope})"):
             dom.attachDeviceFlags(p["xml"], AFFECT[scope])
         if not self._present(dom, scope, address):
-            raise BackendError(f"libvirt attach {address} to {p['vm']} ({scope}) reported "
-                               "success but the domain XML does not hold it")
+            raise BackendError(
+                f"libvirt attach {address} to {p['vm']} ({scope}) reported "
+                "success but the domain XML does not hold it"
+            )
 
     def apply_detach(self, p: Mapping[str, Any]) -> None:
         dom = self.lookup(p["domain"])
@@ -434,8 +500,10 @@ class LibvirtBackend:
             if len(now) < len(present):
                 return
             if time.monotonic() >= deadline:
-                raise BackendError(f"libvirt detach {address} from {p['vm']} ({scope}) "
-                                   "reported success but the domain XML still holds it")
+                raise BackendError(
+                    f"libvirt detach {address} from {p['vm']} ({scope}) "
+                    "reported success but the domain XML still holds it"
+                )
             time.sleep(0.2)
 
 

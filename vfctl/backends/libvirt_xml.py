@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
 T = TypeVar("T")
-O = TypeVar("O", bound="XmlObject")
+X = TypeVar("X", bound="XmlObject")
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,10 @@ class XmlProperty(Generic[T]):
             raise ValueError(f"bad value {text!r} at {where}: {exc}") from None
 
 
-class XmlChildList(Generic[O]):
+class XmlChildList(Generic[X]):
     """Repeated child elements under a path, each mapped by its own XmlObject class."""
 
-    def __init__(self, parent: str, cls: type[O]) -> None:
+    def __init__(self, parent: str, cls: type[X]) -> None:
         self.steps = [s for s in parent.split("/") if s]
         self.cls = cls
         self.name = ""
@@ -105,19 +105,19 @@ class XmlChildList(Generic[O]):
         self.name = name
 
     @overload
-    def __get__(self, obj: None, owner: type) -> XmlChildList[O]: ...
+    def __get__(self, obj: None, owner: type) -> XmlChildList[X]: ...
     @overload
-    def __get__(self, obj: object, owner: type) -> list[O]: ...
-    def __get__(self, obj: object | None, owner: type) -> XmlChildList[O] | list[O]:
+    def __get__(self, obj: object, owner: type) -> list[X]: ...
+    def __get__(self, obj: object | None, owner: type) -> XmlChildList[X] | list[X]:
         if obj is None:
             return self
-        items: list[O] = obj.__dict__.setdefault(self.name, [])
+        items: list[X] = obj.__dict__.setdefault(self.name, [])
         return items
 
-    def __set__(self, obj: object, value: list[O]) -> None:
+    def __set__(self, obj: object, value: list[X]) -> None:
         obj.__dict__[self.name] = list(value)
 
-    def write(self, root: ET.Element, items: list[O]) -> None:
+    def write(self, root: ET.Element, items: list[X]) -> None:
         node = root
         for step in self.steps:
             child = node.find(step)
@@ -125,7 +125,7 @@ class XmlChildList(Generic[O]):
         for item in items:
             node.append(item.to_element())
 
-    def read(self, root: ET.Element) -> list[O]:
+    def read(self, root: ET.Element) -> list[X]:
         path = "/".join([*self.steps, self.cls.TAG])
         return [self.cls.from_element(el) for el in root.findall(path)]
 
@@ -156,7 +156,7 @@ class XmlObject:
         return {f.name: getattr(self, f.name) for f in self._fields}
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.values() == other.values()  # type: ignore[attr-defined]
+        return type(other) is type(self) and self.values() == other.values()
 
     def __hash__(self) -> int:
         return hash((type(self), repr(self)))
@@ -177,7 +177,7 @@ class XmlObject:
         return ET.tostring(self.to_element(), encoding="unicode")
 
     @classmethod
-    def from_element(cls: type[O], el: ET.Element) -> O:
+    def from_element(cls: type[X], el: ET.Element) -> X:
         if el.tag != cls.TAG:
             raise ValueError(f"expected <{cls.TAG}>, got <{el.tag}>")
         obj = cls.__new__(cls)
@@ -186,7 +186,7 @@ class XmlObject:
         return obj
 
     @classmethod
-    def from_xml(cls: type[O], text: str) -> O:
+    def from_xml(cls: type[X], text: str) -> X:
         return cls.from_element(ET.fromstring(text))
 
 
