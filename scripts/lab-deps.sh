@@ -39,31 +39,36 @@ have_backports_source() {
         /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null
 }
 
-# Copy the machine's own bookworm source (URIs, Components, Signed-By) with the backports suite:
-# the mirror comes from the machine, never from this repository.
-add_backports_source() {
-    local src=/etc/apt/sources.list.d/debian.sources
-    if [ -f "$src" ]; then
-        local stanza
-        stanza=$(awk -v suite="$BPO_SUITE" '
-            BEGIN { RS = ""; FS = "\n" }
-            {
-                ok = 0; types = 0; out = ""
-                for (i = 1; i <= NF; i++) {
-                    line = $i
-                    if (line ~ /^#/) continue
-                    if (line ~ /^Suites:/) {
-                        n = split(substr(line, 8), s, /[ \t]+/)
-                        for (j = 1; j <= n; j++) if (s[j] == "bookworm") ok = 1
-                        line = "Suites: " suite
-                    }
-                    if (line ~ /^Types:/ && line ~ /(^|[ \t])deb([ \t]|$)/) types = 1
-                    if (line ~ /^Types:/) line = "Types: deb"
-                    out = out line "\n"
+# The deb822 stanza of FILE whose Suites has bookworm, with the backports suite instead
+# (same URIs, Components, Signed-By): the mirror comes from the machine, never from this repo.
+backports_stanza() {
+    local stanza
+    stanza=$(awk -v suite="$BPO_SUITE" '
+        BEGIN { RS = ""; FS = "\n" }
+        {
+            ok = 0; types = 0; out = ""
+            for (i = 1; i <= NF; i++) {
+                line = $i
+                if (line ~ /^#/) continue
+                if (line ~ /^Suites:/) {
+                    n = split(substr(line, 8), s, /[ \t]+/)
+                    for (j = 1; j <= n; j++) if (s[j] == "bookworm") ok = 1
+                    line = "Suites: " suite
                 }
-                if (ok && types) { printf "%s", out; exit }
-            }' "$src")
-        [ -n "$stanza" ] || die "no 'Suites: bookworm' stanza in $src to copy for $BPO_SUITE"
+                if (line ~ /^Types:/ && line ~ /(^|[ \t])deb([ \t]|$)/) types = 1
+                if (line ~ /^Types:/) line = "Types: deb"
+                out = out line "\n"
+            }
+            if (ok && types) { printf "%s", out; exit }
+        }' "$1")
+    [ -n "$stanza" ] || die "no 'Suites: bookworm' stanza in $1 to copy for $BPO_SUITE"
+    printf '%s\n' "$stanza"
+}
+
+add_backports_source() {
+    local src=/etc/apt/sources.list.d/debian.sources stanza
+    if [ -f "$src" ]; then
+        stanza=$(backports_stanza "$src") || exit 1
         printf '# Added by vfctl scripts/lab-deps.sh (QEMU >= 8 for the lab)\n%s\n' "$stanza" \
             > "$BPO_FILE"
     else
@@ -111,21 +116,26 @@ resolve_kernel_pkg() {
     return 1
 }
 
+download_kernel() {
+    local pkg
+    pkg=$(resolve_kernel_pkg) || return 1
+    log "kernel package $pkg"
+    rm -f "$LAB"/linux-image-*.deb
+    (cd "$LAB" && "${APT[@]}" download "$pkg" >/dev/null 2>&1) || return 1
+    echo "$pkg"
+}
+
 fetch_kernel() {
     local pkg kver deb
-    if ! pkg=$(resolve_kernel_pkg); then
-        apt_update
-        pkg=$(resolve_kernel_pkg) || die "cannot resolve linux-image-amd64's kernel image"
-    fi
+    # Stale lists can name a kernel the mirror no longer has: refresh once and retry.
+    pkg=$(download_kernel) || { apt_update; pkg=$(download_kernel); } \
+        || die "cannot resolve or apt-get download the kernel of linux-image-amd64"
     kver=${pkg#linux-image-}
-    log "kernel package $pkg"
-    rm -rf "$LAB/kernel" "$LAB"/linux-image-*.deb
+    rm -rf "$LAB/kernel"
     mkdir -p "$LAB/kernel"
-    (cd "$LAB" && "${APT[@]}" download "$pkg" >/dev/null 2>&1) \
-        || { apt_update; (cd "$LAB" && "${APT[@]}" download "$pkg" >/dev/null 2>&1); } \
-        || die "apt-get download $pkg failed"
     deb=$(ls "$LAB"/"$pkg"_*.deb | head -n1)
     dpkg -x "$deb" "$LAB/kernel" || die "dpkg -x $deb failed"
+    rm -f "$deb"
     [ -f "$LAB/kernel/boot/vmlinuz-$kver" ] || die "no boot/vmlinuz-$kver in $deb"
     local moddir
     moddir=$(modules_dir "$kver") || die "no modules/$kver in $deb"
@@ -239,4 +249,8 @@ main() {
     log "lab ready (kernel $(cat "$LAB/kernel-version"), QEMU $(qemu_major).x) in $((SECONDS - t0)) s"
 }
 
+if [ "${1:-}" = --print-backports-source ]; then
+    backports_stanza "${2:?usage: $0 --print-backports-source DEBIAN.SOURCES}"
+    exit 0
+fi
 main "$@"

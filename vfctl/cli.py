@@ -1,7 +1,5 @@
 """The typer app: parse, call, render. Decisions live in the modules it calls."""
 
-from __future__ import annotations
-
 import os
 import sys
 from collections.abc import Callable
@@ -158,8 +156,11 @@ def fail(e: VfctlError, as_json: bool, mutating: bool) -> None:
             )
         else:
             doc = {"error": {"kind": e.kind, "message": e.message}}
+        problems = getattr(e, "problems", None)  # a profile's located errors, one per problem
+        if problems:
+            doc["errors"] = [p.to_json() for p in problems]
         render.emit_json(doc)
-    msg = f"vfctl: error: {e.message}"
+    msg = "\n".join(f"vfctl: error: {line}" for line in e.message.splitlines() or [""])
     if e.hint:
         msg += f" (hint: {e.hint})"
     print(msg, file=sys.stderr)
@@ -582,7 +583,7 @@ def attach(
         int | None, typer.Option("--vlan", help="libvirt interface mode: VLAN.")
     ] = None,
     managed: Annotated[
-        bool | None, typer.Option("--managed/--unmanaged", help="libvirt: managed='yes'/'no'.")
+        str | None, typer.Option("--managed", help="libvirt: yes or no (default: decided).")
     ] = None,
     pcie: Annotated[bool | None, typer.Option("--pcie/--no-pcie", help="Proxmox: pcie=1.")] = None,
     rombar: Annotated[str | None, typer.Option("--rombar", help="Proxmox: on or off.")] = None,
@@ -612,7 +613,7 @@ def attach(
             "config": config or None,
             "mac": mac,
             "vlan": vlan,
-            "managed": managed,
+            "managed": _onoff(managed, "--managed"),
             "pcie": pcie,
             "rombar": _onoff(rombar, "--rombar"),
             "mapping": mapping,

@@ -144,8 +144,25 @@ class Journal:
             os.unlink(self.path)
 
 
+# modules that register ops, by op prefix: imported on demand so a journal written by one
+# command can be replayed by `vfctl recover` in a fresh process
+OP_MODULES = {
+    "sysfs": "vfctl.hostops",
+    "sriov": "vfctl.hostops",
+    "pci": "vfctl.hostops",
+    "netlink": "vfctl.vfsettings",
+    "libvirt": "vfctl.backends.libvirt",
+    "proxmox": "vfctl.backends.proxmox",
+}
+
+
 def _run(ctx: Context, a: Action) -> None:
     fn = OPS.get(a.op)
+    if fn is None and a.op.split(".")[0] in OP_MODULES:
+        import importlib
+
+        importlib.import_module(OP_MODULES[a.op.split(".")[0]])
+        fn = OPS.get(a.op)
     if fn is None:
         raise HostError(f"unknown action {a.op!r} (journal from another vfctl version?)")
     fn(ctx, a.params)

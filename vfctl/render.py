@@ -5,20 +5,42 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
-from vfctl.model import PF, HostModel
-from vfctl.plan import Result
+    from vfctl.model import PF, HostModel
+    from vfctl.plan import Result
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out: Console
+    err: Console
+
+_consoles: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """`out`/`err` consoles, created on first use so JSON output never imports rich."""
+    if name in ("out", "err"):
+        if name not in _consoles:
+            from rich.console import Console
+
+            _consoles[name] = Console(stderr=name == "err", highlight=False, soft_wrap=True)
+        return _consoles[name]
+    raise AttributeError(name)
+
+
+def _table(**kw: Any) -> Table:
+    from rich.table import Table
+
+    return Table(title_justify="left", **kw)
 
 
 def emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    """One document on stdout; indented for a terminal, compact (C encoder, fast) for pipes."""
+    text = json.dumps(doc, indent=2) if sys.stdout.isatty() else json.dumps(doc)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
@@ -31,7 +53,7 @@ def _s(v: object) -> str:
 
 
 def pf_table(model: HostModel, names: Mapping[str, str | None], all_vfs: bool) -> Table:
-    t = Table(title="SR-IOV physical functions", title_justify="left")
+    t = _table(title="SR-IOV physical functions")
     for col in (
         "PF",
         "netdev",
@@ -76,10 +98,7 @@ def pf_table(model: HostModel, names: Mapping[str, str | None], all_vfs: bool) -
 
 
 def vf_table(pf: PF) -> Table:
-    t = Table(
-        title=f"VFs of {pf.netdev or pf.address} ({pf.address}, {pf.driver or 'no driver'})",
-        title_justify="left",
-    )
+    t = _table(title=f"VFs of {pf.netdev or pf.address} ({pf.address}, {pf.driver or 'no driver'})")
     for col in ("VF", "address", "driver", "netdev", "MAC", "VLAN", "IOMMU group", "attached to"):
         t.add_column(col, no_wrap=True)
     for vf in pf.vfs:
@@ -109,38 +128,45 @@ def pf_summary(pf: PF) -> str:
 
 def result_text(res: Result, check: bool) -> None:
     if not res.actions:
-        out.print("nothing to do: already in the desired state")
+        _c("out").print("nothing to do: already in the desired state")
     else:
         verb = "would do" if check else ("done" if res.error is None else "planned")
-        t = Table(title=f"actions ({verb})", title_justify="left")
+        t = _table(title=f"actions ({verb})")
         for col in ("#", "op", "target", "change"):
             t.add_column(col)
         for i, a in enumerate(res.actions, 1):
             t.add_row(str(i), a.op, a.target, a.detail)
-        out.print(t)
+        _c("out").print(t)
     for w in res.warnings:
-        err.print(f"[yellow]warning:[/] {w}")
+        _c("err").print(f"[yellow]warning:[/] {w}")
     if res.rolled_back:
-        err.print("rolled back: " + ", ".join(f"{a.target} ({a.detail})" for a in res.rolled_back))
+        _c("err").print(
+            "rolled back: " + ", ".join(f"{a.target} ({a.detail})" for a in res.rolled_back)
+        )
 
 
 def decode_text(doc: Mapping[str, Any]) -> None:
-    out.print(
+    _c("out").print(
         f"{doc['vendor_id']}:{doc['device_id']} header type {doc['header_type']:#04x}"
         f" class {doc.get('class', '?')}"
     )
     caps: Sequence[Mapping[str, Any]] = doc.get("capabilities", [])
     ecaps: Sequence[Mapping[str, Any]] = doc.get("extended_capabilities", [])
-    out.print(
+    _c("out").print(
         "capabilities: " + (", ".join(f"[{c['offset']:02x}] {c['name']}" for c in caps) or "none")
     )
-    out.print(
+    _c("out").print(
         "extended: " + (", ".join(f"[{c['offset']:03x}] {c['name']}" for c in ecaps) or "none")
     )
     for key in ("pcie", "sriov", "ari", "acs"):
         sub = doc.get(key)
         if sub:
             body = ", ".join(f"{k}={v}" for k, v in sub.items() if k != "vf_bars")
-            out.print(f"{key}: {body}")
+            _c("out").print(f"{key}: {body}")
     for e in doc.get("errors", []) or []:
-        err.print(f"[yellow]warning:[/] {e}")
+        _c("err").print(f"[yellow]warning:[/] {e}")
+
+
+def _c(name: str) -> Console:
+    c: Console = __getattr__(name)
+    return c

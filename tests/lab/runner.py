@@ -34,10 +34,8 @@ LAB_DIR = REPO / ".lab"
 GUEST_SHARE = "/run/lab"
 QEMU = "qemu-system-x86_64"
 MIN_QEMU = (8, 0)
-GUEST_PATH = ":".join(
-    [str(REPO / ".venv" / "bin"), "/usr/local/sbin", "/usr/local/bin"]
-    + ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-)
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+GUEST_PATH = f"{REPO / '.venv' / 'bin'}:{_SYSTEM_PATH}"
 #: Slack for TCG on a loaded CI machine on top of a command's own timeout.
 HOST_GRACE = 30.0
 KILL_AFTER = 5
@@ -126,6 +124,7 @@ class LabConfig:
     nvme_max_vfs: int = 4
     memory: str = "2G"
     smp: int = 2
+    cpu: str = "max"
     boot_timeout: float = 180.0
     #: Loaded before the first command, so the first VFs bind at once (udev would race).
     modules: tuple[str, ...] = ("igbvf",)
@@ -148,7 +147,7 @@ def find_artifacts(lab_dir: Path = LAB_DIR) -> Artifacts:
     hint = "run `make lab-deps` (scripts/lab-deps.sh, as root)"
     version = qemu_version()
     if version is None or version < MIN_QEMU:
-        got = "not installed" if version is None else "%d.%d" % version
+        got = "not installed" if version is None else f"{version[0]}.{version[1]}"
         raise LabNotPrepared(f"QEMU >= 8 needed for igb SR-IOV, {QEMU} is {got}: {hint}")
     try:
         kver = (lab_dir / "kernel-version").read_text().strip()
@@ -193,7 +192,7 @@ def qemu_args(cfg: LabConfig, art: Artifacts, boot_dir: Path) -> list[str]:
     args = [
         QEMU,
         "-machine", "q35,accel=tcg",
-        "-cpu", "max",
+        "-cpu", cfg.cpu,
         "-smp", str(cfg.smp),
         "-m", cfg.memory,
         "-display", "none",

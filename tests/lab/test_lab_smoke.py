@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def igb_pfs(lab: Lab) -> list[dict[str, str]]:
     return [d for d in scan(lab) if (d["vendor"], d["device"]) == ("0x8086", "0x10c9")]
 
 
-def test_boot_facts(lab: Lab, record_property: pytest.RecordProperty) -> None:
+def test_boot_facts(lab: Lab, record_property: Callable[[str, object], None]) -> None:
     expected = (LAB_DIR / "kernel-version").read_text().strip()
     assert lab.kernel_version == expected
     assert lab.run("uname -r", check=True).stdout.strip() == expected
@@ -99,9 +100,7 @@ def test_guest_writes_stay_in_guest(lab: Lab) -> None:
 def test_loopback_up_and_modprobe(lab: Lab) -> None:
     assert "UP" in lab.run("ip -o link show lo", check=True).stdout.split("<", 1)[1]
     lab.run("modprobe vfio-pci", check=True)
-    assert (
-        lab.run("test -d /sys/bus/pci/drivers/vfio-pci && echo yes").stdout == "yes\n"
-    )
+    assert lab.run("test -d /sys/bus/pci/drivers/vfio-pci && echo yes").stdout == "yes\n"
 
 
 def test_enable_two_vfs(lab: Lab) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from pathlib import Path
@@ -21,7 +22,7 @@ DEPS = REPO / "scripts" / "lab-deps.sh"
 
 def device_opts(args: list[str], driver: str) -> list[dict[str, str]]:
     found = []
-    for flag, val in zip(args, args[1:], strict=False):
+    for flag, val in itertools.pairwise(args):
         if flag == "-device" and val.split(",", 1)[0] == driver:
             found.append(dict(kv.split("=", 1) for kv in val.split(",")[1:] if "=" in kv))
     return found

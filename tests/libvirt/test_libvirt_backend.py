@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_pf, request
+from libvirt_helpers import make_pf, request
 from libvirtd import Libvirtd
 
 from vfctl.backends.libvirt import DOCTOR_HINT, LibvirtBackend, pool_members
@@ -21,7 +22,9 @@ from vfctl.backends.libvirt_xml import (
     pci_devices,
 )
 from vfctl.errors import BackendError, NotFoundError, RefusedError, UsageError
-from vfctl.plan import Context, ExecutionFailed, execute
+from vfctl.plan import Context, ExecutionFailed, Journal, execute, recover
+
+pytestmark = pytest.mark.libvirtd
 
 CONFIG = 2  # VIR_DOMAIN_AFFECT_CONFIG
 INACTIVE = 2  # VIR_DOMAIN_XML_INACTIVE
@@ -239,7 +242,8 @@ def test_usage_errors(backend: LibvirtBackend, make_domain: Any) -> None:
     assert held(dom) == []
 
 
-def test_hostdev_network_pools(backend: LibvirtBackend) -> None:
+def test_hostdev_network_pools(backend: LibvirtBackend, make_domain: Any) -> None:
+    dom = make_domain()
     pool = ET.Element("network")
     ET.SubElement(pool, "name").text = "vfctl-pool"
     fwd = ET.SubElement(pool, "forward", mode="hostdev", managed="yes")
@@ -253,6 +257,11 @@ def test_hostdev_network_pools(backend: LibvirtBackend) -> None:
         for n in (pool, bridge):
             nets.append(backend.conn.networkDefineXML(ET.tostring(n, encoding="unicode")))
         assert backend.hostdev_networks() == {"eth9": "vfctl-pool"}
+        # a VF of a pooled PF is not attached directly unless forced
+        with pytest.raises(RefusedError, match="vfctl-pool"):
+            backend.plan_attach(request(dom, make_pf("eth9"), 0))
+        assert len(backend.plan_attach(request(dom, make_pf("eth9"), 0, force=True))) == 1
+        assert len(backend.plan_attach(request(dom, make_pf("eth7"), 0))) == 1
         # libvirt checks listed VFs exist, so a listed pool is built here as data
         listed = NetworkXml(
             name="vfctl-listed",
@@ -298,3 +307,18 @@ def test_backend_module_does_not_import_libvirt() -> None:
         "sys.exit('libvirt' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_journal_of_a_killed_run_is_rolled_back(
+    backend: LibvirtBackend, make_domain: Any, ctx: Context
+) -> None:
+    dom, pf = make_domain(), make_pf()
+    actions = backend.plan_attach(request(dom, pf, 0, mode="interface", vlan=9))
+    execute(ctx, actions)
+    # as if the run was killed right after its last step: the journal is all a new process has
+    records = json.loads(json.dumps([a.to_record() for a in actions]))
+    Journal(ctx.host).save({"pid": 2**22 + 1, "actions": records, "done": len(actions)})
+    fresh = Context(ctx.host, lambda name, params: LibvirtBackend.from_params(params))
+    result = recover(fresh)
+    assert result.error is None and result.changed
+    assert held(dom) == []

@@ -59,7 +59,9 @@ def test_against_expected_raw(name: str) -> None:
     for key in ("vf_enable", "vf_mse", "vf_migration_capable"):
         assert s[key] == raw[key], key
     assert s["ari_hierarchy"] == raw["ari_capable_hierarchy"]
-    assert [(b["index"], b["address"], b["type"] == "mem64", b["prefetchable"]) for b in s["vf_bars"]] == [
+    assert [
+        (b["index"], b["address"], b["type"] == "mem64", b["prefetchable"]) for b in s["vf_bars"]
+    ] == [
         (b["region"], int(b["address"], 16), b["64bit"], b["prefetchable"]) for b in raw["vf_bars"]
     ]
 
@@ -84,8 +86,12 @@ def test_against_expected_raw(name: str) -> None:
         assert doc["acs"] is None
     else:
         cap, ctl = int(acs["acs_cap_raw"], 16), int(acs["acs_ctl_raw"], 16)
-        assert [doc["acs"][k] for k in list(doc["acs"])[:7]] == [bool(cap >> i & 1) for i in range(7)]
-        assert [doc["acs"][k] for k in list(doc["acs"])[7:]] == [bool(ctl >> i & 1) for i in range(7)]
+        assert [doc["acs"][k] for k in list(doc["acs"])[:7]] == [
+            bool(cap >> i & 1) for i in range(7)
+        ]
+        assert [doc["acs"][k] for k in list(doc["acs"])[7:]] == [
+            bool(ctl >> i & 1) for i in range(7)
+        ]
 
     pcie = exp["pcie"]["raw"]
     p = doc["pcie"]

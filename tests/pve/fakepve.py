@@ -111,8 +111,10 @@ class Schema:
         for k, v in params.items():
             if k not in props:
                 if not params_schema.get("additionalProperties", 1):
-                    errors[k] = "property is not defined in schema and the schema does not " \
-                                "allow additional properties"
+                    errors[k] = (
+                        "property is not defined in schema and the schema does not "
+                        "allow additional properties"
+                    )
                 continue
             try:
                 out[k] = self.check(props[k], v, in_propstring=False)
@@ -132,8 +134,7 @@ class Schema:
         t = s.get("type", "string")
         if t == "array":
             items = v if isinstance(v, list) else [v]
-            return [self.check(s.get("items", {}), x, in_propstring=in_propstring)
-                    for x in items]
+            return [self.check(s.get("items", {}), x, in_propstring=in_propstring) for x in items]
         if isinstance(v, list):
             v = "\0".join(str(x) for x in v)
         if isinstance(v, bool):
@@ -159,10 +160,11 @@ class Schema:
         if "maxLength" in s and len(v) > s["maxLength"]:
             raise ValueError(f"value may only be {s['maxLength']} characters long")
         if "enum" in s and v not in s["enum"]:
-            raise ValueError(f"value '{v}' does not have a value in the enumeration "
-                             f"'{', '.join(s['enum'])}'")
+            raise ValueError(
+                f"value '{v}' does not have a value in the enumeration '{', '.join(s['enum'])}'"
+            )
         if "pattern" in s and not self._regex(s["pattern"]).match(v):
-            raise ValueError(f"value does not match the regex pattern")
+            raise ValueError("value does not match the regex pattern")
         fmt = s.get("format")
         if isinstance(fmt, dict):
             return self.property_string(fmt, v)
@@ -202,30 +204,38 @@ class Schema:
                 alias = props.get(k, {}).get("alias")
                 k = alias or k
                 if k in res:
-                    raise ValueError(f"invalid format - duplicate key in comma-separated list "
-                                     f"property: {k}")
+                    raise ValueError(
+                        f"invalid format - duplicate key in comma-separated list property: {k}"
+                    )
                 res[k] = val
             elif default_key is not None:
                 if default_key in res:
-                    raise ValueError(f"invalid format - duplicate key in comma-separated list "
-                                     f"property: {default_key}")
+                    raise ValueError(
+                        f"invalid format - duplicate key in comma-separated list "
+                        f"property: {default_key}"
+                    )
                 res[default_key] = part
             else:
-                raise ValueError(f"invalid format - value without key, but schema does not "
-                                 f"define a default key: {part}")
+                raise ValueError(
+                    f"invalid format - value without key, but schema does not "
+                    f"define a default key: {part}"
+                )
         out: dict[str, Any] = {"_raw": v}  # the config stores what was sent, verbatim
         for k, val in res.items():
             if k not in props:
-                raise ValueError(f"invalid format - {k}: property is not defined in schema and "
-                                 "the schema does not allow additional properties")
+                raise ValueError(
+                    f"invalid format - {k}: property is not defined in schema and "
+                    "the schema does not allow additional properties"
+                )
             try:
                 out[k] = self.check(props[k], val, in_propstring=True)
             except ValueError as exc:
                 raise ValueError(f"invalid format - {k}: {exc}") from None
         for k, s in props.items():
             if not s.get("optional") and not s.get("alias") and k not in out:
-                raise ValueError(f"invalid format - {k}: property is missing and it is not "
-                                 "optional")
+                raise ValueError(
+                    f"invalid format - {k}: property is missing and it is not optional"
+                )
         return out
 
 
@@ -243,9 +253,15 @@ class FakePve:
     # -- state --
     @staticmethod
     def initial(nodes: list[str], tokens: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {"nodes": nodes, "version": {"version": "9.1.2", "release": "9.1",
-                                            "repoid": "0123abcd"},
-                "tokens": tokens or {}, "vms": {}, "mappings": {}, "tamper": [], "log": []}
+        return {
+            "nodes": nodes,
+            "version": {"version": "9.1.2", "release": "9.1", "repoid": "0123abcd"},
+            "tokens": tokens or {},
+            "vms": {},
+            "mappings": {},
+            "tamper": [],
+            "log": [],
+        }
 
     def write(self, state: dict[str, Any]) -> None:
         with self._locked():
@@ -270,13 +286,11 @@ class FakePve:
             self.state_path.write_text(json.dumps(st))
 
     # -- entry point --
-    def handle(self, method: str, path: str, raw: dict[str, Any],
-               identity: str) -> Any:
+    def handle(self, method: str, path: str, raw: dict[str, Any], identity: str) -> Any:
         info, pvars = self.schema.route(method, path)
         with self._locked():
             st = json.loads(self.state_path.read_text())
-            st["log"].append({"method": method, "path": path, "identity": identity,
-                              "params": raw})
+            st["log"].append({"method": method, "path": path, "identity": identity, "params": raw})
             try:
                 if identity != ROOT and not info.get("allowtoken", 1):
                     raise ApiError(403, "Permission check failed (API tokens not allowed)")
@@ -292,8 +306,9 @@ class FakePve:
             return None
         return set(st["tokens"][identity].get("privs", []))
 
-    def _require(self, st: dict[str, Any], identity: str, privs: list[str], any_: bool,
-                 what: str) -> None:
+    def _require(
+        self, st: dict[str, Any], identity: str, privs: list[str], any_: bool, what: str
+    ) -> None:
         have = self._privs(st, identity)
         if have is None:
             return
@@ -301,14 +316,16 @@ class FakePve:
         if not ok:
             raise ApiError(403, f"Permission check failed ({what}, {'|'.join(privs)})")
 
-    def _check_perm(self, st: dict[str, Any], identity: str, perm: dict[str, Any],
-                    params: dict[str, Any]) -> None:
+    def _check_perm(
+        self, st: dict[str, Any], identity: str, perm: dict[str, Any], params: dict[str, Any]
+    ) -> None:
         if "check" not in perm:
             return
         self._eval_check(st, identity, perm["check"], params)
 
-    def _eval_check(self, st: dict[str, Any], identity: str, chk: list[Any],
-                    params: dict[str, Any]) -> None:
+    def _eval_check(
+        self, st: dict[str, Any], identity: str, chk: list[Any], params: dict[str, Any]
+    ) -> None:
         if chk[0] == "or":
             last: ApiError | None = None
             for sub in chk[1:]:
@@ -324,24 +341,39 @@ class FakePve:
             self._require(st, identity, chk[2], "any" in chk[3:], path)
 
     # -- handlers --
-    def _dispatch(self, st: dict[str, Any], method: str, tmpl: str, p: dict[str, Any],
-                  identity: str) -> Any:
+    def _dispatch(
+        self, st: dict[str, Any], method: str, tmpl: str, p: dict[str, Any], identity: str
+    ) -> Any:
         if tmpl == "/version":
             return st["version"]
         if tmpl == "/nodes":
             return [{"node": n, "status": "online"} for n in st["nodes"]]
         if tmpl == "/cluster/resources":
-            out: list[dict[str, Any]] = [{"id": f"node/{n}", "type": "node", "node": n,
-                                          "status": "online"} for n in st["nodes"]]
+            out: list[dict[str, Any]] = [
+                {"id": f"node/{n}", "type": "node", "node": n, "status": "online"}
+                for n in st["nodes"]
+            ]
             if p.get("type") == "node":
                 return out
-            vms = [{"id": f"qemu/{vmid}", "type": "qemu", "vmid": int(vmid),
-                    "name": vm.get("name"), "node": vm["node"], "status": vm["status"],
-                    "template": 0} for vmid, vm in sorted(st["vms"].items())]
+            vms = [
+                {
+                    "id": f"qemu/{vmid}",
+                    "type": "qemu",
+                    "vmid": int(vmid),
+                    "name": vm.get("name"),
+                    "node": vm["node"],
+                    "status": vm["status"],
+                    "template": 0,
+                }
+                for vmid, vm in sorted(st["vms"].items())
+            ]
             return vms if p.get("type") == "vm" else out + vms
         if tmpl == "/nodes/{node}/qemu":
-            return [{"vmid": int(v), "name": vm.get("name"), "status": vm["status"]}
-                    for v, vm in st["vms"].items() if vm["node"] == p["node"]]
+            return [
+                {"vmid": int(v), "name": vm.get("name"), "status": vm["status"]}
+                for v, vm in st["vms"].items()
+                if vm["node"] == p["node"]
+            ]
         if tmpl.startswith("/nodes/{node}/qemu/{vmid}"):
             vm = self._vm(st, p)
             if tmpl.endswith("/config"):
@@ -351,8 +383,12 @@ class FakePve:
             if tmpl.endswith("/pending"):
                 return self._get_pending(vm)
             if tmpl.endswith("/status/current"):
-                return {"vmid": p["vmid"], "status": vm["status"], "name": vm.get("name"),
-                        "ha": {"managed": 0}}
+                return {
+                    "vmid": p["vmid"],
+                    "status": vm["status"],
+                    "name": vm.get("name"),
+                    "ha": {"managed": 0},
+                }
         if tmpl == "/cluster/mapping/pci":
             if method == "GET":
                 return [{"id": k, **m} for k, m in sorted(st["mappings"].items())]
@@ -389,8 +425,11 @@ class FakePve:
     def _vm(self, st: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
         vm = st["vms"].get(str(p["vmid"]))
         if vm is None or vm["node"] != p["node"]:
-            raise ApiError(500, f"Configuration file 'nodes/{p['node']}/qemu-server/"
-                                f"{p['vmid']}.conf' does not exist")
+            raise ApiError(
+                500,
+                f"Configuration file 'nodes/{p['node']}/qemu-server/"
+                f"{p['vmid']}.conf' does not exist",
+            )
         vm.setdefault("pending", {})
         vm.setdefault("pending_delete", [])
         return vm
@@ -422,29 +461,48 @@ class FakePve:
             out.append(item)
         return out
 
-    def _set_config(self, st: dict[str, Any], vm: dict[str, Any], p: dict[str, Any],
-                    identity: str, method: str) -> Any:
+    def _set_config(
+        self, st: dict[str, Any], vm: dict[str, Any], p: dict[str, Any], identity: str, method: str
+    ) -> Any:
         for t in st["tamper"]:  # another writer sneaks in between vfctl's read and write
             if t["vmid"] == p["vmid"] and t["times"] > 0 and "digest" in p:
                 t["times"] -= 1
-                vm["config"].update(t["set"])
+                vm["config"].update(t.get("set", {}))
+                if "bump" in t:  # a different change every time
+                    vm["config"][t["bump"]] = int(vm["config"].get(t["bump"], 1)) + 1
         if "digest" in p and p["digest"] != self._digest(vm):
             raise ApiError(500, DIGEST_MSG)
-        meta = {"node", "vmid", "digest", "delete", "revert", "skiplock", "force",
-                "background_delay"}
+        meta = {
+            "node",
+            "vmid",
+            "digest",
+            "delete",
+            "revert",
+            "skiplock",
+            "force",
+            "background_delay",
+        }
         sets = {k: v for k, v in p.items() if k not in meta}
         deletes = list(p.get("delete") or [])
         for k in deletes:
             if k in sets:
-                raise ApiError(400, "Parameter verification failed.",
-                               {k: f"unable to delete '{k}' - set and delete at the same time"})
+                raise ApiError(
+                    400,
+                    "Parameter verification failed.",
+                    {k: f"unable to delete '{k}' - set and delete at the same time"},
+                )
         merged = self._get_config(vm, current=False)
         for k in list(sets) + deletes:
             if k.startswith("hostpci"):
                 self._hostpci_perm(st, identity, p["vmid"], k, sets.get(k, merged.get(k)))
             elif identity != ROOT:
-                self._require(st, identity, ["VM.Config.Options", "VM.Config.HWType"], True,
-                              f"/vms/{p['vmid']}")
+                self._require(
+                    st,
+                    identity,
+                    ["VM.Config.Options", "VM.Config.HWType"],
+                    True,
+                    f"/vms/{p['vmid']}",
+                )
         running = vm["status"] == "running"
         for k in deletes:
             if running and k.startswith("hostpci"):
@@ -468,23 +526,31 @@ class FakePve:
     def _raw_value(k: str, v: Any) -> Any:
         return v["_raw"] if isinstance(v, dict) and "_raw" in v else v
 
-    def _hostpci_perm(self, st: dict[str, Any], identity: str, vmid: int, key: str,
-                      value: Any) -> None:
+    def _hostpci_perm(
+        self, st: dict[str, Any], identity: str, vmid: int, key: str, value: Any
+    ) -> None:
         """qemu-server's checks: HWType, host XOR mapping, raw host for root@pam only."""
         if identity != ROOT:
             self._require(st, identity, ["VM.Config.HWType"], False, f"/vms/{vmid}")
         if value is None:
             return
-        parsed = value if isinstance(value, dict) else self.schema.property_string(
-            self.schema.formats["pve-qm-hostpci"]["properties"], str(value))
+        parsed = (
+            value
+            if isinstance(value, dict)
+            else self.schema.property_string(
+                self.schema.formats["pve-qm-hostpci"]["properties"], str(value)
+            )
+        )
         if ("host" in parsed) == ("mapping" in parsed):
-            raise ApiError(400, "Parameter verification failed.",
-                           {key: "either 'host' or 'mapping' must be set (not both)"})
+            raise ApiError(
+                400,
+                "Parameter verification failed.",
+                {key: "either 'host' or 'mapping' must be set (not both)"},
+            )
         if "mapping" in parsed:
             if parsed["mapping"] not in st["mappings"]:
                 raise ApiError(500, f"PCI mapping '{parsed['mapping']}' does not exist")
-            self._require(st, identity, ["Mapping.Use"], False,
-                          f"/mapping/pci/{parsed['mapping']}")
+            self._require(st, identity, ["Mapping.Use"], False, f"/mapping/pci/{parsed['mapping']}")
         elif identity != ROOT:
             raise ApiError(403, f"only root can set '{key}' config for non-mapped devices")
 
@@ -494,6 +560,7 @@ def make_fake(state_path: Path) -> FakePve:
 
 
 # ---- HTTP front (pve-http-server conventions) ---------------------------------------------
+
 
 def authenticate(st: dict[str, Any], header: str | None) -> str:
     if not header:
@@ -521,8 +588,9 @@ def _form(raw: str) -> dict[str, Any]:
 class _Handler(http.server.BaseHTTPRequestHandler):
     fake: FakePve
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet server
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _serve(self, method: str) -> None:
@@ -532,7 +600,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             if not url.path.startswith("/api2/json/"):
                 raise ApiError(501, "Unsupported format")
-            path = url.path[len("/api2/json"):]
+            path = url.path[len("/api2/json") :]
             params: dict[str, Any] = {}
             if method in ("POST", "PUT") and body:
                 if (self.headers.get("Content-Type") or "").startswith("application/json"):
@@ -576,11 +644,13 @@ class Server:
     def __init__(self, fake: FakePve, certfile: str, keyfile: str) -> None:
         handler = type("H", (_Handler,), {"fake": fake})
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False  # keep-alive clients must not hold up teardown
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(certfile, keyfile)
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> Server:
         self.thread.start()
@@ -592,6 +662,7 @@ class Server:
 
 
 # ---- pvesh front ------------------------------------------------------------------------
+
 
 def pvesh_main(argv: list[str], state_path: str) -> int:
     """``pvesh get|create|set|delete <path> [-opt value]... [--output-format json]``."""
@@ -614,8 +685,9 @@ def pvesh_main(argv: list[str], state_path: str) -> int:
             output = val
             continue
         if key in params:
-            params[key] = [*params[key], val] if isinstance(params[key], list) \
-                else [params[key], val]
+            params[key] = (
+                [*params[key], val] if isinstance(params[key], list) else [params[key], val]
+            )
         else:
             params[key] = val
     fake = make_fake(Path(state_path))

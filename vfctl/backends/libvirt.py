@@ -431,6 +431,12 @@ class LibvirtBackend:
         if others and not req.force:
             where = ", ".join(sorted({f"{h.vm} ({h.scope})" for h in others}))
             raise RefusedError(f"{label} is attached to another domain: {where}; --force moves it")
+        pool = pool_members(self.networks(), [req.pf]).get(address)
+        if pool is not None and not req.force:
+            raise RefusedError(
+                f"{label} belongs to libvirt hostdev network {pool!r}: a guest using that "
+                "network may be handed the same VF; --force attaches it anyway"
+            )
         infos = {info.uuid: info}
         for h in others:
             infos.setdefault(h.uuid, DomainInfo(h.vm, h.uuid, True, True))

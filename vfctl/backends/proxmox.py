@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from vfctl.backends.base import AttachRequest
@@ -31,7 +32,7 @@ from vfctl.backends.pve_hostpci import (
 )
 from vfctl.errors import BackendError, NotFoundError, RefusedError, UsageError
 from vfctl.host.sysfs import Host
-from vfctl.model import VF, PF, Attachment
+from vfctl.model import PF, VF, Attachment
 from vfctl.plan import Action, Context, op
 
 DIGEST_RETRIES = 5
@@ -39,6 +40,9 @@ MANAGED_PREFIX = "vfctl:"  # description marker of mappings vfctl created (and m
 _CONFIGID = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)
 _VMREF = re.compile(r"^(?:vm)?([1-9][0-9]{2,8})$", re.IGNORECASE)
 KEEP_DRIVER_SINCE = (9, 1)
+# pending hostpci changes this process wrote, keyed by connection: the ops may run on another
+# instance than the one the CLI planned with (the engine's backend factory makes its own)
+_PENDING: list[tuple[str, dict[str, Any]]] = []
 
 
 def mapping_id_for(pf: PF, vf: VF) -> str:
@@ -79,19 +83,25 @@ class ProxmoxBackend:
         self.node = settings.node
         self.host = host
         self.warnings: list[str] = []
-        self.pending: list[dict[str, Any]] = []  # pending hostpci changes of running VMs
         self._node_checked = False
 
     @classmethod
-    def from_env(cls, node: str | None, ca: str | None, insecure: bool,
-                 env: Mapping[str, str], root: str | None = None) -> ProxmoxBackend:
+    def from_env(
+        cls,
+        node: str | None,
+        ca: str | None,
+        insecure: bool,
+        env: Mapping[str, str],
+        root: str | None = None,
+    ) -> ProxmoxBackend:
         settings = settings_from_env(node, ca, insecure, env)
         host = Host(root or env.get("VFCTL_ROOT") or "/")
         return cls(PveApi(settings, env), settings, host)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any],
-                    env: Mapping[str, str] | None = None) -> ProxmoxBackend:
+    def from_params(
+        cls, params: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> ProxmoxBackend:
         """Reconnect from ``params()`` (journal rollback in a new process); secret from env."""
         env = dict(os.environ) if env is None else env
         settings = PveSettings.from_params(params)
@@ -99,6 +109,12 @@ class ProxmoxBackend:
 
     def params(self) -> dict[str, Any]:
         return self.settings.to_params()
+
+    @property
+    def pending(self) -> list[dict[str, Any]]:
+        """Changes written to running VMs in this process that wait for a stop and start."""
+        key = repr(sorted(self.params().items()))
+        return [e for k, e in _PENDING if k == key]
 
     # ---- reads ----------------------------------------------------------------------------
 
@@ -120,17 +136,21 @@ class ProxmoxBackend:
             return
         nodes = [str(n.get("node")) for n in self.api.get("/nodes") or []]
         if self.node not in nodes:
-            raise NotFoundError(f"PVE node {self.node!r} is not in the cluster "
-                                f"({', '.join(sorted(nodes)) or 'none'}); "
-                                "set --pve-node or VFCTL_PVE_NODE")
+            raise NotFoundError(
+                f"PVE node {self.node!r} is not in the cluster "
+                f"({', '.join(sorted(nodes)) or 'none'}); "
+                "set --pve-node or VFCTL_PVE_NODE"
+            )
         self._node_checked = True
 
     def _resolve(self, spec: str) -> Mapping[str, Any]:
         self._check_node()
         vm = resolve_vm(self._vms(), spec)
         if vm.get("node") != self.node:
-            raise RefusedError(f"VM {vm['vmid']} ({vm.get('name')}) is on node {vm.get('node')}, "
-                               f"but the VFs are on node {self.node}")
+            raise RefusedError(
+                f"VM {vm['vmid']} ({vm.get('name')}) is on node {vm.get('node')}, "
+                f"but the VFs are on node {self.node}"
+            )
         return vm
 
     def attachments(self) -> dict[str, list[Attachment]]:
@@ -151,22 +171,32 @@ class ProxmoxBackend:
                 current = {p["key"]: p["value"] for p in pend if "value" in p}
                 live_held = held_addresses(current, mappings, self.node)
             for addr in sorted(set(held) | set(live_held)):
-                out.setdefault(addr, []).append(Attachment(
-                    backend="proxmox", vm=f"vm{vmid}", vm_id=str(vmid),
-                    element=held.get(addr) or live_held[addr],
-                    live=addr in live_held, config=addr in held))
+                out.setdefault(addr, []).append(
+                    Attachment(
+                        backend="proxmox",
+                        vm=f"vm{vmid}",
+                        vm_id=str(vmid),
+                        element=held.get(addr) or live_held[addr],
+                        live=addr in live_held,
+                        config=addr in held,
+                    )
+                )
         return out
 
     def pending_changes(self, vmid: int) -> list[dict[str, Any]]:
         """hostpci entries of ``/pending`` that wait for the next VM start."""
         pend = self.api.get(f"/nodes/{self.node}/qemu/{vmid}/pending") or []
-        return [dict(p) for p in pend if str(p.get("key", "")).startswith("hostpci")
-                and ("pending" in p or p.get("delete"))]
+        return [
+            dict(p)
+            for p in pend
+            if str(p.get("key", "")).startswith("hostpci") and ("pending" in p or p.get("delete"))
+        ]
 
     # ---- planning -------------------------------------------------------------------------
 
-    def _action(self, opname: str, target: str, detail: str, p: dict[str, Any],
-                undo: Action | None = None) -> Action:
+    def _action(
+        self, opname: str, target: str, detail: str, p: dict[str, Any], undo: Action | None = None
+    ) -> Action:
         return Action(opname, target, detail, {"conn": self.params(), **p}, undo)
 
     def plan_attach(self, req: AttachRequest) -> list[Action]:
@@ -186,46 +216,75 @@ class ProxmoxBackend:
             if slot is None:
                 continue
             if not req.force:
-                raise RefusedError(f"VF {addr} is already in VM {other['vmid']} "
-                                   f"({other.get('name')}) as {slot} on {self.node}; "
-                                   "use --force to move it")
+                raise RefusedError(
+                    f"VF {addr} is already in VM {other['vmid']} "
+                    f"({other.get('name')}) as {slot} on {self.node}; "
+                    "use --force to move it"
+                )
             actions += self._detach_actions(other, ocfg, addr, mappings, remove_mapping=False)
 
         h = self._hostpci_value(cfg, vmid, opts)
         if opts.get("mapping") or not self.api.is_root:
             mid = str(opts.get("mapping") or mapping_id_for(req.pf, req.vf))
             if not _CONFIGID.match(mid):
-                raise UsageError(f"mapping id {mid!r} is invalid: a letter, then letters, "
-                                 "digits, '-' or '_'")
+                raise UsageError(
+                    f"mapping id {mid!r} is invalid: a letter, then letters, digits, '-' or '_'"
+                )
             actions += self._mapping_actions(mid, req, mappings)
-            h = HostPci(mapping=mid, pcie=h.pcie, rombar=h.rombar, driver=h.driver)
+            h = replace(h, mapping=mid)
+        else:
+            h = replace(h, host=(addr,))
         free = [s for s in SLOTS if s not in cfg]
+        if opts.get("slot") is not None:  # a profile may pin the slot (hostpciN)
+            want = f"hostpci{int(opts['slot'])}"
+            if want in cfg:
+                raise RefusedError(
+                    f"VM {vmid} on {self.node}: {want} is already used ({cfg[want]})"
+                )
+            free = [want]
         if not free:
-            raise RefusedError(f"VM {vmid} on {self.node} has no free hostpci slot "
-                               f"(hostpci0..hostpci{len(SLOTS) - 1} all used)")
+            raise RefusedError(
+                f"VM {vmid} on {self.node} has no free hostpci slot "
+                f"(hostpci0..hostpci{len(SLOTS) - 1} all used)"
+            )
         value = format_hostpci(h)
         p = {"node": self.node, "vmid": vmid, "address": addr, "mapping": h.mapping}
-        undo = self._action("proxmox.hostpci_remove", f"vm{vmid} {free[0]}", f"remove {value}",
-                            {**p, "slot": free[0], "value": value})
-        actions.append(self._action("proxmox.hostpci_add", f"vm{vmid} {free[0]}",
-                                    f"add {value}", {**p, "slot": free[0], "value": value}, undo))
+        undo = self._action(
+            "proxmox.hostpci_remove",
+            f"vm{vmid} {free[0]}",
+            f"remove {value}",
+            {**p, "slot": free[0], "value": value},
+        )
+        actions.append(
+            self._action(
+                "proxmox.hostpci_add",
+                f"vm{vmid} {free[0]}",
+                f"add {value}",
+                {**p, "slot": free[0], "value": value},
+                undo,
+            )
+        )
         if vm.get("status") == "running":
-            self.warnings.append(f"VM {vmid} is running: PVE does not hot-plug hostpci devices, "
-                                 "the change stays pending until the VM is stopped and started")
+            self.warnings.append(
+                f"VM {vmid} is running: PVE does not hot-plug hostpci devices, "
+                "the change stays pending until the VM is stopped and started"
+            )
         return actions
 
-    def _hostpci_value(self, cfg: Mapping[str, Any], vmid: int,
-                       opts: Mapping[str, Any]) -> HostPci:
+    def _hostpci_value(self, cfg: Mapping[str, Any], vmid: int, opts: Mapping[str, Any]) -> HostPci:
         """The raw-device value with pcie/rombar/driver decided (the caller may swap host for mapping)."""
         want_pcie = opts.get("pcie")
         q35 = is_q35(cfg.get("machine"))
         machine = cfg.get("machine") or "i440fx (default)"
         if want_pcie is True and not q35:
-            raise UsageError(f"--pcie needs a q35 machine type; VM {vmid} on {self.node} "
-                             f"uses {machine}")
+            raise UsageError(
+                f"--pcie needs a q35 machine type; VM {vmid} on {self.node} uses {machine}"
+            )
         if want_pcie is None and not q35:
-            self.warnings.append(f"VM {vmid} uses machine type {machine}: attaching as a "
-                                 "conventional PCI device (pcie=1 needs q35)")
+            self.warnings.append(
+                f"VM {vmid} uses machine type {machine}: attaching as a "
+                "conventional PCI device (pcie=1 needs q35)"
+            )
         pcie = True if (want_pcie is None and q35) or want_pcie is True else None
         rombar = opts.get("rombar")
         driver = None
@@ -234,8 +293,9 @@ class ProxmoxBackend:
             if _version_tuple(ver) < KEEP_DRIVER_SINCE:
                 raise UsageError(f"driver=keep needs PVE 9.1 or later; {self.node} runs {ver}")
             driver = "keep"
-        return HostPci(host=(), pcie=pcie,
-                       rombar=None if rombar is None else bool(rombar), driver=driver)
+        return HostPci(
+            host=(), pcie=pcie, rombar=None if rombar is None else bool(rombar), driver=driver
+        )
 
     def _subsystem_id(self, addr: str) -> str | None:
         if self.host is None:
@@ -246,23 +306,34 @@ class ProxmoxBackend:
             return None
         return f"{sv.lower().removeprefix('0x'):0>4}:{sd.lower().removeprefix('0x'):0>4}"
 
-    def _mapping_actions(self, mid: str, req: AttachRequest,
-                         mappings: list[Mapping[str, Any]]) -> list[Action]:
+    def _mapping_actions(
+        self, mid: str, req: AttachRequest, mappings: list[Mapping[str, Any]]
+    ) -> list[Action]:
         vf = req.vf
-        entry = MapEntry(node=self.node, path=(vf.address,),
-                         id=f"{vf.vendor_id}:{vf.device_id}".lower(),
-                         iommugroup=vf.iommu_group, subsystem_id=self._subsystem_id(vf.address))
+        entry = MapEntry(
+            node=self.node,
+            path=(vf.address,),
+            id=f"{vf.vendor_id}:{vf.device_id}".lower(),
+            iommugroup=vf.iommu_group,
+            subsystem_id=self._subsystem_id(vf.address),
+        )
         existing = next((m for m in mappings if m.get("id") == mid), None)
         target = f"mapping {mid}"
         if existing is None:
             new_map = [format_map_entry(entry)]
             desc = f"{MANAGED_PREFIX} {req.pf.netdev or req.pf.address} VF {vf.index}"
-            undo = self._action("proxmox.mapping_delete", target, "delete", {
-                "id": mid, "expect": new_map})
-            return [self._action("proxmox.mapping_put", target,
-                                 f"create: {self.node} -> {vf.address}",
-                                 {"id": mid, "map": new_map, "description": desc,
-                                  "expect": None}, undo)]
+            undo = self._action(
+                "proxmox.mapping_delete", target, "delete", {"id": mid, "expect": new_map}
+            )
+            return [
+                self._action(
+                    "proxmox.mapping_put",
+                    target,
+                    f"create: {self.node} -> {vf.address}",
+                    {"id": mid, "map": new_map, "description": desc, "expect": None},
+                    undo,
+                )
+            ]
         old_map = [str(x) for x in existing.get("map") or []]
         keep: list[str] = []
         mine: MapEntry | None = None
@@ -280,27 +351,46 @@ class ProxmoxBackend:
             return []
         managed = str(existing.get("description") or "").startswith(MANAGED_PREFIX)
         if mine is not None and not managed and not req.force:
-            raise RefusedError(f"mapping {mid} maps node {self.node} to {';'.join(mine.path)}, "
-                               f"not {vf.address}; use --force to re-point it")
+            raise RefusedError(
+                f"mapping {mid} maps node {self.node} to {';'.join(mine.path)}, "
+                f"not {vf.address}; use --force to re-point it"
+            )
         new_map = [*keep, format_map_entry(entry)]
-        desc = existing.get("description")
-        undo = self._action("proxmox.mapping_put", target, "restore", {
-            "id": mid, "map": old_map, "description": desc, "expect": new_map})
-        return [self._action("proxmox.mapping_put", target,
-                             f"set {self.node} -> {vf.address}",
-                             {"id": mid, "map": new_map, "description": desc,
-                              "expect": old_map}, undo)]
+        old_desc = existing.get("description")
+        undo = self._action(
+            "proxmox.mapping_put",
+            target,
+            "restore",
+            {"id": mid, "map": old_map, "description": old_desc, "expect": new_map},
+        )
+        return [
+            self._action(
+                "proxmox.mapping_put",
+                target,
+                f"set {self.node} -> {vf.address}",
+                {"id": mid, "map": new_map, "description": old_desc, "expect": old_map},
+                undo,
+            )
+        ]
 
     def plan_detach(self, req: AttachRequest) -> list[Action]:
         vm = self._resolve(req.vm)
         cfg = self._config(self.node, int(vm["vmid"]))
         mappings = self._mappings()
         if req.vf.address not in held_addresses(cfg, mappings, self.node):
-            return []
+            # a mapping vfctl made may outlive a pending delete on a running VM: clean up now
+            mid = str(req.options.get("mapping") or mapping_id_for(req.pf, req.vf))
+            return self._mapping_cleanup(mid, mappings, None)
         return self._detach_actions(vm, cfg, req.vf.address, mappings, remove_mapping=True)
 
-    def _detach_actions(self, vm: Mapping[str, Any], cfg: Mapping[str, Any], addr: str,
-                        mappings: list[Mapping[str, Any]], remove_mapping: bool) -> list[Action]:
+    def _detach_actions(
+        self,
+        vm: Mapping[str, Any],
+        cfg: Mapping[str, Any],
+        addr: str,
+        mappings: list[Mapping[str, Any]],
+        remove_mapping: bool,
+    ) -> list[Action]:
         vmid = int(vm["vmid"])
         maddrs = mapping_paths(mappings, self.node)
         actions: list[Action] = []
@@ -316,52 +406,84 @@ class ProxmoxBackend:
             if addr not in addrs:
                 continue
             if len(addrs) > 1:
-                raise RefusedError(f"{slot} of VM {vmid} on {self.node} passes {addr} together "
-                                   f"with other functions ({value}); change it by hand")
-            p = {"node": self.node, "vmid": vmid, "address": addr, "mapping": h.mapping,
-                 "slot": slot, "value": value}
+                raise RefusedError(
+                    f"{slot} of VM {vmid} on {self.node} passes {addr} together "
+                    f"with other functions ({value}); change it by hand"
+                )
+            p = {
+                "node": self.node,
+                "vmid": vmid,
+                "address": addr,
+                "mapping": h.mapping,
+                "slot": slot,
+                "value": value,
+            }
             undo = self._action("proxmox.hostpci_add", f"vm{vmid} {slot}", f"add {value}", p)
-            actions.append(self._action("proxmox.hostpci_remove", f"vm{vmid} {slot}",
-                                        f"remove {value}", p, undo))
+            actions.append(
+                self._action(
+                    "proxmox.hostpci_remove", f"vm{vmid} {slot}", f"remove {value}", p, undo
+                )
+            )
             if vm.get("status") == "running":
-                self.warnings.append(f"VM {vmid} is running: removing {slot} stays pending "
-                                     "until the VM is stopped and started")
-            if remove_mapping and h.mapping is not None:
-                actions += self._mapping_cleanup(h.mapping, mappings, vmid, slot)
+                self.warnings.append(
+                    f"VM {vmid} is running: removing {slot} stays pending "
+                    "until the VM is stopped and started"
+                )
+            if remove_mapping and h.mapping is not None and vm.get("status") != "running":
+                actions += self._mapping_cleanup(h.mapping, mappings, (vmid, slot))
         return actions
 
-    def _mapping_cleanup(self, mid: str, mappings: list[Mapping[str, Any]], vmid: int,
-                         slot: str) -> list[Action]:
+    def _mapping_cleanup(
+        self, mid: str, mappings: list[Mapping[str, Any]], leaving: tuple[int, str] | None
+    ) -> list[Action]:
+        """Delete mapping ``mid`` if vfctl made it and no VM but ``leaving`` uses it."""
         m = next((x for x in mappings if x.get("id") == mid), None)
         if m is None or not str(m.get("description") or "").startswith(MANAGED_PREFIX):
             return []
-        if self._mapping_users(mid) - {(vmid, slot)}:
+        if self._mapping_users(mid) - {leaving}:
             return []
         old_map = [str(x) for x in m.get("map") or []]
-        undo = self._action("proxmox.mapping_put", f"mapping {mid}", "re-create", {
-            "id": mid, "map": old_map, "description": m.get("description"), "expect": None})
-        return [self._action("proxmox.mapping_delete", f"mapping {mid}", "delete (unused)",
-                             {"id": mid, "expect": old_map}, undo)]
+        undo = self._action(
+            "proxmox.mapping_put",
+            f"mapping {mid}",
+            "re-create",
+            {"id": mid, "map": old_map, "description": m.get("description"), "expect": None},
+        )
+        return [
+            self._action(
+                "proxmox.mapping_delete",
+                f"mapping {mid}",
+                "delete (unused)",
+                {"id": mid, "expect": old_map},
+                undo,
+            )
+        ]
 
     def _mapping_users(self, mid: str) -> set[tuple[int, str]]:
-        """(vmid, slot) of every VM in the cluster that uses mapping ``mid``."""
+        """(vmid, slot) of every VM in the cluster that uses mapping ``mid``, now or pending."""
         users: set[tuple[int, str]] = set()
         for vm in self._vms():
-            cfg = self._config(str(vm["node"]), int(vm["vmid"]))
-            for slot in SLOTS:
-                v = cfg.get(slot)
-                if isinstance(v, str):
+            node, vmid = str(vm["node"]), int(vm["vmid"])
+            cfgs = [self._config(node, vmid)]
+            if vm.get("status") == "running":
+                cfgs.append(dict(self.api.get(self._cfg_path(node, vmid), current=1) or {}))
+            for cfg in cfgs:
+                for slot in SLOTS:
+                    v = cfg.get(slot)
+                    if not isinstance(v, str):
+                        continue
                     try:
                         if parse_hostpci(v).mapping == mid:
-                            users.add((int(vm["vmid"]), slot))
+                            users.add((vmid, slot))
                     except PropertyStringError:
                         continue
         return users
 
     # ---- execution (called by the registered ops) -----------------------------------------
 
-    def _write_config(self, node: str, vmid: int,
-                      decide: Callable[[dict[str, Any]], dict[str, Any] | None]) -> bool:
+    def _write_config(
+        self, node: str, vmid: int, decide: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> bool:
         """Read, decide, write with the digest; re-read and retry on a digest mismatch."""
         for _ in range(DIGEST_RETRIES):
             cfg = self._config(node, vmid)
@@ -374,21 +496,30 @@ class ProxmoxBackend:
             except PveApiError as exc:
                 if not exc.digest_mismatch:
                     raise
-        raise BackendError(f"VM {vmid} on {node}: its config changed under us "
-                           f"{DIGEST_RETRIES} times in a row (digest mismatch); nothing written")
+        raise BackendError(
+            f"VM {vmid} on {node}: its config changed under us "
+            f"{DIGEST_RETRIES} times in a row (digest mismatch); nothing written"
+        )
 
     def _note_pending(self, ctx: Context, node: str, vmid: int) -> None:
         status = self.api.get(f"/nodes/{node}/qemu/{vmid}/status/current") or {}
         if status.get("status") != "running":
             return
         for p in self.pending_changes(vmid):
-            entry = {"vm": vmid, "node": node, "key": p["key"], "pending": p.get("pending"),
-                     "delete": bool(p.get("delete"))}
+            entry = {
+                "vm": vmid,
+                "node": node,
+                "key": p["key"],
+                "pending": p.get("pending"),
+                "delete": bool(p.get("delete")),
+            }
             if entry not in self.pending:
-                self.pending.append(entry)
+                _PENDING.append((repr(sorted(self.params().items())), entry))
                 what = f"remove {p['key']}" if entry["delete"] else f"{p['key']}={p['pending']}"
-                ctx.warnings.append(f"VM {vmid} is running: pending {what} "
-                                    "(applies when the VM is stopped and started)")
+                ctx.warnings.append(
+                    f"VM {vmid} is running: pending {what} "
+                    "(applies when the VM is stopped and started)"
+                )
 
     def op_hostpci_add(self, ctx: Context, p: Mapping[str, Any]) -> None:
         node, vmid, addr = str(p["node"]), int(p["vmid"]), str(p["address"])
@@ -423,8 +554,9 @@ class ProxmoxBackend:
                 if (mid is not None and via == mid) or (via is None and addrs == (addr,)):
                     return {"delete": slot}
                 if addr in addrs:
-                    raise RefusedError(f"{slot} of VM {vmid} on {node} now holds {v}; "
-                                       "not removing it")
+                    raise RefusedError(
+                        f"{slot} of VM {vmid} on {node} now holds {v}; not removing it"
+                    )
             return None
 
         if self._write_config(node, vmid, decide):
@@ -448,8 +580,7 @@ class ProxmoxBackend:
         if cur is None:
             self.api.post("/cluster/mapping/pci", id=mid, map=want, **extra)
         else:
-            self.api.put(f"/cluster/mapping/pci/{mid}", map=want, digest=cur.get("digest"),
-                         **extra)
+            self.api.put(f"/cluster/mapping/pci/{mid}", map=want, digest=cur.get("digest"), **extra)
 
     def op_mapping_delete(self, p: Mapping[str, Any]) -> None:
         mid = str(p["id"])

@@ -53,7 +53,11 @@ def local_node_name() -> str:
 
 
 def settings_from_env(
-    node: str | None, ca: str | None, insecure: bool, env: Mapping[str, str]
+    node: str | None,
+    ca: str | None,
+    insecure: bool,
+    env: Mapping[str, str],
+    euid: int | None = None,
 ) -> PveSettings:
     """Token/https when ``VFCTL_PVE_HOST`` is set, else ``pvesh`` as root on this node."""
     node = node or env.get("VFCTL_PVE_NODE") or local_node_name()
@@ -62,21 +66,35 @@ def settings_from_env(
     if host:
         user, tname = env.get("VFCTL_PVE_USER"), env.get("VFCTL_PVE_TOKEN_NAME")
         if not user or not tname:
-            raise UsageError("VFCTL_PVE_HOST is set: VFCTL_PVE_USER and VFCTL_PVE_TOKEN_NAME "
-                             "are needed too (API token authentication)")
+            raise UsageError(
+                "VFCTL_PVE_HOST is set: VFCTL_PVE_USER and VFCTL_PVE_TOKEN_NAME "
+                "are needed too (API token authentication)"
+            )
         if "@" not in user or "!" in user:
             raise UsageError(f"VFCTL_PVE_USER {user!r} must look like user@realm (no '!')")
         if not env.get("VFCTL_PVE_TOKEN_VALUE") and not env.get("VFCTL_PVE_TOKEN_FILE"):
-            raise UsageError("no API token secret: set VFCTL_PVE_TOKEN_VALUE or "
-                             "VFCTL_PVE_TOKEN_FILE (a file readable only by its owner)")
-        return PveSettings(mode="https", node=node, host=host, user=user, token_name=tname,
-                           token_file=env.get("VFCTL_PVE_TOKEN_FILE"), ca=ca,
-                           insecure=insecure, timeout=timeout)
+            raise UsageError(
+                "no API token secret: set VFCTL_PVE_TOKEN_VALUE or "
+                "VFCTL_PVE_TOKEN_FILE (a file readable only by its owner)"
+            )
+        return PveSettings(
+            mode="https",
+            node=node,
+            host=host,
+            user=user,
+            token_name=tname,
+            token_file=env.get("VFCTL_PVE_TOKEN_FILE"),
+            ca=ca,
+            insecure=insecure,
+            timeout=timeout,
+        )
     if ca or insecure:
         raise UsageError("--pve-ca/--insecure only apply to the https API: set VFCTL_PVE_HOST")
-    if os.geteuid() != 0:
-        raise UsageError("the local Proxmox backend (pvesh) needs root; as another user set "
-                         "VFCTL_PVE_HOST, VFCTL_PVE_USER, VFCTL_PVE_TOKEN_NAME and a token secret")
+    if (os.geteuid() if euid is None else euid) != 0:
+        raise UsageError(
+            "the local Proxmox backend (pvesh) needs root; as another user set "
+            "VFCTL_PVE_HOST, VFCTL_PVE_USER, VFCTL_PVE_TOKEN_NAME and a token secret"
+        )
     return PveSettings(mode="local", node=node, timeout=timeout)
 
 
@@ -97,8 +115,10 @@ def read_token_secret(s: PveSettings, env: Mapping[str, str]) -> str:
         if not stat.S_ISREG(st.st_mode):
             raise UsageError(f"token file {path}: not a regular file")
         if st.st_mode & 0o077:
-            raise UsageError(f"token file {path} is accessible by group/others "
-                             f"(mode {stat.S_IMODE(st.st_mode):04o}): chmod 600 it")
+            raise UsageError(
+                f"token file {path} is accessible by group/others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}): chmod 600 it"
+            )
         with os.fdopen(fd, "r", encoding="utf-8") as f:
             fd = -1
             secret = f.read().strip()
@@ -113,8 +133,10 @@ def read_token_secret(s: PveSettings, env: Mapping[str, str]) -> str:
 class PveApiError(BackendError):
     """A refusal by the API, with its status so callers can tell digest races apart."""
 
-    def __init__(self, message: str, status: int, text: str) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, status: int = 0, text: str = "", *, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
         self.status = status
         self.text = text
 
@@ -154,10 +176,20 @@ class PveApi:
                 secret = read_token_secret(settings, env)
                 self.identity = f"{settings.user}!{settings.token_name}"
                 verify: bool | str = False if settings.insecure else (settings.ca or True)
-                self._prox = ProxmoxAPI(settings.host, backend="https", service="PVE",
-                                        user=settings.user, token_name=settings.token_name,
-                                        token_value=secret, verify_ssl=verify,
-                                        timeout=settings.timeout)
+                if settings.insecure:  # asked for explicitly: one notice, not one per request
+                    import urllib3
+
+                    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+                self._prox = ProxmoxAPI(
+                    settings.host,
+                    backend="https",
+                    service="PVE",
+                    user=settings.user,
+                    token_name=settings.token_name,
+                    token_value=secret,
+                    verify_ssl=verify,
+                    timeout=settings.timeout,
+                )
         except NotImplementedError as exc:
             raise BackendError(f"Proxmox connection settings rejected: {exc}") from None
 
@@ -200,8 +232,12 @@ class PveApi:
 
 def _resource_error(exc: Any, where: str, identity: str) -> PveApiError:
     status = int(exc.status_code)
-    content = str(exc.content or "").strip().splitlines()
-    text = " ".join(line.strip() for line in content if line.strip())
+    # pvesh puts "NNN reason" first and a usage line last on stderr; keep only the reason
+    lines = [ln.strip() for ln in str(exc.content or "").splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("pvesh ", "USAGE:"))]
+    if lines and lines[0].startswith(f"{status} "):
+        lines[0] = lines[0][len(str(status)) + 1 :]
+    text = " ".join(lines)
     errors = exc.errors
     if isinstance(errors, dict) and errors:
         text += " (" + "; ".join(f"{k}: {str(v).strip()}" for k, v in errors.items()) + ")"
@@ -220,8 +256,10 @@ def _transport_error(exc: Exception, where: str) -> BackendError:
     except ImportError:  # pragma: no cover - requests comes with proxmoxer
         return BackendError(f"{where}: {type(exc).__name__}: {exc}")
     if isinstance(exc, requests.exceptions.SSLError):
-        return BackendError(f"{where}: TLS certificate verification failed "
-                            "(pass the CA with --pve-ca FILE, or --insecure to skip)")
+        return BackendError(
+            f"{where}: TLS certificate verification failed "
+            "(pass the CA with --pve-ca FILE, or --insecure to skip)"
+        )
     if isinstance(exc, requests.exceptions.Timeout):
         return BackendError(f"{where}: timed out")
     if isinstance(exc, requests.exceptions.ConnectionError):

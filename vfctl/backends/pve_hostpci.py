@@ -100,8 +100,15 @@ def parse_hostpci(text: str) -> HostPci:
         raise PropertyStringError(f"invalid driver {driver!r}: vfio or keep")
     if "legacy-igd" in kv:
         kv["legacy-igd"] = _b(parse_bool(kv["legacy-igd"]))
-    return HostPci(host=host, mapping=mapping, pcie=bools["pcie"], rombar=bools["rombar"],
-                   x_vga=bools["x-vga"], driver=driver, extra=tuple(kv.items()))
+    return HostPci(
+        host=host,
+        mapping=mapping,
+        pcie=bools["pcie"],
+        rombar=bools["rombar"],
+        x_vga=bools["x-vga"],
+        driver=driver,
+        extra=tuple(kv.items()),
+    )
 
 
 def format_hostpci(h: HostPci) -> str:
@@ -160,9 +167,14 @@ def parse_map_entry(text: str) -> MapEntry:
         iommugroup = int(group) if group is not None else None
     except ValueError as exc:
         raise PropertyStringError(f"invalid iommugroup {group!r}") from exc
-    return MapEntry(node=kv["node"], path=tuple(kv["path"].split(";")), id=kv["id"],
-                    iommugroup=iommugroup, subsystem_id=kv.get("subsystem-id"),
-                    description=kv.get("description"))
+    return MapEntry(
+        node=kv["node"],
+        path=tuple(kv["path"].split(";")),
+        id=kv["id"],
+        iommugroup=iommugroup,
+        subsystem_id=kv.get("subsystem-id"),
+        description=kv.get("description"),
+    )
 
 
 def format_map_entry(e: MapEntry) -> str:
@@ -193,9 +205,7 @@ def mapping_paths(mappings: Sequence[Mapping[str, Any]], node: str) -> dict[str,
     return out
 
 
-def slot_addresses(
-    value: str, mapping_addrs: Mapping[str, tuple[str, ...]]
-) -> tuple[str, ...]:
+def slot_addresses(value: str, mapping_addrs: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
     """Full addresses one ``hostpciN`` value puts into the VM (raw or through a mapping)."""
     h = parse_hostpci(value)
     if h.host:

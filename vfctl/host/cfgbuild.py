@@ -343,6 +343,20 @@ def find_ext_cap(cfg: bytes, cap_id: int) -> int | None:
     return None
 
 
+def find_cap(cfg: bytes, cap_id: int) -> int | None:
+    """Offset of a standard capability (at most 48 hops, as the kernel walks)."""
+    if len(cfg) < 64 or not cfg[PCI_STATUS] & PCI_STATUS_CAP_LIST:
+        return None
+    pos = cfg[PCI_CAPABILITY_LIST] & 0xFC
+    for _ in range(48):
+        if pos < 0x40 or pos + 2 > len(cfg):
+            return None
+        if cfg[pos] == cap_id:
+            return pos
+        pos = cfg[pos + 1] & 0xFC
+    return None
+
+
 def set_sriov_numvfs(cfg: bytes, num_vfs: int) -> bytes:
     """The PF's config after the kernel wrote NumVFs and set/cleared VF Enable + VF MSE."""
     pos = find_ext_cap(cfg, PCI_EXT_CAP_ID_SRIOV)
@@ -384,6 +398,11 @@ def vf_function(pf_cfg: bytes) -> bytes:
     rev = pf_cfg[PCI_REVISION_ID]
     cls = pf_cfg[PCI_CLASS_PROG] | (pf_cfg[PCI_CLASS_PROG + 1] << 8) | (pf_cfg[0x0B] << 16)
     (sv, sd) = struct.unpack_from("<HH", pf_cfg, PCI_SUBSYSTEM_VENDOR_ID)
+    link = {"speed": 1, "width": 1}
+    exp = find_cap(pf_cfg, PCI_CAP_ID_EXP)
+    if exp is not None:
+        (lnkcap,) = struct.unpack_from("<I", pf_cfg, exp + PCI_EXP_LNKCAP)
+        link = {"speed": lnkcap & 0xF, "width": (lnkcap >> 4) & 0x3F}
     ext: list[tuple[int, str, dict[str, int]]] = [(0x100, "aer", {})]
     if find_ext_cap(pf_cfg, PCI_EXT_CAP_ID_ARI) is not None:
         ext.append((0x150, "ari", {}))
@@ -395,7 +414,7 @@ def vf_function(pf_cfg: bytes) -> bytes:
         subsys_vendor=sv,
         subsys_device=sd,
         irq_pin=0,
-        caps=[(0x70, "msix", {"vectors": 3, "bar": 3}), (0xA0, "pcie", {"mps": 2})],
+        caps=[(0x70, "msix", {"vectors": 3, "bar": 3}), (0xA0, "pcie", {"mps": 2, **link})],
         ext_caps=ext,
     )
     b = bytearray(build(fn))

@@ -75,8 +75,17 @@ def _root_port(device: int, vendor: int, buses: tuple[int, int, int], port: int)
         header_type=1,
         buses=buses,
         caps=[
-            (0x40, "pcie", {"type": PCI_EXP_TYPE_ROOT_PORT, "speed": GT8, "width": 8, "port": port,
-                            "slot": port}),
+            (
+                0x40,
+                "pcie",
+                {
+                    "type": PCI_EXP_TYPE_ROOT_PORT,
+                    "speed": GT8,
+                    "width": 8,
+                    "port": port,
+                    "slot": port,
+                },
+            ),
             (0x80, "msi", {}),
             (0x90, "ssvid", {"vendor": vendor, "device": 0}),
             (0xA0, "pm", {}),
@@ -299,8 +308,13 @@ def _base_state(preset: str, hostname: str, cmdline: str) -> State:
         "drivers": [],
         "devices": {},
         "vnet": {
-            "lo": {"kind": "loopback", "ifindex": 1, "mac": "00:00:00:00:00:00", "mtu": 65536,
-                   "up": True},
+            "lo": {
+                "kind": "loopback",
+                "ifindex": 1,
+                "mac": "00:00:00:00:00:00",
+                "mtu": 65536,
+                "up": True,
+            },
         },
         "addresses": {"lo": ["127.0.0.1/8"]},
         "routes": [],
@@ -325,20 +339,38 @@ def _default() -> tuple[State, dict[str, bytes]]:
     rp1, rp2, rp3 = (f"{root}/0000:00:{s}" for s in ("01.0", "1c.0", "1c.4"))
     b.add("0000:00:01.0", root, _root_port(0x1901, 0x8086, (0, 1, 1), 1), "pcieport", irq=120)
     for fn in (0, 1):
-        b.add(f"0000:01:00.{fn}", rp1, _i82599(fn, 1), "ixgbe", irq=16 + fn,
-              net=_nic(f"enp1s0f{fn}", f"90:e2:ba:3a:5c:4{fn}", up=True, speed=10000))
+        b.add(
+            f"0000:01:00.{fn}",
+            rp1,
+            _i82599(fn, 1),
+            "ixgbe",
+            irq=16 + fn,
+            net=_nic(f"enp1s0f{fn}", f"90:e2:ba:3a:5c:4{fn}", up=True, speed=10000),
+        )
     b.add("0000:00:1c.0", root, _root_port(0xA110, 0x8086, (0, 2, 2), 5), "pcieport", irq=121)
     shared = b.group
     b.group += 1
     for fn in (0, 1):
-        b.add(f"0000:02:00.{fn}", rp2,
-              _i82576(fn, 2, (0x8086, 0xA03C), 0x001B21FFFF2B46E0 + fn, True), "igb",
-              group=shared, irq=17 + fn,
-              net=_nic(f"enp2s0f{fn}", f"00:1b:21:2b:46:e{fn}", up=fn == 0,
-                       speed=1000 if fn == 0 else -1))
+        b.add(
+            f"0000:02:00.{fn}",
+            rp2,
+            _i82576(fn, 2, (0x8086, 0xA03C), 0x001B21FFFF2B46E0 + fn, True),
+            "igb",
+            group=shared,
+            irq=17 + fn,
+            net=_nic(
+                f"enp2s0f{fn}", f"00:1b:21:2b:46:e{fn}", up=fn == 0, speed=1000 if fn == 0 else -1
+            ),
+        )
     b.add("0000:00:1c.4", root, _root_port(0xA114, 0x8086, (0, 3, 3), 9), "pcieport", irq=122)
-    b.add("0000:03:00.0", rp3, _i210(3), "igb", irq=18,
-          net=_nic("enp3s0", "00:25:90:1e:2a:3b", up=True, speed=1000, master="vmbr0"))
+    b.add(
+        "0000:03:00.0",
+        rp3,
+        _i210(3),
+        "igb",
+        irq=18,
+        net=_nic("enp3s0", "00:25:90:1e:2a:3b", up=True, speed=1000, master="vmbr0"),
+    )
     state = _base_state(
         "default",
         "pve1",
@@ -364,9 +396,14 @@ def _minimal() -> tuple[State, dict[str, bytes]]:
     root = "pci0000:00"
     b.add("0000:00:00.0", root, _host_bridge(0x8086, 0x29C0), None)
     b.add("0000:00:01.0", root, _root_port(0x000C, 0x1B36, (0, 1, 1), 1), "pcieport", irq=24)
-    b.add("0000:01:00.0", f"{root}/0000:00:01.0",
-          _i82576(0, 1, (0x8086, 0xA03C), 0x001B21FFFF2B4700, False), "igb", irq=16,
-          net=_nic("enp1s0", "00:1b:21:2b:47:00", up=True, speed=1000))
+    b.add(
+        "0000:01:00.0",
+        f"{root}/0000:00:01.0",
+        _i82576(0, 1, (0x8086, 0xA03C), 0x001B21FFFF2B4700, False),
+        "igb",
+        irq=16,
+        net=_nic("enp1s0", "00:1b:21:2b:47:00", up=True, speed=1000),
+    )
     state = _base_state("minimal", "sim-minimal", "root=/dev/sda1 ro intel_iommu=on iommu=pt")
     return _finish(state, b, ["pcieport", "igb"]), b.configs
 
@@ -376,15 +413,30 @@ def _lab() -> tuple[State, dict[str, bytes]]:
     root = "pci0000:00"
     b.add("0000:00:00.0", root, _host_bridge(0x8086, 0x29C0), None)
     for slot, bus in ((3, 1), (4, 2), (5, 3)):
-        b.add(f"0000:00:{slot:02x}.0", root, _root_port(0x000C, 0x1B36, (0, bus, bus), slot),
-              "pcieport", irq=24 + bus)
-    b.add("0000:01:00.0", f"{root}/0000:00:03.0",
-          _i82576(0, 1, (0x8086, 0x0000), 0x525400FFFF123401, False), "igb", irq=22,
-          net=_nic("eth0", "52:54:00:12:34:01", up=False, speed=-1))
+        b.add(
+            f"0000:00:{slot:02x}.0",
+            root,
+            _root_port(0x000C, 0x1B36, (0, bus, bus), slot),
+            "pcieport",
+            irq=24 + bus,
+        )
+    b.add(
+        "0000:01:00.0",
+        f"{root}/0000:00:03.0",
+        _i82576(0, 1, (0x8086, 0x0000), 0x525400FFFF123401, False),
+        "igb",
+        irq=22,
+        net=_nic("eth0", "52:54:00:12:34:01", up=False, speed=-1),
+    )
     b.add("0000:02:00.0", f"{root}/0000:00:04.0", _qemu_nvme(2), "nvme", irq=23)
-    b.add("0000:03:00.0", f"{root}/0000:00:05.0",
-          _i82576(0, 3, (0x8086, 0x0000), 0x525400FFFF123402, False), "igb", irq=20,
-          net=_nic("eth1", "52:54:00:12:34:02", up=False, speed=-1))
+    b.add(
+        "0000:03:00.0",
+        f"{root}/0000:00:05.0",
+        _i82576(0, 3, (0x8086, 0x0000), 0x525400FFFF123402, False),
+        "igb",
+        irq=20,
+        net=_nic("eth1", "52:54:00:12:34:02", up=False, speed=-1),
+    )
     state = _base_state(
         "lab", "vfctl-lab", "console=ttyS0 panic=-1 quiet loglevel=4 intel_iommu=on iommu=pt"
     )

@@ -217,18 +217,99 @@ static const char *const link_speeds[16] = {
     [0x06] = "64GT/s",
 };
 
+#define KEYS(X) \
+    X(id) \
+    X(offset) \
+    X(name) \
+    X(version) \
+    X(index) \
+    X(address) \
+    X(type) \
+    X(prefetchable) \
+    X(total_vfs) \
+    X(initial_vfs) \
+    X(num_vfs) \
+    X(vf_offset) \
+    X(vf_stride) \
+    X(vf_device_id) \
+    X(function_dependency_link) \
+    X(supported_page_sizes) \
+    X(system_page_size) \
+    X(vf_enable) \
+    X(vf_mse) \
+    X(ari_hierarchy) \
+    X(vf_migration_capable) \
+    X(vf_bars) \
+    X(mfvc) \
+    X(acs) \
+    X(next_function) \
+    X(mfvc_group) \
+    X(acs_group) \
+    X(function_group) \
+    X(device_type) \
+    X(link_speed_max) \
+    X(link_width_max) \
+    X(link_speed) \
+    X(link_width) \
+    X(vendor_id) \
+    X(device_id) \
+    X(header_type) \
+    X(class) \
+    X(subsystem_vendor_id) \
+    X(subsystem_id) \
+    X(capabilities) \
+    X(extended_capabilities) \
+    X(sriov) \
+    X(ari) \
+    X(pcie) \
+    X(truncated) \
+    X(errors) \
+    X(path) \
+    X(error) \
+    X(bytes_read) \
+    X(reads) \
+    X(source_validation) \
+    X(translation_blocking) \
+    X(request_redirect) \
+    X(completion_redirect) \
+    X(upstream_forwarding) \
+    X(egress_control) \
+    X(direct_translated) \
+    X(ctrl_source_validation) \
+    X(ctrl_translation_blocking) \
+    X(ctrl_request_redirect) \
+    X(ctrl_completion_redirect) \
+    X(ctrl_upstream_forwarding) \
+    X(ctrl_egress_control) \
+    X(ctrl_direct_translated)
+
+enum key_index {
+#define X(name) K_##name,
+    KEYS(X)
+#undef X
+    K_COUNT
+};
+
+/* Interned once at import: the dict keys and every constant string value. */
+static PyObject *keys[K_COUNT];
+static PyObject *cap_name_obj[sizeof(cap_names) / sizeof(cap_names[0])];
+static PyObject *ext_cap_name_obj[sizeof(ext_cap_names) / sizeof(ext_cap_names[0])];
+static PyObject *device_type_obj[16];
+static PyObject *link_speed_obj[16];
+static PyObject *unknown_obj, *mem32_obj, *mem64_obj;
+#define K(name) keys[K_##name]
+
 static const struct {
-    const char *name;
-    const char *ctrl_name;
+    enum key_index name, ctrl_name;
     uint16_t bit;
 } acs_bits[] = {
-    {"source_validation", "ctrl_source_validation", 0x0001},
-    {"translation_blocking", "ctrl_translation_blocking", 0x0002},
-    {"request_redirect", "ctrl_request_redirect", 0x0004},
-    {"completion_redirect", "ctrl_completion_redirect", 0x0008},
-    {"upstream_forwarding", "ctrl_upstream_forwarding", 0x0010},
-    {"egress_control", "ctrl_egress_control", 0x0020},
-    {"direct_translated", "ctrl_direct_translated", 0x0040},
+    {K_source_validation, K_ctrl_source_validation, 0x0001},
+    {K_translation_blocking, K_ctrl_translation_blocking, 0x0002},
+    {K_request_redirect, K_ctrl_request_redirect, 0x0004},
+    {K_completion_redirect, K_ctrl_completion_redirect, 0x0008},
+    {K_upstream_forwarding, K_ctrl_upstream_forwarding, 0x0010},
+    {K_egress_control, K_ctrl_egress_control, 0x0020},
+    {K_direct_translated, K_ctrl_direct_translated, 0x0040},
 };
 #define N_ACS_BITS (sizeof(acs_bits) / sizeof(acs_bits[0]))
 
@@ -635,27 +716,33 @@ static void parse_path(const char *path, struct result *r)
 /* ---- building the Python document ---- */
 
 /* Steals `value`; returns -1 (with an exception set) on failure. */
-static int put(PyObject *d, const char *key, PyObject *value)
+static int put(PyObject *d, PyObject *key, PyObject *value)
 {
     if (value == NULL)
         return -1;
-    int rc = PyDict_SetItemString(d, key, value);
+    int rc = PyDict_SetItem(d, key, value);
     Py_DECREF(value);
     return rc;
 }
 
-static PyObject *hex4(unsigned v) { return PyUnicode_FromFormat("%04x", v); }
+static PyObject *hex4(unsigned v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char t[4] = {digits[v >> 12 & 0xf], digits[v >> 8 & 0xf], digits[v >> 4 & 0xf], digits[v & 0xf]};
+    return PyUnicode_DecodeASCII(t, 4, NULL);
+}
 
 static PyObject *new_bool(bool v) { return PyBool_FromLong(v); }
 
 static PyObject *none(void) { Py_RETURN_NONE; }
 
-static PyObject *name_or_unknown(const char *const *table, size_t n, unsigned id)
+static PyObject *name_or_unknown(PyObject *const *table, size_t n, unsigned id)
 {
-    const char *name = id < n ? table[id] : NULL;
-    return PyUnicode_FromString(name ? name : "unknown");
+    PyObject *name = id < n && table[id] != NULL ? table[id] : unknown_obj;
+    Py_INCREF(name);
+    return name;
 }
-#define NAME(table, id) name_or_unknown(table, sizeof(table) / sizeof(table[0]), (id))
+#define NAME(table, id) name_or_unknown(table##_obj, sizeof(table##_obj) / sizeof(table##_obj[0]), (id))
 
 static PyObject *build_caps(const struct result *r)
 {
@@ -667,9 +754,9 @@ static PyObject *build_caps(const struct result *r)
         if (d == NULL)
             goto fail;
         PyList_SET_ITEM(list, i, d);
-        if (put(d, "id", PyLong_FromLong(r->std[i].id)) ||
-            put(d, "offset", PyLong_FromLong(r->std[i].offset)) ||
-            put(d, "name", NAME(cap_names, r->std[i].id)))
+        if (put(d, K(id), PyLong_FromLong(r->std[i].id)) ||
+            put(d, K(offset), PyLong_FromLong(r->std[i].offset)) ||
+            put(d, K(name), NAME(cap_name, r->std[i].id)))
             goto fail;
     }
     return list;
@@ -688,10 +775,10 @@ static PyObject *build_ext_caps(const struct result *r)
         if (d == NULL)
             goto fail;
         PyList_SET_ITEM(list, i, d);
-        if (put(d, "id", PyLong_FromLong(r->ext[i].id)) ||
-            put(d, "offset", PyLong_FromLong(r->ext[i].offset)) ||
-            put(d, "version", PyLong_FromLong(r->ext[i].version)) ||
-            put(d, "name", NAME(ext_cap_names, r->ext[i].id)))
+        if (put(d, K(id), PyLong_FromLong(r->ext[i].id)) ||
+            put(d, K(offset), PyLong_FromLong(r->ext[i].offset)) ||
+            put(d, K(version), PyLong_FromLong(r->ext[i].version)) ||
+            put(d, K(name), NAME(ext_cap_name, r->ext[i].id)))
             goto fail;
     }
     return list;
@@ -711,10 +798,10 @@ static PyObject *build_vf_bars(const struct sriov *v)
         if (d == NULL)
             goto fail;
         PyList_SET_ITEM(list, i, d);
-        if (put(d, "index", PyLong_FromLong(b->index)) ||
-            put(d, "address", PyLong_FromUnsignedLongLong(b->address)) ||
-            put(d, "type", PyUnicode_FromString(b->is64 ? "mem64" : "mem32")) ||
-            put(d, "prefetchable", new_bool(b->prefetchable)))
+        if (put(d, K(index), PyLong_FromLong(b->index)) ||
+            put(d, K(address), PyLong_FromUnsignedLongLong(b->address)) ||
+            put(d, K(type), Py_NewRef(b->is64 ? mem64_obj : mem32_obj)) ||
+            put(d, K(prefetchable), new_bool(b->prefetchable)))
             goto fail;
     }
     return list;
@@ -731,20 +818,20 @@ static PyObject *build_sriov(const struct result *r)
     PyObject *d = PyDict_New();
     if (d == NULL)
         return NULL;
-    if (put(d, "offset", PyLong_FromLong(v->offset)) ||
-        put(d, "total_vfs", PyLong_FromLong(v->total_vfs)) ||
-        put(d, "initial_vfs", PyLong_FromLong(v->initial_vfs)) ||
-        put(d, "num_vfs", PyLong_FromLong(v->num_vfs)) ||
-        put(d, "vf_offset", PyLong_FromLong(v->vf_offset)) ||
-        put(d, "vf_stride", PyLong_FromLong(v->vf_stride)) ||
-        put(d, "vf_device_id", hex4(v->vf_device_id)) ||
-        put(d, "function_dependency_link", PyLong_FromLong(v->function_dependency_link)) ||
-        put(d, "supported_page_sizes", PyLong_FromUnsignedLong(v->supported_page_sizes)) ||
-        put(d, "system_page_size", PyLong_FromUnsignedLong(v->system_page_size)) ||
-        put(d, "vf_enable", new_bool(v->vf_enable)) || put(d, "vf_mse", new_bool(v->vf_mse)) ||
-        put(d, "ari_hierarchy", new_bool(v->ari_hierarchy)) ||
-        put(d, "vf_migration_capable", new_bool(v->vf_migration_capable)) ||
-        put(d, "vf_bars", build_vf_bars(v))) {
+    if (put(d, K(offset), PyLong_FromLong(v->offset)) ||
+        put(d, K(total_vfs), PyLong_FromLong(v->total_vfs)) ||
+        put(d, K(initial_vfs), PyLong_FromLong(v->initial_vfs)) ||
+        put(d, K(num_vfs), PyLong_FromLong(v->num_vfs)) ||
+        put(d, K(vf_offset), PyLong_FromLong(v->vf_offset)) ||
+        put(d, K(vf_stride), PyLong_FromLong(v->vf_stride)) ||
+        put(d, K(vf_device_id), hex4(v->vf_device_id)) ||
+        put(d, K(function_dependency_link), PyLong_FromLong(v->function_dependency_link)) ||
+        put(d, K(supported_page_sizes), PyLong_FromUnsignedLong(v->supported_page_sizes)) ||
+        put(d, K(system_page_size), PyLong_FromUnsignedLong(v->system_page_size)) ||
+        put(d, K(vf_enable), new_bool(v->vf_enable)) || put(d, K(vf_mse), new_bool(v->vf_mse)) ||
+        put(d, K(ari_hierarchy), new_bool(v->ari_hierarchy)) ||
+        put(d, K(vf_migration_capable), new_bool(v->vf_migration_capable)) ||
+        put(d, K(vf_bars), build_vf_bars(v))) {
         Py_DECREF(d);
         return NULL;
     }
@@ -759,13 +846,13 @@ static PyObject *build_ari(const struct result *r)
     PyObject *d = PyDict_New();
     if (d == NULL)
         return NULL;
-    if (put(d, "mfvc", new_bool(a->cap & PCI_ARI_CAP_MFVC)) ||
-        put(d, "acs", new_bool(a->cap & PCI_ARI_CAP_ACS)) ||
-        put(d, "next_function",
+    if (put(d, K(mfvc), new_bool(a->cap & PCI_ARI_CAP_MFVC)) ||
+        put(d, K(acs), new_bool(a->cap & PCI_ARI_CAP_ACS)) ||
+        put(d, K(next_function),
             PyLong_FromLong((a->cap >> PCI_ARI_CAP_NFN_SHIFT) & PCI_ARI_CAP_NFN_MASK)) ||
-        put(d, "mfvc_group", new_bool(a->ctrl & PCI_ARI_CTRL_MFVC)) ||
-        put(d, "acs_group", new_bool(a->ctrl & PCI_ARI_CTRL_ACS)) ||
-        put(d, "function_group",
+        put(d, K(mfvc_group), new_bool(a->ctrl & PCI_ARI_CTRL_MFVC)) ||
+        put(d, K(acs_group), new_bool(a->ctrl & PCI_ARI_CTRL_ACS)) ||
+        put(d, K(function_group),
             PyLong_FromLong((a->ctrl >> PCI_ARI_CTRL_FG_SHIFT) & PCI_ARI_CTRL_FG_MASK))) {
         Py_DECREF(d);
         return NULL;
@@ -781,10 +868,10 @@ static PyObject *build_acs(const struct result *r)
     if (d == NULL)
         return NULL;
     for (size_t i = 0; i < N_ACS_BITS; i++)
-        if (put(d, acs_bits[i].name, new_bool(r->acs.cap & acs_bits[i].bit)))
+        if (put(d, keys[acs_bits[i].name], new_bool(r->acs.cap & acs_bits[i].bit)))
             goto fail;
     for (size_t i = 0; i < N_ACS_BITS; i++)
-        if (put(d, acs_bits[i].ctrl_name, new_bool(r->acs.ctrl & acs_bits[i].bit)))
+        if (put(d, keys[acs_bits[i].ctrl_name], new_bool(r->acs.ctrl & acs_bits[i].bit)))
             goto fail;
     return d;
 fail:
@@ -800,20 +887,20 @@ static PyObject *build_pcie(const struct result *r)
     PyObject *d = PyDict_New();
     if (d == NULL)
         return NULL;
-    if (put(d, "version", PyLong_FromLong(p->version)) ||
-        put(d, "device_type", NAME(device_types, p->type)))
+    if (put(d, K(version), PyLong_FromLong(p->version)) ||
+        put(d, K(device_type), NAME(device_type, p->type)))
         goto fail;
     if (p->has_link) {
         unsigned cap_speed = p->lnkcap & PCI_EXP_LNK_SPEED, sta_speed = p->lnksta & PCI_EXP_LNK_SPEED;
-        if (put(d, "link_speed_max", NAME(link_speeds, cap_speed)) ||
-            put(d, "link_width_max",
+        if (put(d, K(link_speed_max), NAME(link_speed, cap_speed)) ||
+            put(d, K(link_width_max),
                 PyLong_FromLong((p->lnkcap & PCI_EXP_LNK_WIDTH) >> PCI_EXP_LNK_WIDTH_SHIFT)) ||
-            put(d, "link_speed", NAME(link_speeds, sta_speed)) ||
-            put(d, "link_width",
+            put(d, K(link_speed), NAME(link_speed, sta_speed)) ||
+            put(d, K(link_width),
                 PyLong_FromLong((p->lnksta & PCI_EXP_LNK_WIDTH) >> PCI_EXP_LNK_WIDTH_SHIFT)))
             goto fail;
-    } else if (put(d, "link_speed_max", none()) || put(d, "link_width_max", none()) ||
-               put(d, "link_speed", none()) || put(d, "link_width", none())) {
+    } else if (put(d, K(link_speed_max), none()) || put(d, K(link_width_max), none()) ||
+               put(d, K(link_speed), none()) || put(d, K(link_width), none())) {
         goto fail;
     }
     return d;
@@ -849,17 +936,17 @@ static PyObject *build_doc(const struct result *r)
     PyObject *d = PyDict_New();
     if (d == NULL)
         return NULL;
-    if (put(d, "vendor_id", hex4(le16(h + PCI_VENDOR_ID))) ||
-        put(d, "device_id", hex4(le16(h + PCI_DEVICE_ID))) ||
-        put(d, "header_type", PyLong_FromLong(h[PCI_HEADER_TYPE] & PCI_HEADER_TYPE_MASK)) ||
-        put(d, "class", PyUnicode_FromString(cls_text)) ||
-        put(d, "subsystem_vendor_id", r->has_ssvid ? hex4(r->ssvid) : none()) ||
-        put(d, "subsystem_id", r->has_ssvid ? hex4(r->ssid) : none()) ||
-        put(d, "capabilities", build_caps(r)) ||
-        put(d, "extended_capabilities", build_ext_caps(r)) ||
-        put(d, "sriov", build_sriov(r)) || put(d, "ari", build_ari(r)) ||
-        put(d, "acs", build_acs(r)) || put(d, "pcie", build_pcie(r)) ||
-        put(d, "truncated", new_bool(r->truncated)) || put(d, "errors", build_errors(r))) {
+    if (put(d, K(vendor_id), hex4(le16(h + PCI_VENDOR_ID))) ||
+        put(d, K(device_id), hex4(le16(h + PCI_DEVICE_ID))) ||
+        put(d, K(header_type), PyLong_FromLong(h[PCI_HEADER_TYPE] & PCI_HEADER_TYPE_MASK)) ||
+        put(d, K(class), PyUnicode_FromString(cls_text)) ||
+        put(d, K(subsystem_vendor_id), r->has_ssvid ? hex4(r->ssvid) : none()) ||
+        put(d, K(subsystem_id), r->has_ssvid ? hex4(r->ssid) : none()) ||
+        put(d, K(capabilities), build_caps(r)) ||
+        put(d, K(extended_capabilities), build_ext_caps(r)) ||
+        put(d, K(sriov), build_sriov(r)) || put(d, K(ari), build_ari(r)) ||
+        put(d, K(acs), build_acs(r)) || put(d, K(pcie), build_pcie(r)) ||
+        put(d, K(truncated), new_bool(r->truncated)) || put(d, K(errors), build_errors(r))) {
         Py_DECREF(d);
         return NULL;
     }
@@ -882,7 +969,7 @@ static PyObject *build_file_doc(PyObject *path, const struct result *r)
             msg = PyUnicode_FromFormat("cannot read: %s", strerror(r->err_no));
         else
             msg = PyUnicode_FromFormat("short read: %llu bytes, need 64", r->bytes_read);
-        if (put(d, "path", path) || put(d, "error", msg)) {
+        if (put(d, K(path), path) || put(d, K(error), msg)) {
             Py_DECREF(d);
             return NULL;
         }
@@ -892,8 +979,8 @@ static PyObject *build_file_doc(PyObject *path, const struct result *r)
     if (d == NULL)
         return NULL;
     Py_INCREF(path);
-    if (put(d, "path", path) || put(d, "bytes_read", PyLong_FromUnsignedLongLong(r->bytes_read)) ||
-        put(d, "reads", PyLong_FromUnsignedLong(r->reads))) {
+    if (put(d, K(path), path) || put(d, K(bytes_read), PyLong_FromUnsignedLongLong(r->bytes_read)) ||
+        put(d, K(reads), PyLong_FromUnsignedLong(r->reads))) {
         Py_DECREF(d);
         return NULL;
     }
@@ -924,6 +1011,8 @@ static PyObject *py_parse_files(PyObject *self, PyObject *arg)
         PyMem_RawFree(results);
         return results == NULL ? PyErr_NoMemory() : NULL;
     }
+    /* The documents are acyclic: collecting while thousands of them are built is wasted work. */
+    int gc_was_enabled = PyGC_Disable();
     for (Py_ssize_t start = 0; start < n; start += CHUNK) {
         Py_ssize_t m = n - start < CHUNK ? n - start : CHUNK;
         for (Py_ssize_t i = 0; i < m; i++) {
@@ -948,10 +1037,14 @@ static PyObject *py_parse_files(PyObject *self, PyObject *arg)
             PyList_SET_ITEM(out, start + i, doc);
         }
     }
+    if (gc_was_enabled)
+        PyGC_Enable();
     PyMem_RawFree(results);
     Py_DECREF(seq);
     return out;
 fail:
+    if (gc_was_enabled)
+        PyGC_Enable();
     PyMem_RawFree(results);
     Py_DECREF(seq);
     Py_DECREF(out);
@@ -997,4 +1090,30 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__configspace(void) { return PyModule_Create(&module); }
+static int intern_table(PyObject **out, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (names[i] != NULL && (out[i] = PyUnicode_InternFromString(names[i])) == NULL)
+            return -1;
+    return 0;
+}
+
+PyMODINIT_FUNC PyInit__configspace(void)
+{
+    static const char *const key_names[K_COUNT] = {
+#define X(name) #name,
+        KEYS(X)
+#undef X
+    };
+    if (intern_table(keys, key_names, K_COUNT) ||
+        intern_table(cap_name_obj, cap_names, sizeof(cap_names) / sizeof(cap_names[0])) ||
+        intern_table(ext_cap_name_obj, ext_cap_names,
+                     sizeof(ext_cap_names) / sizeof(ext_cap_names[0])) ||
+        intern_table(device_type_obj, device_types, 16) ||
+        intern_table(link_speed_obj, link_speeds, 16) ||
+        (unknown_obj = PyUnicode_InternFromString("unknown")) == NULL ||
+        (mem32_obj = PyUnicode_InternFromString("mem32")) == NULL ||
+        (mem64_obj = PyUnicode_InternFromString("mem64")) == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}

@@ -12,6 +12,7 @@ The document shape is DESIGN §3 ``vfctl decode --json`` (see docs/configspace.m
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import re
 import struct
@@ -20,12 +21,9 @@ from typing import Any
 
 from vfctl.pci import regs as R
 
+_C_PARSE_FILES: Callable[[list[str]], list[dict[str, Any]]] | None
 try:  # pragma: no cover - depends on the build
-    from vfctl.pci import _configspace as _c
-
-    _C_PARSE_FILES: Callable[[list[str]], list[dict[str, Any]]] | None = getattr(
-        _c, "parse_files", None
-    )
+    _C_PARSE_FILES = getattr(importlib.import_module("vfctl.pci._configspace"), "parse_files", None)
 except ImportError:  # pragma: no cover - depends on the build
     _C_PARSE_FILES = None
 

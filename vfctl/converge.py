@@ -1,0 +1,448 @@
+"""Profile + host model → ordered actions (autoprobe → numvfs → VF settings → bind → attach).
+
+Pure apart from the in-use probes the lead's ``plan_*`` functions make. When a PF's VF count
+changes, every VF is recreated by the kernel, so later phases are planned against *predicted*
+VFs (addresses from the SR-IOV offset/stride rule, no driver, unknown settings): the whole
+run is one journaled plan, and ``verify`` re-reads the host afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from vfctl import hostops, vfsettings
+from vfctl.backends.base import AttachRequest
+from vfctl.errors import HostError, NotFoundError, RefusedError, UsageError, VfctlError
+from vfctl.host.sysfs import Host
+from vfctl.model import PF, VF, HostModel, VFSettings
+from vfctl.pci import address as pciaddr
+from vfctl.plan import Action
+from vfctl.profile import SETTING_KEYS, Path_, Problem, Profile, ProfileInvalid, desired_of, vf_ids
+
+PHASES = ("autoprobe", "numvfs", "settings", "bind", "attach")
+DEFAULT_DRIVER = "default"
+
+
+@dataclass(frozen=True)
+class VFWant:
+    index: int
+    entry: Mapping[str, Any]  # merged: defaults, then the VF's own keys
+    path: Path_  # where the VF's own entry is (or the PF's, for defaults only)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One profile PF entry resolved against the host."""
+
+    pf: PF
+    path: Path_
+    total_vfs: int | None
+    autoprobe: bool | None
+    vfs: tuple[VFWant, ...]
+
+
+@dataclass
+class Plan:
+    phases: dict[str, list[Action]] = field(default_factory=lambda: {p: [] for p in PHASES})
+    attach_requests: list[tuple[str, AttachRequest, Path_]] = field(default_factory=list)
+    needs_backend: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def actions(self) -> list[Action]:
+        return [a for p in PHASES for a in self.phases[p]]
+
+    def rows(self) -> list[tuple[str, Action]]:
+        return [(p, a) for p in PHASES for a in self.phases[p]]
+
+
+# ---------------------------------------------------------------- resolving against the host
+
+
+def hostname(host: Host) -> str:
+    """The host's name as the profile's ``host`` guard compares it (short, lower case)."""
+    name = host.read_opt("etc/hostname")
+    if not name and str(host.root) == "/":
+        name = socket.gethostname()
+    return (name or "").strip().split(".")[0].lower()
+
+
+def check_host(prof: Profile, host: Host) -> None:
+    want = prof.host
+    if want is None:
+        return
+    have = hostname(host)
+    if want.split(".")[0].lower() != have:
+        line, col = prof.locs.get(("host",), (1, 1))
+        raise RefusedError(
+            f"{prof.file}:{line}:{col}: profile is for host {want!r}, this host is "
+            f"{have or 'unnamed'!r}; refusing to apply it here"
+        )
+
+
+def _match(model: HostModel, m: Mapping[str, Any], host: Host) -> PF:
+    from vfctl.discover import resolve_pf
+
+    if "netdev" in m:
+        return resolve_pf(model, str(m["netdev"]), host)
+    if "pci" in m:
+        return resolve_pf(model, str(m["pci"]), host)
+    vendor, device = str(m["vendor"]).lower(), str(m["device"]).lower()
+    hits = sorted(
+        (p for p in model.pfs if p.vendor_id == vendor and p.device_id == device),
+        key=lambda p: p.address,
+    )
+    idx = int(m.get("index", 0))
+    if idx >= len(hits):
+        have = ", ".join(p.address for p in hits) or "none"
+        raise NotFoundError(
+            f"no SR-IOV PF {vendor}:{device} number {idx} (0-based); PFs with these ids: {have}"
+        )
+    return hits[idx]
+
+
+def resolve(prof: Profile, model: HostModel, host: Host) -> list[Target]:
+    """Bind each PF entry to a host PF and expand defaults/ranges; every problem is located."""
+    problems: list[Problem] = []
+    targets: list[Target] = []
+    seen: dict[str, Path_] = {}
+    d = prof.defaults
+    vf_defaults = {k: v for k, v in d.items() if k != "drivers-autoprobe"}
+    for pi, entry in enumerate(prof.pfs):
+        at: Path_ = ("pfs", pi)
+        try:
+            pf = _match(model, entry["match"], host)
+        except (NotFoundError, UsageError) as e:
+            problems.append(prof.problem((*at, "match"), f"unknown PF: {e.message}"))
+            continue
+        if pf.address in seen:
+            line = prof.locs.get(seen[pf.address], (0, 0))[0]
+            problems.append(prof.problem((*at, "match"), f"PF {pf.address} is already matched "
+                                         f"at line {line}"))
+            continue
+        seen[pf.address] = (*at, "match")
+        total = entry.get("total-vfs")
+        name = pf.netdev or pf.address
+        if total is not None and total > pf.total_vfs:
+            problems.append(prof.problem((*at, "total-vfs"), f"{name} supports at most "
+                                         f"{pf.total_vfs} VFs (sriov_totalvfs), not {total}"))
+            continue
+        count = pf.num_vfs if total is None else total
+        own: dict[int, tuple[Mapping[str, Any], Path_]] = {}
+        for vi, vf in enumerate(entry.get("vfs") or []):
+            ids = vf_ids(vf["id"])
+            if ids and max(ids) >= count:
+                why = "it has" if total is None else "total-vfs is"
+                problems.append(prof.problem((*at, "vfs", vi, "id"), f"VF id {max(ids)} is out of "
+                                             f"range for {name}: {why} {count}"))
+                continue
+            for i in ids:
+                own[i] = (vf, (*at, "vfs", vi))
+        wants = []
+        for i in range(count):
+            mine, path = own.get(i, ({}, at))
+            merged = {**vf_defaults, **{k: v for k, v in mine.items() if k != "id"}}
+            if merged:
+                wants.append(VFWant(i, merged, path))
+        if not pf.netdev and any(k in w.entry for w in wants for k, _ in SETTING_KEYS):
+            problems.append(prof.problem(at, f"{pf.address} has no netdev: VF settings "
+                                         "(mac-address, vlan-id, ...) go through the PF's "
+                                         "interface"))
+            continue
+        auto = entry.get("drivers-autoprobe", d.get("drivers-autoprobe"))
+        targets.append(Target(pf, at, total, auto, tuple(wants)))
+    if problems:
+        raise ProfileInvalid(problems)
+    return targets
+
+
+# ---------------------------------------------------------------- planning
+
+
+def predicted_vfs(pf: PF, n: int) -> tuple[VF, ...]:
+    """The VFs the kernel will create: addresses by the offset/stride rule, no driver yet."""
+    if n and (pf.vf_offset is None or pf.vf_stride is None):
+        raise HostError(f"{pf.address}: VF offset/stride unknown; cannot plan its new VFs")
+    return tuple(
+        VF(
+            index=i,
+            address=pciaddr.vf_address(pf.address, pf.vf_offset or 0, pf.vf_stride or 0, i),
+            driver=None,
+            driver_override=None,
+            netdev=None,
+            iommu_group=None,
+            vendor_id=pf.vendor_id,
+            device_id=pf.vf_device_id or "????",
+        )
+        for i in range(n)
+    )
+
+
+def _driver(w: VFWant) -> str | None:
+    return w.entry.get("driver")
+
+
+def plan(
+    host: Host,
+    model: HostModel,
+    targets: Sequence[Target],
+    backend: Callable[[str], Any] | None,
+    pve_node: str | None = None,
+    attach: bool = True,
+) -> Plan:
+    """Ordered actions for the host part, then attach through ``backend(name)``.
+
+    ``backend`` raises VfctlError when that backend is not available; then the attach part
+    is left out and recorded in ``needs_backend`` (the caller decides: warn or refuse).
+    """
+    out = Plan()
+    ident = vfsettings.host_id(host)
+    finals: list[tuple[Target, VFWant, PF, VF]] = []
+    for t in targets:
+        pf = t.pf
+        out.phases["autoprobe"] += hostops.plan_autoprobe(pf, t.autoprobe)
+        pf1 = dataclasses.replace(pf, autoprobe=pf.autoprobe if t.autoprobe is None else t.autoprobe)
+        n = pf.num_vfs if t.total_vfs is None else t.total_vfs
+        acts = hostops.plan_numvfs(host, pf1, n) if t.total_vfs is not None else []
+        out.phases["numvfs"] += acts
+        vfs = predicted_vfs(pf1, n) if acts else pf.vfs
+        pf2 = dataclasses.replace(pf1, num_vfs=n, vfs=tuple(vfs))
+        by_driver: dict[str | None, list[VF]] = {}
+        for w in t.vfs:
+            v = pf2.vf(w.index)
+            if v is None:  # the kernel has fewer virtfn links than sriov_numvfs says
+                raise HostError(f"{pf.address}: VF {w.index} has no virtfn{w.index} link")
+            d = desired_of(w.entry)
+            if not d.empty():
+                out.phases["settings"] += vfsettings.plan_set(host, pf2, v, vfsettings.validate(d))
+            drv = _driver(w)
+            if drv is not None:
+                by_driver.setdefault(None if drv == DEFAULT_DRIVER else drv, []).append(v)
+            finals.append((t, w, pf2, _final(v, w, pf2, ident)))
+        for drv, group in by_driver.items():
+            out.phases["bind"] += hostops.plan_bind(host, model, pf2, group, drv)
+    if not attach:
+        return out
+    for t, w, pf2, v in finals:
+        att = w.entry.get("attach")
+        if not att:
+            continue
+        name = str(att["backend"])
+        req = AttachRequest(vm=str(att["vm"]), pf=pf2, vf=v, options=_options(att, v, pve_node))
+        if backend is None:
+            out.needs_backend.append({"backend": name, "vm": req.vm, "reason": "not configured"})
+            continue
+        try:
+            b = backend(name)
+        except VfctlError as e:
+            out.needs_backend.append({"backend": name, "vm": req.vm, "reason": e.message})
+            continue
+        out.phases["attach"] += b.plan_attach(req)
+        out.attach_requests.append((name, req, w.path))
+    return out
+
+
+def _final(v: VF, w: VFWant, pf: PF, ident: str) -> VF:
+    """The VF as it will be after the host phases (what the backend should see)."""
+    drv = _driver(w)
+    if drv == DEFAULT_DRIVER:
+        v = dataclasses.replace(v, driver_override=None)
+    elif drv is not None:
+        v = dataclasses.replace(v, driver=drv, driver_override=drv)
+    mac = w.entry.get("mac-address")
+    if mac is not None:
+        mac = vfsettings.auto_mac(ident, pf.address, v.index) if mac == "auto" else mac.lower()
+        v = dataclasses.replace(v, settings=dataclasses.replace(v.settings, mac=mac))
+    return v
+
+
+def _options(att: Mapping[str, Any], v: VF, pve_node: str | None) -> dict[str, Any]:
+    """AttachRequest options, named as the CLI's ``attach`` command passes them."""
+    if att["backend"] == "libvirt":
+        mode = att.get("mode", "hostdev")
+        opts: dict[str, Any] = {"mode": mode, "managed": att.get("managed")}
+        if mode == "interface":
+            opts["mac"] = v.settings.mac
+        return opts
+    return {
+        "pcie": att.get("pcie"),
+        "rombar": att.get("rombar"),
+        "mapping": att.get("mapping"),
+        "driver_keep": bool(att.get("driver-keep")),
+        "slot": att.get("slot"),
+        "pve_node": pve_node,
+    }
+
+
+# ---------------------------------------------------------------- verify
+
+
+def verify(host: Host, model: HostModel, targets: Sequence[Target], p: Plan,
+           backend: Callable[[str], Any] | None) -> None:
+    """Re-read state vs the profile; any difference the host reports is an error."""
+    ident = vfsettings.host_id(host)
+    bad: list[str] = []
+    pfs = {q.address: q for q in model.pfs}
+    for t in targets:
+        q = pfs.get(t.pf.address)
+        if q is None:
+            bad.append(f"{t.pf.address} is gone")
+            continue
+        name = q.netdev or q.address
+        if t.total_vfs is not None and (q.num_vfs != t.total_vfs or len(q.vfs) != t.total_vfs):
+            bad.append(f"{name}: {q.num_vfs} VFs ({len(q.vfs)} links), wanted {t.total_vfs}")
+        if t.autoprobe is not None and q.autoprobe not in (None, t.autoprobe):
+            bad.append(f"{name}: drivers-autoprobe is {q.autoprobe}, wanted {t.autoprobe}")
+        for w in t.vfs:
+            v = q.vf(w.index)
+            if v is None:
+                bad.append(f"{name} VF {w.index} is missing")
+                continue
+            drv = _driver(w)
+            if drv == DEFAULT_DRIVER and v.driver_override is not None:
+                bad.append(f"{v.address}: driver_override is {v.driver_override}, wanted none")
+            elif drv not in (None, DEFAULT_DRIVER) and v.driver != drv:
+                bad.append(f"{v.address}: driver {v.driver or 'none'}, wanted {drv}")
+            want = _want_settings(w, q, ident)
+            for k, val in want.items():
+                have = getattr(v.settings, k)
+                if isinstance(have, str):
+                    have = have.lower()
+                if have is not None and have != val:
+                    bad.append(f"{name} VF {w.index}: {k} is {have}, wanted {val}")
+    if backend is not None:
+        for bname, req, _path in p.attach_requests:
+            again = backend(bname).plan_attach(req)
+            if again:
+                bad.append(f"{req.vf.address}: still not in VM {req.vm} ({bname})")
+    if bad:
+        raise HostError("verify failed: " + "; ".join(bad))
+
+
+def _want_settings(w: VFWant, pf: PF, ident: str) -> dict[str, Any]:
+    d = vfsettings.validate(desired_of(w.entry))
+    out = {k: getattr(d, k) for k in d.__dataclass_fields__ if getattr(d, k) is not None}
+    if out.get("mac") == "auto":
+        out["mac"] = vfsettings.auto_mac(ident, pf.address, w.index)
+    if "vlan_proto" in out:
+        out["vlan_proto"] = out["vlan_proto"].lower()
+    return out
+
+
+# ---------------------------------------------------------------- diff and export
+
+
+def _current_entry(v: VF | None, keys: Sequence[str]) -> dict[str, Any]:
+    if v is None:
+        return {k: None for k in keys}
+    s = export_settings(v.settings)
+    out: dict[str, Any] = {}
+    for k in keys:
+        if k == "driver":
+            out[k] = v.driver_override or (DEFAULT_DRIVER if v.driver else None)
+        elif k == "attach":
+            out[k] = _export_attach(v)
+        else:
+            out[k] = s.get(k)
+    return out
+
+
+def diff_views(targets: Sequence[Target], host: Host) -> tuple[str, str]:
+    """(before, after) YAML of exactly the keys the profile sets, for --diff."""
+    ident = vfsettings.host_id(host)
+    before: list[dict[str, Any]] = []
+    after: list[dict[str, Any]] = []
+    for t in targets:
+        b: dict[str, Any] = {"pf": t.pf.netdev or t.pf.address}
+        a: dict[str, Any] = dict(b)
+        if t.total_vfs is not None:
+            b["total-vfs"], a["total-vfs"] = t.pf.num_vfs, t.total_vfs
+        if t.autoprobe is not None:
+            b["drivers-autoprobe"], a["drivers-autoprobe"] = t.pf.autoprobe, t.autoprobe
+        bv, av = [], []
+        for w in t.vfs:
+            keys = [k for k in w.entry if k != "id"]
+            want = dict(w.entry)
+            if want.get("mac-address") == "auto":
+                want["mac-address"] = vfsettings.auto_mac(ident, t.pf.address, w.index)
+            if "attach" in want:
+                want["attach"] = {k: str(x) if k == "vm" else x for k, x in want["attach"].items()
+                                  if k in ("vm", "backend")}
+            bv.append({"id": w.index, **_current_entry(t.pf.vf(w.index), keys)})
+            av.append({"id": w.index, **{k: want[k] for k in keys}})
+        if bv:
+            b["vfs"], a["vfs"] = bv, av
+        before.append(b)
+        after.append(a)
+    dump = lambda x: yaml.safe_dump(x, sort_keys=False, default_flow_style=False)  # noqa: E731
+    return dump(before), dump(after)
+
+
+def unified(before: str, after: str, name: str) -> str:
+    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
+                                        f"{name} (host)", f"{name} (profile)"))
+
+
+_EXPORT = {attr: key for key, attr in SETTING_KEYS}
+
+
+def export_settings(s: VFSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for attr, key in _EXPORT.items():
+        v = getattr(s, attr)
+        if v is None:
+            continue
+        if attr == "mac":
+            v = v.lower()
+            if v == "00:00:00:00:00:00":
+                continue
+        if attr == "vlan_proto":
+            v = v.lower()
+        out[key] = v
+    return out
+
+
+def _export_attach(v: VF) -> dict[str, Any] | None:
+    if len(v.attached_to) != 1:
+        return None
+    a = v.attached_to[0]
+    out: dict[str, Any] = {"vm": a.vm, "backend": a.backend}
+    if a.backend == "libvirt":
+        out["mode"] = "interface" if a.element == "interface" else "hostdev"
+    return out
+
+
+def export(model: HostModel, pfs: Sequence[PF] | None = None) -> dict[str, Any]:
+    """The host's current state as a profile; applying it changes nothing."""
+    out: list[dict[str, Any]] = []
+    for pf in pfs if pfs is not None else model.pfs:
+        e: dict[str, Any] = {"match": {"pci": pf.address}, "total-vfs": pf.num_vfs}
+        if pf.autoprobe is not None:
+            e["drivers-autoprobe"] = pf.autoprobe
+        vfs = []
+        for v in pf.vfs:
+            ve: dict[str, Any] = {"id": v.index}
+            if pf.netdev:
+                ve.update(export_settings(v.settings))
+            if v.driver_override and v.driver_override == v.driver:
+                ve["driver"] = v.driver_override
+            att = _export_attach(v)
+            if att:
+                ve["attach"] = att
+            if len(ve) > 1:
+                vfs.append(ve)
+        if vfs:
+            e["vfs"] = vfs
+        out.append(e)
+    return {"version": 1, "pfs": out}
+
+
+def dump_profile(doc: Mapping[str, Any], comment: str = "") -> str:
+    head = f"# {comment}\n" if comment else ""
+    return head + yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False)
