@@ -1,3 +1,261 @@
 """Profile commands (plan/apply/export/persist), registered on the main app."""
 
 from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vfctl.cli import CheckOpt, JsonOpt, S, WaitOpt, app, backend_cfg, guarded, host, model, run_plan
+from vfctl.errors import UsageError
+from vfctl.model import HostModel
+
+persist_app = typer.Typer(no_args_is_help=True, help="Re-apply a profile at every boot.")
+app.add_typer(persist_app, name="persist")
+
+ProfileArg = Annotated[str, typer.Argument(help="Profile YAML file, or - for standard input.")]
+NoAttachOpt = Annotated[
+    bool, typer.Option("--no-attach", help="Host part only: skip the attach phase.")
+]
+
+
+def _load(path: str) -> Any:
+    from vfctl import profile
+
+    return profile.load(path, sys.stdin.read() if path == "-" else None)
+
+
+def _backend_getter() -> Callable[[str], Any]:
+    from vfctl import backends
+
+    def get(name: str) -> Any:
+        cfg = backend_cfg()
+        if cfg.name == "none":
+            raise UsageError("vfctl runs with --backend none")
+        if cfg.name in backends.NAMES and cfg.name != name:
+            raise UsageError(f"vfctl runs with --backend {cfg.name}")
+        key = f"backend:{name}"
+        if key not in S.extra:
+            S.extra[key] = backends.create(name, cfg)
+        return S.extra[key]
+
+    return get
+
+
+def _converge(
+    path: str, check: bool, diff: bool, json_: bool, wait: float, attach: bool, refuse: bool
+) -> None:
+    from vfctl import converge, render
+
+    prof = _load(path)  # problems: exit 2 before any lock or discovery
+    state: dict[str, Any] = {}
+    get = _backend_getter()
+
+    def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None] | None]:
+        converge.check_host(prof, h)
+        targets = converge.resolve(prof, m, h)
+        wants_attach = attach and any("attach" in w.entry for t in targets for w in t.vfs)
+        p = converge.plan(h, m, targets, get if wants_attach else None, S.pve_node, attach)
+        state["plan"] = p
+        if p.needs_backend:
+            need = sorted({n["backend"] for n in p.needs_backend})
+            why = "; ".join(f"{n['backend']} for VM {n['vm']}: {n['reason']}"
+                            for n in p.needs_backend[:3])
+            if refuse:
+                raise UsageError(
+                    f"{prof.file}: attaching needs the {' and '.join(need)} backend, which is "
+                    f"not available ({why}); configure it (--backend, and the PVE_*/libvirt "
+                    "settings), or apply the host part with --no-attach"
+                )
+            if not json_:
+                render.err.print(f"[yellow]note:[/] attach part not planned: needs the "
+                                 f"{' and '.join(need)} backend ({why})")
+        if diff:
+            before, after = converge.diff_views(targets, h)
+            state["diff"] = {"before": before, "after": after}
+            if not json_:
+                text = converge.unified(before, after, prof.file)
+                render.out.print(text or "no differences", markup=False, highlight=False)
+
+        def verify() -> None:
+            m2 = model(h, with_backends=False)
+            converge.verify(h, m2, targets, p, get if p.attach_requests else None)
+
+        return p.actions, verify
+
+    def extra() -> dict[str, Any]:
+        p = state.get("plan")
+        out: dict[str, Any] = {"profile": prof.file}
+        if p is not None:
+            out["phases"] = {k: len(v) for k, v in p.phases.items()}
+            out["needs_backend"] = p.needs_backend
+        if "diff" in state:
+            out["diff"] = state["diff"]
+        return out
+
+    run_plan(json_, check, wait, build, with_devices=True, extra_fn=extra)
+
+
+@app.command("plan")
+def plan_cmd(path: ProfileArg, json_: JsonOpt = False, no_attach: NoAttachOpt = False,
+             wait: WaitOpt = 30.0) -> None:
+    """Show the ordered actions a profile needs (autoprobe, numvfs, settings, bind, attach)."""
+    guarded(json_, True, lambda: _converge(path, True, False, json_, wait, not no_attach, False))
+
+
+@app.command("apply")
+def apply_cmd(
+    path: ProfileArg,
+    check: CheckOpt = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Show host vs profile.")] = False,
+    json_: JsonOpt = False,
+    no_attach: NoAttachOpt = False,
+    wait: WaitOpt = 30.0,
+) -> None:
+    """Bring the host to a profile: journaled, rolled back on failure, verified after."""
+    guarded(json_, True, lambda: _converge(path, check, diff, json_, wait, not no_attach, True))
+
+
+@app.command("export")
+def export_cmd(
+    pfs: Annotated[list[str] | None, typer.Argument(help="PFs to export (default: all).")] = None,
+    json_: JsonOpt = False,
+    output: Annotated[str | None, typer.Option("-o", "--output", help="Write to FILE.")] = None,
+) -> None:
+    """Print the host's current SR-IOV state as a profile (`export | apply -` is a no-op)."""
+
+    def go() -> None:
+        import json
+
+        from vfctl import converge
+        from vfctl.discover import resolve_pf
+
+        h = host()
+        m = model(h)
+        chosen = [resolve_pf(m, p, h) for p in pfs] if pfs else None
+        doc = converge.export(m, chosen)
+        text = (json.dumps(doc, indent=2) + "\n") if json_ else converge.dump_profile(
+            doc, f"exported by vfctl from {converge.hostname(h) or h.root}")
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+
+    guarded(json_, False, go)
+
+
+# ---------------------------------------------------------------- persist
+
+
+def _root() -> Path:
+    r = Path(S.root)
+    if not r.is_dir():
+        from vfctl.errors import NotFoundError
+
+        raise NotFoundError(f"host root {r} does not exist")
+    return r
+
+
+def _exe() -> str:
+    found = shutil.which("vfctl")
+    here = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    if here is not None and here.name == "vfctl" and here.is_file():
+        return str(here)
+    return found or "/usr/bin/vfctl"
+
+
+def _systemctl(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["systemctl", *args], check=False, capture_output=True, timeout=60)
+
+
+def _persist_result(changes: list[Any], check: bool, json_: bool, extra: dict[str, Any]) -> None:
+    from vfctl import render
+
+    doc = {"changed": bool(changes), "actions": [c.to_json() for c in changes],
+           "rolled_back": [], "warnings": [], "error": None, **extra}
+    if json_:
+        render.emit_json(doc)
+        return
+    verb = "would" if check else "did"
+    for c in changes:
+        render.out.print(f"{verb} {c.what} /{c.path}")
+    if not changes:
+        render.out.print("nothing to do: already in the desired state")
+
+
+@persist_app.command("enable")
+def persist_enable(
+    path: ProfileArg,
+    exe: Annotated[str | None, typer.Option("--exec", help="vfctl path the unit runs.")] = None,
+    check: CheckOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Install PROFILE as /etc/vfctl/profile.yaml and a boot unit that applies it."""
+
+    def go() -> None:
+        from vfctl import persist
+
+        text = sys.stdin.read() if path == "-" else None
+        from vfctl import profile
+
+        prof = profile.load(path, text)
+        raw = text if text is not None else Path(path).read_text(encoding="utf-8")
+        del prof
+        root = _root()
+        program = exe or _exe()
+        if not os.path.isabs(program):
+            raise UsageError(f"--exec {program!r}: the unit needs an absolute path")
+        changes = persist.enable(root, raw, program, check)
+        if changes and not check and persist.systemd_running(root):
+            _systemctl("daemon-reload")
+        _persist_result(changes, check, json_, {"unit": f"/{persist.UNIT_PATH}"})
+
+    guarded(json_, True, go)
+
+
+@persist_app.command("disable")
+def persist_disable(check: CheckOpt = False, json_: JsonOpt = False) -> None:
+    """Remove the boot unit and the installed profile (the host's current state stays)."""
+
+    def go() -> None:
+        from vfctl import persist
+
+        root = _root()
+        changes = persist.disable(root, check)
+        if changes and not check and persist.systemd_running(root):
+            _systemctl("daemon-reload")
+        _persist_result(changes, check, json_, {})
+
+    guarded(json_, True, go)
+
+
+@persist_app.command("status")
+def persist_status(json_: JsonOpt = False) -> None:
+    """Whether the boot unit is installed and enabled (and, on a live system, active)."""
+
+    def go() -> None:
+        import subprocess
+
+        from vfctl import persist, render
+
+        root = _root()
+        st = persist.status(root)
+        st["active"] = None
+        if persist.systemd_running(root):
+            r = subprocess.run(["systemctl", "is-active", persist.UNIT], check=False,
+                               capture_output=True, text=True, timeout=30)
+            st["active"] = r.stdout.strip() or None
+        if json_:
+            render.emit_json(st)
+            return
+        for k, v in st.items():
+            render.out.print(f"{k}: {v}")
+
+    guarded(json_, False, go)

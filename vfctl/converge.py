@@ -19,7 +19,7 @@ import yaml
 
 from vfctl import hostops, vfsettings
 from vfctl.backends.base import AttachRequest
-from vfctl.errors import HostError, NotFoundError, RefusedError, UsageError, VfctlError
+from vfctl.errors import BackendError, HostError, NotFoundError, RefusedError, UsageError
 from vfctl.host.sysfs import Host
 from vfctl.model import PF, VF, HostModel, VFSettings
 from vfctl.pci import address as pciaddr
@@ -229,6 +229,7 @@ def plan(
             out.phases["bind"] += hostops.plan_bind(host, model, pf2, group, drv)
     if not attach:
         return out
+    down: dict[str, str] = {}  # backend -> why it cannot be used
     for t, w, pf2, v in finals:
         att = w.entry.get("attach")
         if not att:
@@ -236,15 +237,15 @@ def plan(
         name = str(att["backend"])
         req = AttachRequest(vm=str(att["vm"]), pf=pf2, vf=v, options=_options(att, v, pve_node))
         if backend is None:
-            out.needs_backend.append({"backend": name, "vm": req.vm, "reason": "not configured"})
-            continue
-        try:
-            b = backend(name)
-        except VfctlError as e:
-            out.needs_backend.append({"backend": name, "vm": req.vm, "reason": e.message})
-            continue
-        out.phases["attach"] += b.plan_attach(req)
-        out.attach_requests.append((name, req, w.path))
+            down.setdefault(name, "not configured")
+        if name not in down:
+            try:
+                out.phases["attach"] += backend(name).plan_attach(req)  # type: ignore[misc]
+                out.attach_requests.append((name, req, w.path))
+                continue
+            except (UsageError, BackendError) as e:  # not there / cannot connect
+                down[name] = e.message
+        out.needs_backend.append({"backend": name, "vm": req.vm, "reason": down[name]})
     return out
 
 

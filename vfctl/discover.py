@@ -184,7 +184,7 @@ def resolve_pf(model: HostModel, name: str, host: Host | None = None) -> PF:
     """A PF by netdev or PCI address; NotFound lists the PFs that exist."""
     check_name(name, "PF name")
     wanted: str | None = None
-    if pciaddr.looks_like_address(name):
+    if ":" in name:  # netdev names cannot hold ':' (dev_valid_name), so it is an address
         wanted = pciaddr.normalize(name)
     elif host is not None and ":" not in name:
         # a netdev of the PF given by name even if several netdevs hang off one function

@@ -351,7 +351,7 @@ def _op_driver(ctx: Context, p: Mapping[str, Any]) -> None:
         return  # default driver, whatever the kernel matched (or none)
 
     def bound() -> bool:
-        return host.link_name(f"{d}/driver") == expect
+        return bool(host.link_name(f"{d}/driver") == expect)
 
     _wait(bound, 5.0, f"{addr} to bind to {expect}", ctx)
     group = p.get("group")

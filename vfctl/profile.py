@@ -545,8 +545,10 @@ def loads(text: str, file: str = "<profile>") -> Profile:
     prof = Profile(data if isinstance(data, dict) else {}, file, w.locs)
     problems = list(w.problems)
     try:  # the checks across nodes also run on a partly invalid profile, skipping what is missing
+        bad = {p.path for p in problems}  # one problem per node: the schema's wins
         for p in semantic_problems(prof):
-            problems.append(p)
+            if p.path not in bad:
+                problems.append(p)
     except (TypeError, KeyError, AttributeError, ValueError):
         pass
     if problems:

@@ -26,7 +26,12 @@ def __getattr__(name: str) -> Any:
         if name not in _consoles:
             from rich.console import Console
 
-            _consoles[name] = Console(stderr=name == "err", highlight=False, soft_wrap=True)
+            stream = sys.stderr if name == "err" else sys.stdout
+            # a pipe or a log gets full lines rather than rich's 80-column default
+            width = None if stream.isatty() else 200
+            _consoles[name] = Console(
+                stderr=name == "err", highlight=False, soft_wrap=True, width=width
+            )
         return _consoles[name]
     raise AttributeError(name)
 

@@ -440,3 +440,8 @@ def test_ops_on_a_fresh_instance_from_params(
     execute(Context(Host(tmp_path / "r"), backend_factory=factory), actions)
     assert len(made) == 1 and made[0] is not token_backend
     assert [e["key"] for e in token_backend.pending] == ["hostpci0"]  # seen by the planner
+    # detaching a change that never went live also removes vfctl's mapping at once
+    actions = token_backend.plan_detach(request("web"))
+    assert [a.op for a in actions] == ["proxmox.hostpci_remove", "proxmox.mapping_delete"]
+    execute(Context(Host(tmp_path / "r"), backend_factory=factory), actions)
+    assert fake.read()["mappings"] == {} and fake.read()["vms"]["101"]["pending"] == {}

@@ -25,4 +25,3 @@ def make_host(tmp_path: Path) -> Callable[[str], Path]:
 @pytest.fixture
 def minimal(make_host: Callable[[str], Path]) -> Path:
     return make_host("minimal")
-

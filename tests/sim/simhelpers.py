@@ -35,5 +35,4 @@ def required(var: str) -> bool:
     return os.environ.get("CI") == "true" or os.environ.get(var) == "required"
 
 
-
 __all__ = ["dev", "errno", "errno_of", "log_lines", "rd", "required"]

@@ -40,9 +40,9 @@ def test_after_times_and_value_filters(minimal: Path) -> None:
     sim.write(minimal, "sys/bus/pci/drivers/igbvf/unbind", vfs[0])
     sim.write(minimal, "sys/bus/pci/drivers/igbvf/unbind", vfs[1])
     for vf in vfs[2:]:  # mid-way: from the third on, every unbind fails
-        assert errno_of(lambda vf=vf: sim.write(minimal, "sys/bus/pci/drivers/igbvf/unbind", vf)) == (
-            errno.ENODEV
-        )
+        assert errno_of(
+            lambda vf=vf: sim.write(minimal, "sys/bus/pci/drivers/igbvf/unbind", vf)
+        ) == (errno.ENODEV)
     assert os.path.islink(minimal / dev(vfs[3], "driver"))
     faults(minimal, {"path": "*/driver_override", "value": "vfio-pci", "errno": "EIO"})
     sim.write(minimal, dev(vfs[0], "driver_override"), "other")

@@ -111,9 +111,7 @@ def test_default_host_network_and_groups(make_host) -> None:
     assert rd(net, "enp3s0/address") == "00:25:90:1e:2a:3b"
     assert rd(net, "enp1s0f0/operstate") == "up"
     assert rd(net, "enp2s0f1/operstate") == "down"
-    assert os.path.realpath(net / "enp3s0/device") == os.path.realpath(
-        root / dev("0000:03:00.0")
-    )
+    assert os.path.realpath(net / "enp3s0/device") == os.path.realpath(root / dev("0000:03:00.0"))
     # the 82576's two ports share one IOMMU group; every other function is alone
     g = {b: os.path.basename(os.readlink(root / dev(b, "iommu_group")))
          for b in os.listdir(root / "sys/bus/pci/devices")}  # fmt: skip

@@ -5,9 +5,11 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
-from simhelpers import dev, errno_of, rd
+import pytest
+from simhelpers import dev, errno_of, rd, required
 
 from vfctl.host import sim
 
@@ -73,11 +75,10 @@ def test_round_trip_of_a_simulated_host(make_host, tmp_path: Path) -> None:
     )
     sim.write(dest, dev("0000:02:00.0", "sriov_numvfs"), "0")
     assert not (dest / "sys/class/net/enp2s0f0v0").exists()
+    assert os.listdir(dest / "dev/vfio") == ["vfio"]  # the vfio-bound VF went with them
     sim.write(dest, dev("0000:02:00.0", "sriov_numvfs"), "3")
     assert os.path.basename(os.readlink(dest / dev("0000:02:10.4", "driver"))) == "igbvf"
     assert rd(dest, dev("0000:02:10.4", "device")) == "0x10ca"
-    sim.write(dest, "sys/bus/pci/drivers/vfio-pci/unbind", "0000:02:10.2")
-    assert not [g for g in os.listdir(dest / "dev/vfio") if g != "vfio"]
 
 
 def test_snapshot_of_a_plain_tree_in_the_layout(make_host, tmp_path: Path) -> None:
@@ -90,3 +91,36 @@ def test_snapshot_of_a_plain_tree_in_the_layout(make_host, tmp_path: Path) -> No
     assert sim.link_info(dest, "vmbr0")["addresses"] == []  # not in sysfs: not recorded
     sim.write(dest, dev("0000:01:00.0", "sriov_numvfs"), "63")
     assert rd(dest, dev("0000:01:00.0", "sriov_numvfs")) == "63"
+
+
+def test_a_host_without_iommu_stays_without_groups(make_host, tmp_path: Path) -> None:
+    src = make_host("minimal")
+    plain = tmp_path / "plain"
+    shutil.copytree(src, plain, symlinks=True, ignore=shutil.ignore_patterns(".vfctl-sim"))
+    for bdf in os.listdir(plain / "sys/bus/pci/devices"):
+        (plain / dev(bdf, "iommu_group")).unlink()
+    shutil.rmtree(plain / "sys/kernel/iommu_groups")
+    dest = tmp_path / "snap"
+    sim.snapshot(plain, dest)
+    sim.write(dest, dev("0000:01:00.0", "sriov_numvfs"), "2")
+    assert not (dest / dev("0000:01:10.0", "iommu_group")).exists()
+    assert os.listdir(dest / "sys/kernel/iommu_groups") == []
+
+
+def test_snapshot_of_this_machine_reads_the_same_in_lspci(tmp_path: Path) -> None:
+    real = Path("/sys/bus/pci/devices")
+    lspci = shutil.which("lspci")
+    if lspci is None or not real.is_dir() or not os.listdir(real):
+        if required("VFCTL_SNAPSHOT_REAL"):
+            pytest.fail("needs lspci and a real /sys/bus/pci")
+        pytest.skip("no lspci or no PCI sysfs here")
+    dest = tmp_path / "snap"
+    sim.snapshot(Path("/"), dest)
+
+    def run(*opts: str) -> str:
+        return subprocess.run([lspci, *opts, "-vvv", "-nn"], capture_output=True, text=True,
+                              check=True).stdout  # fmt: skip
+
+    assert run("-A", "linux-sysfs", "-O", f"sysfs.path={dest}/sys/bus/pci") == run(
+        "-A", "linux-sysfs"
+    )

@@ -429,9 +429,16 @@ class ProxmoxBackend:
                     f"VM {vmid} is running: removing {slot} stays pending "
                     "until the VM is stopped and started"
                 )
-            if remove_mapping and h.mapping is not None and vm.get("status") != "running":
+            if remove_mapping and h.mapping is not None and not self._live_slot(vm, slot):
                 actions += self._mapping_cleanup(h.mapping, mappings, (vmid, slot))
         return actions
+
+    def _live_slot(self, vm: Mapping[str, Any], slot: str) -> bool:
+        """The slot is in a running VM's current config: its mapping stays until a restart."""
+        if vm.get("status") != "running":
+            return False
+        path = self._cfg_path(str(vm["node"]), int(vm["vmid"]))
+        return slot in (self.api.get(path, current=1) or {})
 
     def _mapping_cleanup(
         self, mid: str, mappings: list[Mapping[str, Any]], leaving: tuple[int, str] | None

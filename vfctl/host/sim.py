@@ -451,7 +451,7 @@ def _enable_sriov(root: Path, st: State, bdf: str, n: int, fault: dict[str, Any]
                 "ifindex": 0,
             }
         st["devices"][vbdf] = vf
-        vf["iommu_group"] = _free_group(st)
+        vf["iommu_group"] = _free_group(st) if st.get("iommu", True) else None
         if not sr["autoprobe"]:
             continue
         if mode == "late_bind":
@@ -959,13 +959,34 @@ def _render(root: Path, st: State) -> None:
             if name not in devs and (root / DEVICES) in target.parents:
                 _rm(target)
             _rm(bus / name)
+    children: dict[str, list[tuple[int, str]]] = {}
+    for d in devs.values():
+        if d.get("physfn"):
+            children.setdefault(d["physfn"], []).append((d["vf_index"], d["path"]))
     for bdf in sorted(devs, key=lambda b: devs[b]["path"].count("/")):
-        _render_device(root, st, bdf)
-        _link(bus / bdf, root / DEVICES / devs[bdf]["path"])
+        d = devs[bdf]
+        pf = d.get("physfn")
+        payload = [d, children.get(bdf), pf and devs[pf]["path"], _is_net(st, d["driver"])]
+        if d.get("sriov"):
+            payload.append(_totalvfs(d))
+        fp = _changed(st, f"dev:{bdf}", payload, root / DEVICES / d["path"] / "uevent")
+        if fp is not None:
+            _render_device(root, st, bdf)
+            _link(bus / bdf, root / DEVICES / d["path"])
+            st["_fp"][f"dev:{bdf}"] = fp
     _render_net(root, st)
     _render_drivers(root, st)
     _render_groups(root, st)
     _render_misc(root, st)
+
+
+def _changed(st: State, key: str, payload: Any, witness: Path) -> str | None:
+    """A new fingerprint when this part of the tree must be re-rendered, else None: skipping
+    unchanged devices keeps a write on a host with 100+ VFs cheap."""
+    fp = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+    if st.setdefault("_fp", {}).get(key) == fp and os.path.lexists(witness):
+        return None
+    return fp
 
 
 def _hex(v: int, width: int) -> str:
@@ -1026,7 +1047,10 @@ def _render_device(root: Path, st: State, bdf: str) -> None:
         _link(d / "driver", root / BUS_DRIVERS / drv)
     elif d.joinpath("driver").is_symlink():
         (d / "driver").unlink()
-    _link(d / "iommu_group", root / IOMMU_GROUPS / str(dev["iommu_group"]))
+    if dev["iommu_group"] is not None:
+        _link(d / "iommu_group", root / IOMMU_GROUPS / str(dev["iommu_group"]))
+    elif d.joinpath("iommu_group").is_symlink():
+        (d / "iommu_group").unlink()
     if pf is not None:
         _link(d / "physfn", root / DEVICES / st["devices"][pf]["path"])
     want = {
@@ -1061,6 +1085,14 @@ def _render_net(root: Path, st: State) -> None:
             _rm(cls / name)
     for name, (bdf, net) in sorted(nets.items()):
         nd = _netdir(root, st, name, bdf)
+        port_dirs = sorted(
+            (p, str(_netdir(root, st, p, nets[p][0]))) for p in net.get("ports", []) if p in nets
+        )
+        payload = [str(nd), net, net.get("master") in nets, port_dirs]
+        fp = _changed(st, f"net:{name}", payload, cls / name)
+        if fp is None:
+            continue
+        st["_fp"][f"net:{name}"] = fp
         nd.mkdir(parents=True, exist_ok=True)
         kind = "device" if bdf else net["kind"]
         up, carrier = bool(net["up"]), bool(net.get("carrier", net["up"]))
@@ -1150,7 +1182,8 @@ def _render_groups(root: Path, st: State) -> None:
     base.mkdir(parents=True, exist_ok=True)
     groups: dict[str, list[str]] = {}
     for bdf, dev in st["devices"].items():
-        groups.setdefault(str(dev["iommu_group"]), []).append(bdf)
+        if dev["iommu_group"] is not None:
+            groups.setdefault(str(dev["iommu_group"]), []).append(bdf)
     for name in os.listdir(base):
         if name not in groups:
             _rm(base / name)
@@ -1160,6 +1193,14 @@ def _render_groups(root: Path, st: State) -> None:
     if "vfio_pci" in st["modules"]:
         want_vfio.add("vfio")
     for g, members in groups.items():
+        vfio_bound = any(st["devices"][b]["driver"] == "vfio-pci" for b in members)
+        if vfio_bound:
+            want_vfio.add(g)
+        payload = [sorted((b, st["devices"][b]["path"]) for b in members), st.get("iommu_type")]
+        fp = _changed(st, f"group:{g}", payload, base / g / "type")
+        if fp is None:
+            continue
+        st["_fp"][f"group:{g}"] = fp
         gd = base / g / "devices"
         gd.mkdir(parents=True, exist_ok=True)
         _put(base / g / "type", st.get("iommu_type", "DMA") + "\n")
@@ -1169,8 +1210,6 @@ def _render_groups(root: Path, st: State) -> None:
                 (gd / name).unlink()
         for bdf in members:
             _link(gd / bdf, root / DEVICES / st["devices"][bdf]["path"])
-        if any(st["devices"][b]["driver"] == "vfio-pci" for b in members):
-            want_vfio.add(g)
     for name in os.listdir(vfio):
         if name not in want_vfio:
             _rm(vfio / name)
@@ -1320,11 +1359,9 @@ def _snapshot_state(src: Path) -> tuple[State, dict[str, bytes]]:
                     dev["vf_index"] = int(name[6:])
         elif pf is not None:
             dev.pop("physfn")
-    free = max([d["iommu_group"] or 0 for d in devices.values()] + [0]) + 1
-    for dev in devices.values():
-        if dev["iommu_group"] is None:
-            dev["iommu_group"], free = free, free + 1
     st = _snapshot_host(src, devices)
+    # a host without an IOMMU has no groups, and its VFs get none either
+    st["iommu"] = any(d["iommu_group"] is not None for d in devices.values())
     return st, configs
 
 

@@ -1,0 +1,59 @@
+"""Helpers for the profile tests: simulated hosts, an in-process vfctl runner, write counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILES = REPO / "profiles"
+VFCTL = str(Path(sys.executable).with_name("vfctl"))
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def vfctl(root: Path | None, *args: str, input: str | None = None) -> Run:
+    """One vfctl invocation in this process (fast); backend state is reset each time."""
+    from vfctl import cli
+
+    cli.S.extra.clear()
+    pre = ["--root", str(root)] if root is not None else []
+    r = CliRunner().invoke(cli.app, [*pre, *args], input=input, catch_exceptions=False)
+    return Run(r.exit_code, r.stdout, r.stderr)
+
+
+def make_sim(dir: Path, preset: str) -> Path:
+    from vfctl.host import sim
+
+    sim.init(dir, preset)
+    return dir
+
+
+def writes(root: Path) -> list[str]:
+    p = root / ".vfctl-sim" / "writes.log"
+    return p.read_text().splitlines() if p.exists() else []
+
+
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """vfctl as a real process (the console script of this venv)."""
+    return subprocess.run([VFCTL, *args], capture_output=True, text=True, input=input,
+                          env={**os.environ, **(env or {})}, timeout=120)
