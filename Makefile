@@ -27,7 +27,7 @@ lint: venv-dev
 	$(VENV)/bin/ruff format --check vfctl
 	$(VENV)/bin/mypy --strict vfctl
 
-test: venv-dev lab-deps lint
+test: lab-deps venv-dev lint
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
 
 test-fast: venv-dev

@@ -9,10 +9,14 @@ rm -rf "$DIR"
 step $V sim init "$DIR" --preset default
 export VFCTL_ROOT="$DIR"
 step $V list
+step $V plan profiles/demo.yaml
+step $V apply profiles/demo.yaml
+step $V apply profiles/demo.yaml --json
 PF=$($V list --json | .venv/bin/python -c 'import json,sys; print(next(p["netdev"] for p in json.load(sys.stdin)["pfs"] if p["total_vfs"] >= 8 and p["netdev"]))')
 step $V enable "$PF" 8
 step $V show "$PF"
 step $V bind "$PF" vf0-1 --driver vfio-pci
 step $V enable "$PF" 4 --check
 step $V list --all
+step $V export "$PF"
 printf '\nThe simulated host is in %s: try `vfctl --root %s show %s --json`.\n' "$DIR" "$DIR" "$PF"

@@ -49,8 +49,9 @@ def _objects(s: dict[str, Any], path: str, out: list[tuple[str, dict[str, Any]]]
     elif "oneOf" in s:
         for o in s["oneOf"]:
             if o.get("type") == "object":
-                tag = next((f"{k}={v['const']}" for k, v in o["properties"].items()
-                            if "const" in v), "")
+                tag = next(
+                    (f"{k}={v['const']}" for k, v in o["properties"].items() if "const" in v), ""
+                )
                 _objects(o, f"{path} ({tag})" if tag else path, out)
 
 
@@ -72,8 +73,9 @@ def reference(schema: dict[str, Any]) -> str:
         req = set(s.get("required", []))
         for k, v in s.get("properties", {}).items():
             desc = v.get("description", "").replace("|", "\\|").replace("\n", " ")
-            if v.get("type") in ("object", "array") or ("oneOf" in v and "type" not in v and
-                                                        any("properties" in o for o in v["oneOf"])):
+            if v.get("type") in ("object", "array") or (
+                "oneOf" in v and "type" not in v and any("properties" in o for o in v["oneOf"])
+            ):
                 desc += " (see below)"
             lines.append(f"| `{k}` | {_type(v)} | {'yes' if k in req else ''} | {desc} |")
         lines.append("")
@@ -91,12 +93,17 @@ def main() -> int:
     check = "--check" in sys.argv[1:]
     want_schema = schema_text()
     want_doc = doc_text(json.loads(want_schema), DOC.read_text(encoding="utf-8"))
-    stale = [p for p, t in ((SCHEMA, want_schema), (DOC, want_doc))
-             if not p.exists() or p.read_text(encoding="utf-8") != t]
+    stale = [
+        p
+        for p, t in ((SCHEMA, want_schema), (DOC, want_doc))
+        if not p.exists() or p.read_text(encoding="utf-8") != t
+    ]
     if check:
         for p in stale:
-            print(f"{p.relative_to(ROOT)} is out of date: run scripts/gen-profile-docs.py",
-                  file=sys.stderr)
+            print(
+                f"{p.relative_to(ROOT)} is out of date: run scripts/gen-profile-docs.py",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     SCHEMA.write_text(want_schema, encoding="utf-8")
     DOC.write_text(want_doc, encoding="utf-8")

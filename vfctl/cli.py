@@ -107,6 +107,7 @@ def backend_cfg() -> Any:
         pve_node=S.pve_node,
         pve_ca=S.pve_ca,
         insecure=S.insecure,
+        root=S.root,
     )
 
 
@@ -127,13 +128,33 @@ def model(h: Any, with_devices: bool = False, with_backends: bool = True) -> Hos
     from vfctl.discover import discover
     from vfctl.host import netlink
 
-    m = discover(h, inventory(h) if with_backends else {}, with_devices=with_devices)
+    inv = inventory(h) if with_backends else {}  # one round of VM-manager calls, not two
+    m = discover(h, inv, with_devices=with_devices)
     info = {pf.netdev: netlink.vf_info(h, pf.netdev) for pf in m.pfs if pf.netdev and pf.num_vfs}
     if any(info.values()):
-        m = discover(
-            h, inventory(h) if with_backends else {}, vf_info=info, with_devices=with_devices
-        )
+        m = discover(h, inv, vf_info=info, with_devices=with_devices)
     return m
+
+
+def pf_json(p: Any, pooled: dict[str, str] | None) -> dict[str, Any]:
+    """A PF's JSON; with a libvirt backend, ``hostdev_network`` on the PF and each VF."""
+    doc: dict[str, Any] = p.to_json()
+    if pooled is not None:
+        doc["hostdev_network"] = pooled.get(p.address)
+        for v in doc["vfs"]:
+            v["hostdev_network"] = pooled.get(v["address"])
+    return doc
+
+
+def pools(m: HostModel) -> dict[str, str] | None:
+    """PCI address -> hostdev network pooling it; None when no connected backend has pools."""
+    found = [b for k, b in S.extra.items() if k.startswith("backend:") and hasattr(b, "pools")]
+    if not found:
+        return None
+    out: dict[str, str] = {}
+    for b in found:
+        out.update(b.pools(m.pfs))
+    return out
 
 
 def fail(e: VfctlError, as_json: bool, mutating: bool) -> None:
@@ -210,6 +231,8 @@ def run_plan(
             res = plan.execute(ctx, actions, verify=verify, check=check)
         if extra_fn is not None:
             res.extra.update(extra_fn())
+            early = [w for w in res.extra.get("backend_warnings", []) if w not in res.warnings]
+            res.warnings[:0] = early  # plan-time backend warnings belong in `warnings` too
         if as_json:
             render.emit_json(res.to_json())
         else:
@@ -239,7 +262,8 @@ def list_cmd(
 
         m = model(host())
         if json_:
-            render.emit_json(m.to_json())
+            pooled = pools(m)
+            render.emit_json({"pfs": [pf_json(p, pooled) for p in m.pfs]})
             return
         from vfctl import pciids
 
@@ -264,10 +288,15 @@ def show(
 
         h = host()
         p = resolve_pf(model(h), pf, h)
+        pooled = pools(HostModel((p,)))
         if json_:
-            render.emit_json(p.to_json())
+            render.emit_json(pf_json(p, pooled))
             return
         render.out.print(render.pf_summary(p))
+        nets = sorted({n for a, n in (pooled or {}).items() if a in {v.address for v in p.vfs}})
+        for net in nets:
+            members = [f"vf{v.index}" for v in p.vfs if (pooled or {}).get(v.address) == net]
+            render.out.print(f"libvirt hostdev network {net!r} pools {', '.join(members)}")
         if p.vfs:
             render.out.print(render.vf_table(p))
 

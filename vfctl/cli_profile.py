@@ -11,7 +11,18 @@ from typing import Annotated, Any
 
 import typer
 
-from vfctl.cli import CheckOpt, JsonOpt, S, WaitOpt, app, backend_cfg, guarded, host, model, run_plan
+from vfctl.cli import (
+    CheckOpt,
+    JsonOpt,
+    S,
+    WaitOpt,
+    app,
+    backend_cfg,
+    guarded,
+    host,
+    model,
+    run_plan,
+)
 from vfctl.errors import UsageError
 from vfctl.model import HostModel
 
@@ -64,8 +75,9 @@ def _converge(
         state["plan"] = p
         if p.needs_backend:
             need = sorted({n["backend"] for n in p.needs_backend})
-            why = "; ".join(f"{n['backend']} for VM {n['vm']}: {n['reason']}"
-                            for n in p.needs_backend[:3])
+            why = "; ".join(
+                f"{n['backend']} for VM {n['vm']}: {n['reason']}" for n in p.needs_backend[:3]
+            )
             if refuse:
                 raise UsageError(
                     f"{prof.file}: attaching needs the {' and '.join(need)} backend, which is "
@@ -73,8 +85,10 @@ def _converge(
                     "settings), or apply the host part with --no-attach"
                 )
             if not json_:
-                render.err.print(f"[yellow]note:[/] attach part not planned: needs the "
-                                 f"{' and '.join(need)} backend ({why})")
+                render.err.print(
+                    f"[yellow]note:[/] attach part not planned: needs the "
+                    f"{' and '.join(need)} backend ({why})"
+                )
         if diff:
             before, after = converge.diff_views(targets, h)
             state["diff"] = {"before": before, "after": after}
@@ -102,8 +116,9 @@ def _converge(
 
 
 @app.command("plan")
-def plan_cmd(path: ProfileArg, json_: JsonOpt = False, no_attach: NoAttachOpt = False,
-             wait: WaitOpt = 30.0) -> None:
+def plan_cmd(
+    path: ProfileArg, json_: JsonOpt = False, no_attach: NoAttachOpt = False, wait: WaitOpt = 30.0
+) -> None:
     """Show the ordered actions a profile needs (autoprobe, numvfs, settings, bind, attach)."""
     guarded(json_, True, lambda: _converge(path, True, False, json_, wait, not no_attach, False))
 
@@ -139,8 +154,13 @@ def export_cmd(
         m = model(h)
         chosen = [resolve_pf(m, p, h) for p in pfs] if pfs else None
         doc = converge.export(m, chosen)
-        text = (json.dumps(doc, indent=2) + "\n") if json_ else converge.dump_profile(
-            doc, f"exported by vfctl from {converge.hostname(h) or h.root}")
+        text = (
+            (json.dumps(doc, indent=2) + "\n")
+            if json_
+            else converge.dump_profile(
+                doc, f"exported by vfctl from {converge.hostname(h) or h.root}"
+            )
+        )
         if output:
             Path(output).write_text(text, encoding="utf-8")
         else:
@@ -178,8 +198,14 @@ def _systemctl(*args: str) -> None:
 def _persist_result(changes: list[Any], check: bool, json_: bool, extra: dict[str, Any]) -> None:
     from vfctl import render
 
-    doc = {"changed": bool(changes), "actions": [c.to_json() for c in changes],
-           "rolled_back": [], "warnings": [], "error": None, **extra}
+    doc = {
+        "changed": bool(changes),
+        "actions": [c.to_json() for c in changes],
+        "rolled_back": [],
+        "warnings": [],
+        "error": None,
+        **extra,
+    }
     if json_:
         render.emit_json(doc)
         return
@@ -249,8 +275,13 @@ def persist_status(json_: JsonOpt = False) -> None:
         st = persist.status(root)
         st["active"] = None
         if persist.systemd_running(root):
-            r = subprocess.run(["systemctl", "is-active", persist.UNIT], check=False,
-                               capture_output=True, text=True, timeout=30)
+            r = subprocess.run(
+                ["systemctl", "is-active", persist.UNIT],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             st["active"] = r.stdout.strip() or None
         if json_:
             render.emit_json(st)

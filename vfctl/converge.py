@@ -123,15 +123,20 @@ def resolve(prof: Profile, model: HostModel, host: Host) -> list[Target]:
             continue
         if pf.address in seen:
             line = prof.locs.get(seen[pf.address], (0, 0))[0]
-            problems.append(prof.problem((*at, "match"), f"PF {pf.address} is already matched "
-                                         f"at line {line}"))
+            problems.append(
+                prof.problem((*at, "match"), f"PF {pf.address} is already matched at line {line}")
+            )
             continue
         seen[pf.address] = (*at, "match")
         total = entry.get("total-vfs")
         name = pf.netdev or pf.address
         if total is not None and total > pf.total_vfs:
-            problems.append(prof.problem((*at, "total-vfs"), f"{name} supports at most "
-                                         f"{pf.total_vfs} VFs (sriov_totalvfs), not {total}"))
+            problems.append(
+                prof.problem(
+                    (*at, "total-vfs"),
+                    f"{name} supports at most {pf.total_vfs} VFs (sriov_totalvfs), not {total}",
+                )
+            )
             continue
         count = pf.num_vfs if total is None else total
         own: dict[int, tuple[Mapping[str, Any], Path_]] = {}
@@ -139,8 +144,12 @@ def resolve(prof: Profile, model: HostModel, host: Host) -> list[Target]:
             ids = vf_ids(vf["id"])
             if ids and max(ids) >= count:
                 why = "it has" if total is None else "total-vfs is"
-                problems.append(prof.problem((*at, "vfs", vi, "id"), f"VF id {max(ids)} is out of "
-                                             f"range for {name}: {why} {count}"))
+                problems.append(
+                    prof.problem(
+                        (*at, "vfs", vi, "id"),
+                        f"VF id {max(ids)} is out of range for {name}: {why} {count}",
+                    )
+                )
                 continue
             for i in ids:
                 own[i] = (vf, (*at, "vfs", vi))
@@ -151,9 +160,14 @@ def resolve(prof: Profile, model: HostModel, host: Host) -> list[Target]:
             if merged:
                 wants.append(VFWant(i, merged, path))
         if not pf.netdev and any(k in w.entry for w in wants for k, _ in SETTING_KEYS):
-            problems.append(prof.problem(at, f"{pf.address} has no netdev: VF settings "
-                                         "(mac-address, vlan-id, ...) go through the PF's "
-                                         "interface"))
+            problems.append(
+                prof.problem(
+                    at,
+                    f"{pf.address} has no netdev: VF settings "
+                    "(mac-address, vlan-id, ...) go through the PF's "
+                    "interface",
+                )
+            )
             continue
         auto = entry.get("drivers-autoprobe", d.get("drivers-autoprobe"))
         targets.append(Target(pf, at, total, auto, tuple(wants)))
@@ -207,7 +221,9 @@ def plan(
     for t in targets:
         pf = t.pf
         out.phases["autoprobe"] += hostops.plan_autoprobe(pf, t.autoprobe)
-        pf1 = dataclasses.replace(pf, autoprobe=pf.autoprobe if t.autoprobe is None else t.autoprobe)
+        pf1 = dataclasses.replace(
+            pf, autoprobe=pf.autoprobe if t.autoprobe is None else t.autoprobe
+        )
         n = pf.num_vfs if t.total_vfs is None else t.total_vfs
         acts = hostops.plan_numvfs(host, pf1, n) if t.total_vfs is not None else []
         out.phases["numvfs"] += acts
@@ -230,7 +246,7 @@ def plan(
     if not attach:
         return out
     down: dict[str, str] = {}  # backend -> why it cannot be used
-    for t, w, pf2, v in finals:
+    for _t, w, pf2, v in finals:
         att = w.entry.get("attach")
         if not att:
             continue
@@ -284,8 +300,13 @@ def _options(att: Mapping[str, Any], v: VF, pve_node: str | None) -> dict[str, A
 # ---------------------------------------------------------------- verify
 
 
-def verify(host: Host, model: HostModel, targets: Sequence[Target], p: Plan,
-           backend: Callable[[str], Any] | None) -> None:
+def verify(
+    host: Host,
+    model: HostModel,
+    targets: Sequence[Target],
+    p: Plan,
+    backend: Callable[[str], Any] | None,
+) -> None:
     """Re-read state vs the profile; any difference the host reports is an error."""
     ident = vfsettings.host_id(host)
     bad: list[str] = []
@@ -373,21 +394,30 @@ def diff_views(targets: Sequence[Target], host: Host) -> tuple[str, str]:
             if want.get("mac-address") == "auto":
                 want["mac-address"] = vfsettings.auto_mac(ident, t.pf.address, w.index)
             if "attach" in want:
-                want["attach"] = {k: str(x) if k == "vm" else x for k, x in want["attach"].items()
-                                  if k in ("vm", "backend")}
+                want["attach"] = {
+                    k: str(x) if k == "vm" else x
+                    for k, x in want["attach"].items()
+                    if k in ("vm", "backend")
+                }
             bv.append({"id": w.index, **_current_entry(t.pf.vf(w.index), keys)})
             av.append({"id": w.index, **{k: want[k] for k in keys}})
         if bv:
             b["vfs"], a["vfs"] = bv, av
         before.append(b)
         after.append(a)
-    dump = lambda x: yaml.safe_dump(x, sort_keys=False, default_flow_style=False)  # noqa: E731
-    return dump(before), dump(after)
+    return _yaml(before), _yaml(after)
+
+
+def _yaml(x: Any) -> str:
+    return yaml.safe_dump(x, sort_keys=False, default_flow_style=False)
 
 
 def unified(before: str, after: str, name: str) -> str:
-    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
-                                        f"{name} (host)", f"{name} (profile)"))
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(True), after.splitlines(True), f"{name} (host)", f"{name} (profile)"
+        )
+    )
 
 
 _EXPORT = {attr: key for key, attr in SETTING_KEYS}

@@ -102,11 +102,11 @@ def _irq_remap(host: Host) -> Check:
             "enable interrupt remapping (x2APIC/IR in firmware) and drop "
             "vfio_iommu_type1.allow_unsafe_interrupts",
         )
-    ecaps = [
+    raw = [
         host.read_opt(f"sys/class/iommu/{d}/intel-iommu/ecap")
         for d in host.listdir("sys/class/iommu")
     ]
-    ecaps = [e for e in ecaps if e]
+    ecaps = [e for e in raw if e]
     if ecaps:
         ir = all(int(e, 16) & (1 << 3) for e in ecaps)
         if ir:

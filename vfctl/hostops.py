@@ -296,6 +296,11 @@ def _wait(pred: Any, timeout: float, what: str, ctx: Context) -> None:
             raise HostError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)
+        if ctx.host.simulated:
+            # the real kernel runs deferred probes meanwhile; the simulator runs them when called
+            from vfctl.host import sim
+
+            sim.settle(ctx.host.root)
 
 
 @op("sriov.numvfs")
@@ -345,7 +350,13 @@ def _op_driver(ctx: Context, p: Mapping[str, Any]) -> None:
         try:
             host.write("sys/bus/pci/drivers_probe", addr)
         except OSError as e:
-            if e.errno not in (errno.ENODEV, errno.EINVAL) or expect is not None:
+            # a VF whose PF has autoprobe off cannot probe: then "no driver" is the default;
+            # otherwise the reprobe failed and the VF would silently stay driverless
+            if (
+                e.errno not in (errno.ENODEV, errno.EINVAL)
+                or expect is not None
+                or host.read_opt(f"{d}/physfn/sriov_drivers_autoprobe") != "0"
+            ):
                 raise
     if expect is None:
         return  # default driver, whatever the kernel matched (or none)

@@ -91,7 +91,10 @@ _VF_SETTINGS: tuple[tuple[str, T], ...] = (
             "any-of",
             "MAC address of the VF, or `auto`: a stable locally administered MAC derived from "
             "the machine-id, the PF address and the VF id (the same after every reboot).",
-            options=(T("string", enum=("auto",)), T("string", label="a MAC address", pattern=MAC_RE)),
+            options=(
+                T("string", enum=("auto",)),
+                T("string", label="a MAC address", pattern=MAC_RE),
+            ),
             hint="quote MACs: YAML reads some unquoted MACs as numbers",
         ),
     ),
@@ -120,7 +123,10 @@ _ATTACH_COMMON: tuple[tuple[str, T], ...] = (
         T(
             "any-of",
             "The VM: a libvirt domain name or UUID; a Proxmox VM id (`101`, `vm101`) or name.",
-            options=(T("string", label="a VM name", pattern=r"^\S+$"), T("integer", label="a VM id", minimum=1)),
+            options=(
+                T("string", label="a VM name", pattern=r"^\S+$"),
+                T("integer", label="a VM id", minimum=1),
+            ),
         ),
     ),
 )
@@ -138,10 +144,22 @@ ATTACH = T(
             fields=(
                 ("backend", T("string", "VM manager.", const="libvirt")),
                 *_ATTACH_COMMON,
-                ("mode", _e("`hostdev`: plain PCI passthrough; `interface`: libvirt also "
-                            "programs the VF's MAC/VLAN from this entry.", "hostdev", "interface")),
-                ("managed", _b("libvirt managed='yes' (libvirt binds vfio-pci itself). Default: "
-                               "no when the VF is bound to vfio-pci by this profile.")),
+                (
+                    "mode",
+                    _e(
+                        "`hostdev`: plain PCI passthrough; `interface`: libvirt also "
+                        "programs the VF's MAC/VLAN from this entry.",
+                        "hostdev",
+                        "interface",
+                    ),
+                ),
+                (
+                    "managed",
+                    _b(
+                        "libvirt managed='yes' (libvirt binds vfio-pci itself). Default: "
+                        "no when the VF is bound to vfio-pci by this profile."
+                    ),
+                ),
             ),
             required=("backend", "vm"),
         ),
@@ -153,8 +171,13 @@ ATTACH = T(
                 *_ATTACH_COMMON,
                 ("pcie", _b("pcie=1 (needs a q35 machine). Default: on for q35 VMs.")),
                 ("rombar", _b("Expose the device ROM BAR.")),
-                ("mapping", _s("Cluster resource mapping id to use instead of a raw address.",
-                               pattern=r"^[A-Za-z][A-Za-z0-9_-]+$")),
+                (
+                    "mapping",
+                    _s(
+                        "Cluster resource mapping id to use instead of a raw address.",
+                        pattern=r"^[A-Za-z][A-Za-z0-9_-]+$",
+                    ),
+                ),
                 ("driver-keep", _b("driver=keep: PVE leaves the host driver alone (PVE 9.1+).")),
                 ("slot", _i("hostpciN slot number; default: the first free one.", 0, 15)),
             ),
@@ -171,8 +194,8 @@ VF_ENTRY = T(
             "id",
             T(
                 "any-of",
-                "VF index (0-based), or an inclusive range like `\"0-3\"`.",
-                options=(_i("", 0), T("string", label="a range like \"0-3\"", pattern=RANGE_RE)),
+                'VF index (0-based), or an inclusive range like `"0-3"`.',
+                options=(_i("", 0), T("string", label='a range like "0-3"', pattern=RANGE_RE)),
             ),
         ),
         *_VF_SETTINGS,
@@ -203,8 +226,11 @@ PF_ENTRY = T(
         ("match", MATCH),
         (
             "total-vfs",
-            _i("Number of VFs (sriov_numvfs). Changing it recreates every VF of the PF. "
-               "Left out: keep the current count.", 0),
+            _i(
+                "Number of VFs (sriov_numvfs). Changing it recreates every VF of the PF. "
+                "Left out: keep the current count.",
+                0,
+            ),
         ),
         ("drivers-autoprobe", _b("sriov_drivers_autoprobe: whether new VFs get a host driver.")),
         ("vfs", T("array", "Per-VF settings.", items=VF_ENTRY)),
@@ -408,8 +434,14 @@ class _Walker:
             ft = t.field(key)
             if ft is None:
                 close = _close(key, known)
-                self.err(kn, (*path, key), f"unknown key {key!r}" + (
-                    f" (did you mean {close!r}?)" if close else f"; allowed: {', '.join(known)}"))
+                self.err(
+                    kn,
+                    (*path, key),
+                    f"unknown key {key!r}"
+                    + (
+                        f" (did you mean {close!r}?)" if close else f"; allowed: {', '.join(known)}"
+                    ),
+                )
                 continue
             out[key] = self.walk(ft, vn, (*path, key))
         for r in t.required:
@@ -464,8 +496,9 @@ class _Walker:
         if t.enum and v not in t.enum:
             self.err(node, path, f"invalid value {_show(node)}: {', '.join(t.enum)}")
         if t.pattern and not re.search(t.pattern, str(v)):
-            self.err(node, path, f"invalid value {_show(node)}" + (
-                f" ({t.hint})" if t.hint else ""))
+            self.err(
+                node, path, f"invalid value {_show(node)}" + (f" ({t.hint})" if t.hint else "")
+            )
         if t.minimum is not None and v < t.minimum:
             self.err(node, path, f"{v} is below the minimum {t.minimum}")
         if t.maximum is not None and v > t.maximum:
@@ -496,8 +529,14 @@ def _kind_name(t: T) -> str:
         return repr(t.enum[0])
     if t.label:
         return t.label
-    return {"string": "a string", "integer": "an integer", "boolean": "true or false",
-            "object": "a mapping", "union": "a mapping", "array": "a list"}.get(t.kind, t.kind)
+    return {
+        "string": "a string",
+        "integer": "an integer",
+        "boolean": "true or false",
+        "object": "a mapping",
+        "union": "a mapping",
+        "array": "a list",
+    }.get(t.kind, t.kind)
 
 
 def _what(node: yaml.Node) -> str:
@@ -614,8 +653,10 @@ def semantic_problems(prof: Profile) -> Iterator[Problem]:
     d = prof.defaults
     mac = d.get("mac-address")
     if mac is not None and mac != "auto":
-        yield prof.problem(("defaults", "mac-address"), "a fixed MAC in defaults would give "
-                           "every VF the same MAC; use auto, or set it per VF")
+        yield prof.problem(
+            ("defaults", "mac-address"),
+            "a fixed MAC in defaults would give every VF the same MAC; use auto, or set it per VF",
+        )
     yield from _settings_problems(prof, ("defaults",), d)
     slots: dict[tuple[str, str, int], Path_] = {}
     macs: dict[str, Path_] = {}
@@ -639,27 +680,35 @@ def semantic_problems(prof: Profile) -> Iterator[Problem]:
             for i in ids:
                 seen.setdefault(i, (*at, "id"))
             if total is not None and ids and max(ids) >= total:
-                yield prof.problem((*at, "id"), f"VF id {max(ids)} is out of range: total-vfs is "
-                                   f"{total} (ids 0-{total - 1})" if total else
-                                   f"VF id {max(ids)} is out of range: total-vfs is 0")
+                yield prof.problem(
+                    (*at, "id"),
+                    f"VF id {max(ids)} is out of range: total-vfs is {total} (ids 0-{total - 1})"
+                    if total
+                    else f"VF id {max(ids)} is out of range: total-vfs is 0",
+                )
             merged = {**{k: v for k, v in d.items() if k != "drivers-autoprobe"}, **vf}
             yield from _settings_problems(prof, at, merged, own=vf)
             m = vf.get("mac-address")
             if m is not None and m != "auto":
                 norm = m.lower().replace("-", ":")
                 if len(ids) > 1:
-                    yield prof.problem((*at, "mac-address"), f"a fixed MAC on {len(ids)} VFs "
-                                       "would repeat it; use auto or one entry per VF")
+                    yield prof.problem(
+                        (*at, "mac-address"),
+                        f"a fixed MAC on {len(ids)} VFs "
+                        "would repeat it; use auto or one entry per VF",
+                    )
                 elif norm in macs:
                     line = prof.locs.get(macs[norm], (0, 0))[0]
-                    yield prof.problem((*at, "mac-address"),
-                                       f"MAC {norm} is also given at line {line}")
+                    yield prof.problem(
+                        (*at, "mac-address"), f"MAC {norm} is also given at line {line}"
+                    )
                 macs.setdefault(norm, (*at, "mac-address"))
             att = vf.get("attach")
             if att is not None:
                 if len(ids) > 1 and att.get("slot") is not None:
-                    yield prof.problem((*at, "attach", "slot"),
-                                       f"{len(ids)} VFs cannot share one slot")
+                    yield prof.problem(
+                        (*at, "attach", "slot"), f"{len(ids)} VFs cannot share one slot"
+                    )
                 if att.get("slot") is not None:
                     key = (att["backend"], str(att["vm"]).lower().removeprefix("vm"), att["slot"])
                     if key in slots:

@@ -197,6 +197,8 @@ def _op_vf(ctx: Context, p: Mapping[str, Any]) -> None:
     try:
         netlink.set_vf(ctx.host, p["pf"], int(p["vf"]), settings)
     except OSError as e:
+        if p.get("undo") and e.errno == errno.EOPNOTSUPP:
+            return  # the driver cannot set this at all: the forward step changed nothing
         why = {errno.EOPNOTSUPP: "not supported by the driver", errno.EINVAL: "rejected (EINVAL)"}
         reason = why.get(e.errno or 0, e.strerror or str(e))
         raise HostError(

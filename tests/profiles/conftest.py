@@ -18,4 +18,3 @@ def sim(tmp_path: Path) -> Callable[[str], Path]:
         return make_sim(tmp_path / f"host{n[0]}", preset)
 
     return make
-

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,10 +49,15 @@ def writes(root: Path) -> list[str]:
     return p.read_text().splitlines() if p.exists() else []
 
 
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """vfctl as a real process (the console script of this venv)."""
-    return subprocess.run([VFCTL, *args], capture_output=True, text=True, input=input,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [VFCTL, *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )

@@ -10,8 +10,11 @@ import pytest
 from profhelp import PROFILES, run_cli, vfctl, writes
 
 DEMO = str(PROFILES / "demo.yaml")
-PRESET_PROFILES = {"default": "sim-default.yaml", "minimal": "sim-minimal.yaml",
-                   "lab": "sim-lab.yaml"}
+PRESET_PROFILES = {
+    "default": "sim-default.yaml",
+    "minimal": "sim-minimal.yaml",
+    "lab": "sim-lab.yaml",
+}
 Sim = Callable[[str], Path]
 
 
@@ -115,11 +118,14 @@ def _bad_host_case(root: Path, tmp: Path, text: str) -> tuple[int, str, dict[str
     ("body", "line", "fragment"),
     [
         ("  - match: {netdev: eth9}\n", 3, "unknown PF: no SR-IOV PF named 'eth9'"),
-        ("  - match: {vendor: \"8086\", device: \"10fb\", index: 2}\n", 3, "number 2"),
+        ('  - match: {vendor: "8086", device: "10fb", index: 2}\n', 3, "number 2"),
         ("  - match: {netdev: enp1s0f0}\n    total-vfs: 64\n", 4, "at most 63 VFs"),
-        ("  - match: {netdev: enp1s0f0}\n    vfs:\n      - id: 0\n        trust: true\n", 5,
-         "out of range for enp1s0f0: it has 0"),
-        ("  - match: {netdev: enp1s0f0}\n  - match: {pci: \"01:00.0\"}\n", 4, "already matched"),
+        (
+            "  - match: {netdev: enp1s0f0}\n    vfs:\n      - id: 0\n        trust: true\n",
+            5,
+            "out of range for enp1s0f0: it has 0",
+        ),
+        ('  - match: {netdev: enp1s0f0}\n  - match: {pci: "01:00.0"}\n', 4, "already matched"),
     ],
 )
 def test_host_level_problems_exit_2_located_nothing_written(
@@ -146,15 +152,17 @@ def test_schema_problems_exit_2_before_touching_host(tmp_path: Path) -> None:
 def test_host_guard_refuses(sim: Sim, tmp_path: Path) -> None:
     root = sim("minimal")
     text = (PROFILES / "sim-minimal.yaml").read_text().replace("host: sim-minimal", "host: pve9")
-    code, err, doc = _bad_host_case(root, tmp_path, text)
+    code, err, _doc = _bad_host_case(root, tmp_path, text)
     assert code == 4 and "profile is for host 'pve9'" in err
 
 
 def test_attach_without_backend(sim: Sim, tmp_path: Path) -> None:
     root = sim("default")
     f = tmp_path / "att.yaml"
-    f.write_text("version: 1\npfs:\n  - match: {netdev: enp1s0f0}\n    total-vfs: 2\n    vfs:\n"
-                 "      - {id: 0, driver: vfio-pci, attach: {vm: 101, backend: proxmox}}\n")
+    f.write_text(
+        "version: 1\npfs:\n  - match: {netdev: enp1s0f0}\n    total-vfs: 2\n    vfs:\n"
+        "      - {id: 0, driver: vfio-pci, attach: {vm: 101, backend: proxmox}}\n"
+    )
     n = len(writes(root))
     p = vfctl(root, "--backend", "none", "plan", "--json", str(f))
     assert p.code == 0
@@ -172,8 +180,17 @@ def test_failure_rolls_back_to_the_exported_state(sim: Sim) -> None:
     root = sim("default")
     before = vfctl(root, "export").out
     (root / ".vfctl-sim" / "faults.json").write_text(
-        json.dumps([{"path": "sys/bus/pci/devices/*/driver_override", "value": "vfio-pci",
-                     "errno": "EIO", "after": 1}]))
+        json.dumps(
+            [
+                {
+                    "path": "sys/bus/pci/devices/*/driver_override",
+                    "value": "vfio-pci",
+                    "errno": "EIO",
+                    "after": 1,
+                }
+            ]
+        )
+    )
     r = vfctl(root, "apply", "--json", DEMO)
     assert r.code == 5, r.out
     doc = r.json()

@@ -181,7 +181,8 @@ def pvesh(tmp_path: Path, fake: FakePve, monkeypatch: pytest.MonkeyPatch) -> Pat
     bindir = tmp_path / "bin"
     bindir.mkdir()
     shim = bindir / "pvesh"
-    shim.write_text(f'#!/bin/sh\nexec {sys.executable} {HERE / "fakepve.py"} "$@"\n')
+    # -S: the fake needs only the stdlib, and skipping site makes each call ~3x faster
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -S {HERE / "fakepve.py"} "$@"\n')
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("FAKEPVE_STATE", str(fake.state_path))

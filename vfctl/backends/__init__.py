@@ -70,10 +70,13 @@ def create(name: str, cfg: BackendConfig, params: Mapping[str, Any] | None = Non
     if name == "proxmox":
         from vfctl.backends.proxmox import ProxmoxBackend
 
+        if params.get("mode"):  # a plan's or journal's connection: the API the run used
+            return ProxmoxBackend.from_params(params, env=cfg.env, root=cfg.root)
         return ProxmoxBackend.from_env(
             node=params.get("node") or cfg.pve_node,
             ca=cfg.pve_ca,
             insecure=cfg.insecure,
             env=cfg.env,
+            root=cfg.root,
         )
     raise UsageError(f"unknown backend {name!r}")

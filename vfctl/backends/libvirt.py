@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -370,6 +370,17 @@ class LibvirtBackend:
             for n in self.networks()
             if n.forward_mode == "hostdev" and n.pf_dev
         }
+
+    def pools(self, pfs: Sequence[PF]) -> dict[str, str]:
+        """PCI address (a PF, or one of its VFs) -> the hostdev network pooling it."""
+        nets = self.networks()
+        out = pool_members(nets, pfs)
+        by_dev = {n.pf_dev: n.name or "" for n in nets if n.forward_mode == "hostdev" and n.pf_dev}
+        for pf in pfs:
+            name = next((by_dev[d] for d in (*pf.netdevs, pf.netdev) if d in by_dev), None)
+            if name is not None:
+                out[pf.address] = name
+        return out
 
     # -- planning --
 

@@ -100,12 +100,16 @@ class ProxmoxBackend:
 
     @classmethod
     def from_params(
-        cls, params: Mapping[str, Any], env: Mapping[str, str] | None = None
+        cls,
+        params: Mapping[str, Any],
+        env: Mapping[str, str] | None = None,
+        root: str | None = None,
     ) -> ProxmoxBackend:
         """Reconnect from ``params()`` (journal rollback in a new process); secret from env."""
         env = dict(os.environ) if env is None else env
         settings = PveSettings.from_params(params)
-        return cls(PveApi(settings, env), settings, Host(env.get("VFCTL_ROOT") or "/"))
+        host = Host(root or env.get("VFCTL_ROOT") or "/")
+        return cls(PveApi(settings, env), settings, host)
 
     def params(self) -> dict[str, Any]:
         return self.settings.to_params()

@@ -171,9 +171,10 @@ def set_vf(host: Host, pf_ifname: str, vf: int, settings: dict[str, Any]) -> Non
         spec["mac"] = settings["mac"]
     if "vlan" in settings or "qos" in settings or "vlan_proto" in settings:
         proto = _PROTO[settings.get("vlan_proto") or "802.1Q"]
-        spec["vlan"] = [
-            {"vlan": settings.get("vlan") or 0, "qos": settings.get("qos") or 0, "proto": proto}
-        ]
+        vlan = {"vlan": settings.get("vlan") or 0, "qos": settings.get("qos") or 0}
+        # 802.1Q goes as IFLA_VF_VLAN, as iproute2 sends it: pyroute2 (0.9.7) encodes
+        # IFLA_VF_VLAN_INFO in 14 bytes, the kernel wants 16 and answers EINVAL (lab, igb)
+        spec["vlan"] = vlan if proto == _PROTO["802.1Q"] else [{**vlan, "proto": proto}]
     if "spoofchk" in settings:
         spec["spoofchk"] = int(bool(settings["spoofchk"]))
     if "trust" in settings:

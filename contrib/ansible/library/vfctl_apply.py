@@ -55,9 +55,9 @@ warnings_vfctl:
   type: list
 """
 
-import json
+import json  # noqa: E402  (Ansible modules put their docs first)
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 
 def main() -> None:
@@ -94,8 +94,9 @@ def main() -> None:
     try:
         doc = json.loads(out)
     except ValueError:
-        module.fail_json(msg=f"vfctl printed no JSON (exit {rc}): {err.strip() or out.strip()}",
-                         rc=rc, cmd=cmd)
+        module.fail_json(
+            msg=f"vfctl printed no JSON (exit {rc}): {err.strip() or out.strip()}", rc=rc, cmd=cmd
+        )
     result = {
         "changed": bool(doc.get("changed")),
         "actions": doc.get("actions", []),
@@ -121,7 +122,8 @@ def main() -> None:
         module.fail_json(msg=msg, kind=(error or {}).get("kind"), **result)
     result["msg"] = (
         f"{len(result['actions'])} action(s) {'would be ' if module.check_mode else ''}applied"
-        if result["changed"] else "already in the desired state"
+        if result["changed"]
+        else "already in the desired state"
     )
     module.exit_json(**result)
 
