@@ -55,15 +55,15 @@ def host_checks(host: Host) -> list[Check]:
         out.append(Check("iommu", OK, f"IOMMU enabled: {len(groups)} IOMMU groups"))
     else:
         arg = "amd_iommu=on iommu=pt" if vendor == "amd" else "intel_iommu=on iommu=pt"
-        out.append(
-            Check(
-                "iommu",
-                FAIL,
-                "no IOMMU groups: the IOMMU is off or absent",
-                f"enable VT-d/AMD-Vi in the firmware and add `{arg}` to the kernel "
-                f"command line (now: {cmdline or 'unknown'}), then reboot",
-            )
+        key = arg.split()[0]
+        remedy = (
+            f"the kernel command line already has `{key}`: enable VT-d/AMD-Vi in the firmware "
+            "setup, then reboot"
+            if key in cmdline.split()
+            else f"enable VT-d/AMD-Vi in the firmware and add `{arg}` to the kernel "
+            f"command line (now: {cmdline or 'unknown'}), then reboot"
         )
+        out.append(Check("iommu", FAIL, "no IOMMU groups: the IOMMU is off or absent", remedy))
     out.append(_irq_remap(host))
     vfio = host.exists("sys/module/vfio_pci") or host.exists("sys/bus/pci/drivers/vfio-pci")
     if vfio:

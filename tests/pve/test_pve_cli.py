@@ -577,3 +577,44 @@ def test_recover_after_kill_mid_attach_rolls_back_through_the_api(
     finally:
         if server is not None:
             server.__exit__(None, None, None)
+
+
+def test_detach_from_running_vm_stays_pending_and_keeps_mapping(pve: Pve) -> None:
+    assert pve("attach", "101", PF, "vf1").code == 0
+    with pve.fake.edit() as st:  # the VM starts with the VF
+        st["vms"]["101"]["status"] = "running"
+    value = pve.expected_value(VF1, "vf-enp1s0f0-1")
+    assert _attached(pve, VF1)[0]["live"] is True
+
+    r = pve("detach", "101", PF, "vf1", "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["pending"] == [
+        {"vm": 101, "node": NODE, "key": "hostpci0", "pending": None, "delete": True}
+    ]
+    assert any("pending remove hostpci0" in w for w in doc["warnings"])
+    assert pve.hostpci(101, pending=False) == {"hostpci0": value}  # still in the running VM
+    assert pve.hostpci(101) == {}
+    assert [(a["live"], a["config"]) for a in _attached(pve, VF1)] == [(True, False)]
+    if pve.mode == "token":
+        assert "vf-enp1s0f0-1" in pve.mappings()  # the running VM still uses it
+
+    with pve.fake.edit() as st:  # stop and start: PVE applies the pending delete
+        v = st["vms"]["101"]
+        for k in v["pending_delete"]:
+            v["config"].pop(k, None)
+        v["pending_delete"] = []
+    again = pve("detach", "101", PF, "vf1", "--json")
+    assert again.code == 0, again.err
+    assert again.json()["changed"] is (pve.mode == "token")  # only the mapping was left
+    assert pve.mappings() == {} and _attached(pve, VF1) == []
+
+
+def test_detach_of_a_pending_add_is_immediate(token_pve: Pve) -> None:
+    with token_pve.fake.edit() as st:
+        st["vms"]["101"]["status"] = "running"
+    assert token_pve("attach", "101", PF, "vf1").code == 0
+    r = token_pve("detach", "101", PF, "vf1", "--json")
+    assert r.code == 0, r.err
+    assert "pending" not in r.json() and not any("pending" in w for w in r.json()["warnings"])
+    assert token_pve.hostpci(101) == {} and token_pve.mappings() == {}
