@@ -118,7 +118,9 @@ def inventory(h: Any) -> dict[str, list[Any]]:
     cfg = backend_cfg()
     out: dict[str, list[Any]] = {}
     for name in backends.detect(h, cfg):
-        b = S.extra.setdefault(f"backend:{name}", backends.create(name, cfg))
+        b = S.extra.get(f"backend:{name}")
+        if b is None:  # connect once per process, not once per inventory
+            b = S.extra[f"backend:{name}"] = backends.create(name, cfg)
         for addr, atts in b.attachments().items():
             out.setdefault(addr, []).extend(atts)
     return out
@@ -219,6 +221,7 @@ def run_plan(
             if S.verbose and not as_json
             else None,
         )
+        ctx.interactive = not as_json and sys.stderr.isatty()
         with host_lock(h, wait):
             stale = plan.pending_journal(h)
             if stale is not None:

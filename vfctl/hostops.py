@@ -318,17 +318,42 @@ def _op_numvfs(ctx: Context, p: Mapping[str, Any]) -> None:
         raise HostError(f"{pf}: asked the driver for {n} VFs, it created {got}")
     timeout = float(p.get("timeout") or default_timeout(n))
 
-    def links() -> bool:
-        return all(host.exists(f"{d}/virtfn{i}") for i in range(n))
+    def links() -> int:
+        return sum(host.exists(f"{d}/virtfn{i}") for i in range(n))
 
     ctx.progress(f"{pf}: waiting for {n} VFs")
-    _wait(links, timeout, f"{n} VFs of {pf} to appear", ctx)
+    _wait_count(links, n, timeout, f"{n} VFs of {pf} to appear", ctx)
     if n and p.get("probe") and host.read_opt(f"{d}/sriov_drivers_autoprobe") != "0":
 
-        def probed() -> bool:
-            return all(host.exists(f"{d}/virtfn{i}/driver") for i in range(n))
+        def probed() -> int:
+            return sum(host.exists(f"{d}/virtfn{i}/driver") for i in range(n))
 
-        _wait(probed, timeout, f"the VF driver to bind the VFs of {pf}", ctx)
+        _wait_count(probed, n, timeout, f"the VF driver to bind the VFs of {pf}", ctx)
+
+
+def _wait_count(count: Any, total: int, timeout: float, what: str, ctx: Context) -> None:
+    """Wait until count() reaches total; a progress bar when a person is watching a terminal."""
+    if not ctx.interactive or total < 2 or count() >= total:
+        _wait(lambda: count() >= total, timeout, what, ctx)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*cols, transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task(what, total=total)
+
+        def done() -> bool:
+            c = count()
+            bar.update(task, completed=c)
+            return bool(c >= total)
+
+        _wait(done, timeout, what, ctx)
+
+
+def _stderr_console() -> Any:
+    from vfctl import render
+
+    return render.err
 
 
 @op("pci.driver")

@@ -65,6 +65,7 @@ class Context:
         self._backend_factory = backend_factory
         self._backends: dict[tuple[str, str], Any] = {}
         self.progress = progress or (lambda _msg: None)
+        self.interactive = False  # a person watches a terminal: progress bars are welcome
         self.warnings: list[str] = []
 
     def backend(self, name: str, params: Mapping[str, Any]) -> Any:

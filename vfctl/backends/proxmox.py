@@ -428,12 +428,13 @@ class ProxmoxBackend:
                     "proxmox.hostpci_remove", f"vm{vmid} {slot}", f"remove {value}", p, undo
                 )
             )
-            if vm.get("status") == "running":
+            live = self._live_slot(vm, slot)
+            if live:  # a pending add that never went live just goes away
                 self.warnings.append(
                     f"VM {vmid} is running: removing {slot} stays pending "
                     "until the VM is stopped and started"
                 )
-            if remove_mapping and h.mapping is not None and not self._live_slot(vm, slot):
+            if remove_mapping and h.mapping is not None and not live:
                 actions += self._mapping_cleanup(h.mapping, mappings, (vmid, slot))
         return actions
 
