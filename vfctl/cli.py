@@ -111,26 +111,45 @@ def backend_cfg() -> Any:
     )
 
 
-def inventory(h: Any) -> dict[str, list[Any]]:
-    """attached_to for every VF, from every backend this host has."""
+def inventory(h: Any, lenient: bool = False) -> dict[str, list[Any]]:
+    """attached_to for every VF, from every backend this host has.
+
+    ``lenient`` (read-only listings): a VM manager that was only auto-detected and does not
+    answer costs a warning, not the listing. Mutating commands stay strict: their in-use
+    checks must not pass just because the VM manager could not be asked.
+    """
     from vfctl import backends
 
     cfg = backend_cfg()
+    explicit = cfg.name != "auto" or bool(cfg.libvirt_uri)
     out: dict[str, list[Any]] = {}
     for name in backends.detect(h, cfg):
-        b = S.extra.get(f"backend:{name}")
-        if b is None:  # connect once per process, not once per inventory
-            b = S.extra[f"backend:{name}"] = backends.create(name, cfg)
-        for addr, atts in b.attachments().items():
+        try:
+            b = S.extra.get(f"backend:{name}")
+            if b is None:  # connect once per process, not once per inventory
+                b = S.extra[f"backend:{name}"] = backends.create(name, cfg)
+            atts_by_addr = b.attachments()
+        except VfctlError as e:
+            if explicit or not lenient:
+                raise
+            print(
+                f"vfctl: warning: {name} inventory unavailable ({e.message}); "
+                "attached_to is incomplete",
+                file=sys.stderr,
+            )
+            continue
+        for addr, atts in atts_by_addr.items():
             out.setdefault(addr, []).extend(atts)
     return out
 
 
-def model(h: Any, with_devices: bool = False, with_backends: bool = True) -> HostModel:
+def model(
+    h: Any, with_devices: bool = False, with_backends: bool = True, lenient: bool = False
+) -> HostModel:
     from vfctl.discover import discover
     from vfctl.host import netlink
 
-    inv = inventory(h) if with_backends else {}  # one round of VM-manager calls, not two
+    inv = inventory(h, lenient) if with_backends else {}  # one round of VM-manager calls
     m = discover(h, inv, with_devices=with_devices)
     info = {pf.netdev: netlink.vf_info(h, pf.netdev) for pf in m.pfs if pf.netdev and pf.num_vfs}
     if any(info.values()):
@@ -155,7 +174,10 @@ def pools(m: HostModel) -> dict[str, str] | None:
         return None
     out: dict[str, str] = {}
     for b in found:
-        out.update(b.pools(m.pfs))
+        try:
+            out.update(b.pools(m.pfs))
+        except VfctlError as e:
+            print(f"vfctl: warning: hostdev networks unavailable ({e.message})", file=sys.stderr)
     return out
 
 
@@ -263,7 +285,7 @@ def list_cmd(
     def go() -> None:
         from vfctl import render
 
-        m = model(host())
+        m = model(host(), lenient=True)
         if json_:
             pooled = pools(m)
             render.emit_json({"pfs": [pf_json(p, pooled) for p in m.pfs]})
@@ -290,7 +312,7 @@ def show(
         from vfctl.discover import resolve_pf
 
         h = host()
-        p = resolve_pf(model(h), pf, h)
+        p = resolve_pf(model(h, lenient=True), pf, h)
         pooled = pools(HostModel((p,)))
         if json_:
             render.emit_json(pf_json(p, pooled))

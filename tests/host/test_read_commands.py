@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -156,3 +157,21 @@ def test_lspci_reads_the_simulated_host_like_vfctl(host: SimHost) -> None:
     assert m and (int(m[2]), int(m[3])) == (pf["cap_total_vfs"], pf["num_vfs"])
     m = re.search(r"VF offset: (\d+), stride: (\d+), Device ID: ([0-9a-f]{4})", out)
     assert m and (int(m[1]), int(m[2]), m[3]) == (pf["vf_offset"], pf["vf_stride"], pf["vf_device_id"])
+
+
+def test_listing_survives_an_auto_detected_vm_manager_that_does_not_answer(
+    host: SimHost, tmp_path: Path
+) -> None:
+    # /etc/pve makes Proxmox the auto-detected backend; no pvesh and no API host: it cannot answer
+    (host.root / "etc/pve").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VFCTL_")}
+    env["PATH"] = f"{tmp_path}:/usr/bin:/bin"
+    base = [sys.executable, "-m", "vfctl", "--root", str(host.root)]
+    p = subprocess.run([*base, "list", "--json"], capture_output=True, text=True, env=env, check=False)
+    assert p.returncode == 0 and len(json.loads(p.stdout)["pfs"]) == 4
+    assert "warning: proxmox inventory unavailable" in p.stderr
+    # a mutating command does not pass its in-use checks on a VM manager it could not ask
+    pf = pf_by_driver(host, "igb")
+    p = subprocess.run([*base, "enable", pf["netdev"], "2"], capture_output=True, text=True,
+                       env=env, check=False)
+    assert p.returncode == 6 and host.read(host.dev(pf["address"], "sriov_numvfs")) == "0"

@@ -224,6 +224,7 @@ def test_attach_idempotent_list_show_detach(pve: Pve) -> None:
     assert pve.hostpci(101) == {}
     assert pve.mappings() == {}  # vfctl's own mapping, now unused, is removed
     assert _attached(pve, VF1) == []
+    assert_no_secret(json.dumps(pve.fake.read()["log"]))  # not in any request parameter
 
     n = pve.log_len()
     d2 = pve("detach", "web", PF, "vf1", "--json")
@@ -618,3 +619,25 @@ def test_detach_of_a_pending_add_is_immediate(token_pve: Pve) -> None:
     assert r.code == 0, r.err
     assert "pending" not in r.json() and not any("pending" in w for w in r.json()["warnings"])
     assert token_pve.hostpci(101) == {} and token_pve.mappings() == {}
+
+
+def test_token_without_mapping_modify_is_refused_by_pve(token_pve: Pve) -> None:
+    with token_pve.fake.edit() as st:
+        tok = st["tokens"][f"{TOKEN_USER}!{TOKEN_NAME}"]
+        tok["privs"] = [p for p in tok["privs"] if p != "Mapping.Modify"]
+    r = token_pve("attach", "101", PF, "vf1", "--json")
+    assert r.code == 6, r.err
+    doc = r.json()
+    assert "permission denied" in doc["error"]["message"] and "Mapping.Modify" in r.err
+    # the engine also undoes the action that failed (it may have half-happened): a no-op here
+    assert doc["changed"] is False
+    assert [a["op"] for a in doc["rolled_back"]] == ["proxmox.mapping_put"]
+    assert token_pve.hostpci(101) == {} and token_pve.mappings() == {}
+
+
+def test_tls_options_without_https_are_usage_errors(root_pve: Pve, tls: Tls) -> None:
+    for flag in (["--pve-ca", tls.ca], ["--insecure"]):
+        r = root_pve(*flag, "attach", "101", PF, "vf1")
+        assert r.code == 2, r.err
+        assert "VFCTL_PVE_HOST" in r.err
+    assert root_pve.hostpci(101) == {}
