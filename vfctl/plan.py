@@ -238,11 +238,15 @@ def execute(
         # an action that failed mid-way may have half-happened: undo it too when it has an undo
         to_undo = done + ([actions[len(done)]] if len(done) < len(actions) else [])
         undone, failures = rollback(ctx, to_undo)
-        journal.clear()
+        if not failures:
+            journal.clear()  # else keep it: `vfctl recover` retries what could not be undone
         undone_names = ", ".join(f"{a.target} ({a.detail})" for a in undone) or "nothing"
         msg = f"{err.message}; rolled back: {undone_names}"
         if failures:
-            msg += "; ROLLBACK INCOMPLETE: " + "; ".join(failures)
+            msg += (
+                "; ROLLBACK INCOMPLETE: " + "; ".join(failures) + "; the journal is kept: "
+                "fix the cause and run `vfctl recover`"
+            )
         new = type(err)(msg, hint=err.hint)
         if isinstance(exc, KeyboardInterrupt):
             new = HostError(f"interrupted; rolled back: {undone_names}")
@@ -300,7 +304,8 @@ def recover(ctx: Context) -> Result:
     # the action at index `done` may have started: undo it as well (undo ops are idempotent)
     started = actions[: min(n + 1, len(actions))] if "current" in data else actions[:n]
     undone, failures = rollback(ctx, started)
-    Journal(ctx.host).clear()
+    if not failures:
+        Journal(ctx.host).clear()  # a failed undo keeps the journal, so recover can retry
     res = Result(
         changed=bool(undone),
         actions=[a.undo for a in reversed(undone) if a.undo],

@@ -112,3 +112,24 @@ plan.execute(plan.Context(h), [t.setter("a", "0", "1"), t.setter("b", "0", "2"),
     assert [a.target for a in res.rolled_back] == ["b", "a"]
     assert plan.pending_journal(host) is None
     assert os.listdir(host.path("run/vfctl")) == []
+
+
+def test_incomplete_rollback_keeps_journal_for_recover(host: Host) -> None:
+    state_ = {"undo_fails": True}
+
+    @op("test.flaky_undo")
+    def _flaky(ctx: Context, p: Mapping[str, Any]) -> None:
+        if state_["undo_fails"]:
+            raise OSError(16, "Device or resource busy")
+        ctx.host.path(p["file"]).write_text(p["value"])
+
+    first = Action("test.set", "a", "0 -> 1", {"file": "a", "value": "1"},
+                   Action("test.flaky_undo", "a", "1 -> 0", {"file": "a", "value": "0"}))
+    with pytest.raises(ExecutionFailed, match="ROLLBACK INCOMPLETE.*vfctl recover"):
+        plan.execute(Context(host), [first, setter("b", "0", "2", fail=True)])
+    assert state(host)["a"] == "1" and plan.pending_journal(host) is not None
+    res = plan.recover(Context(host))
+    assert res.error is not None and plan.pending_journal(host) is not None  # still failing
+    state_["undo_fails"] = False
+    res = plan.recover(Context(host))
+    assert res.error is None and state(host)["a"] == "0" and plan.pending_journal(host) is None
