@@ -44,7 +44,7 @@ strace -f -y -qq -e trace=pread64 -o $O/lspci.trace lspci -vvv > /dev/null
 t0=$(date +%s%N); lspci -vvv > /dev/null; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000 )) > $O/lspci.us
 """
 
-_PREAD = re.compile(r'pread64\(\d+<(/sys/[^>]+/config)>, .*\) = (\d+)$')
+_PREAD = re.compile(r"pread64\(\d+<(/sys/[^>]+/config)>, .*\) = (\d+)$")
 
 
 def lspci_reads(trace: str) -> dict[str, tuple[int, int]]:

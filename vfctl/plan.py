@@ -235,9 +235,14 @@ def execute(
             verify()
     except BaseException as exc:
         err = _wrap(exc, actions[len(done)] if len(done) < len(actions) else actions[-1])
-        # an action that failed mid-way may have half-happened: undo it too when it has an undo
-        to_undo = done + ([actions[len(done)]] if len(done) < len(actions) else [])
-        undone, failures = rollback(ctx, to_undo)
+        # the failed action may have half-happened: undo it too, best effort (its undo failing
+        # usually means it never took effect); failures undoing completed actions are what count
+        undone: list[Action] = []
+        if len(done) < len(actions):
+            half, _ = rollback(ctx, [actions[len(done)]])
+            undone += half
+        more, failures = rollback(ctx, done)
+        undone += more
         if not failures:
             journal.clear()  # else keep it: `vfctl recover` retries what could not be undone
         undone_names = ", ".join(f"{a.target} ({a.detail})" for a in undone) or "nothing"

@@ -124,10 +124,26 @@ def envelope(text: str) -> dict[str, Any] | None:
 
 def pf_facts(listed: dict[str, Any]) -> list[dict[str, Any]]:
     """A PF as `vfctl list` shows it, minus what a snapshot cannot carry (netlink VF settings)."""
-    keep = (
-        "address driver vendor_id device_id class total_vfs cap_total_vfs initial_vfs num_vfs "
-        "vf_offset vf_stride vf_device_id autoprobe numa_node iommu_group link ari netdevs"
-    ).split()
+    keep = [
+        "address",
+        "driver",
+        "vendor_id",
+        "device_id",
+        "class",
+        "total_vfs",
+        "cap_total_vfs",
+        "initial_vfs",
+        "num_vfs",
+        "vf_offset",
+        "vf_stride",
+        "vf_device_id",
+        "autoprobe",
+        "numa_node",
+        "iommu_group",
+        "link",
+        "ari",
+        "netdevs",
+    ]
     return [{k: p[k] for k in keep} for p in listed["pfs"]]
 
 

@@ -141,7 +141,9 @@ def test_held_vfio_group_refuses_and_the_kernel_is_not_asked(
     assert rc(run, step) == 4, rd(run, f"{step}.err")
     msg = doc(run, step)["error"]["message"]
     pid = rd(run, "holder.pid").strip()
-    assert re.search(rf"/dev/vfio/{rd(run, 'group').strip()} held open by pid {pid} \(python3\)", msg)
+    assert re.search(
+        rf"/dev/vfio/{rd(run, 'group').strip()} held open by pid {pid} \(python3\)", msg
+    )
     assert rd(run, f"{step}.writes") == ""  # not even sriov_numvfs opened: no D-state hang
     assert rd(run, f"{step}.state") == rd(run, "bind.state")
 
