@@ -16,6 +16,7 @@ from vfctl.cli import (
     JsonOpt,
     S,
     WaitOpt,
+    _backend_extra,
     app,
     backend_cfg,
     guarded,
@@ -71,7 +72,9 @@ def _converge(
         converge.check_host(prof, h)
         targets = converge.resolve(prof, m, h)
         wants_attach = attach and any("attach" in w.entry for t in targets for w in t.vfs)
-        p = converge.plan(h, m, targets, get if wants_attach else None, S.pve_node, attach)
+        p = converge.plan(
+            h, m, targets, get if wants_attach else None, S.pve_node, attach, prof=prof
+        )
         state["plan"] = p
         if p.needs_backend:
             need = sorted({n["backend"] for n in p.needs_backend})
@@ -110,6 +113,10 @@ def _converge(
             out["needs_backend"] = p.needs_backend
         if "diff" in state:
             out["diff"] = state["diff"]
+        if p is not None and p.attach_requests:  # pending (Proxmox), plan-time warnings
+            for name in sorted({n for n, _r, _p in p.attach_requests}):
+                for k, v in _backend_extra({"backend": S.extra.get(f"backend:{name}")}).items():
+                    out[k] = [*out.get(k, []), *(x for x in v if x not in out.get(k, []))]
         return out
 
     run_plan(json_, check, wait, build, with_devices=True, extra_fn=extra)

@@ -19,7 +19,14 @@ import yaml
 
 from vfctl import hostops, vfsettings
 from vfctl.backends.base import AttachRequest
-from vfctl.errors import BackendError, HostError, NotFoundError, RefusedError, UsageError
+from vfctl.errors import (
+    BackendError,
+    HostError,
+    NotFoundError,
+    RefusedError,
+    UsageError,
+    VfctlError,
+)
 from vfctl.host.sysfs import Host
 from vfctl.model import PF, VF, HostModel, VFSettings
 from vfctl.pci import address as pciaddr
@@ -209,6 +216,7 @@ def plan(
     backend: Callable[[str], Any] | None,
     pve_node: str | None = None,
     attach: bool = True,
+    prof: Profile | None = None,
 ) -> Plan:
     """Ordered actions for the host part, then attach through ``backend(name)``.
 
@@ -246,23 +254,49 @@ def plan(
     if not attach:
         return out
     down: dict[str, str] = {}  # backend -> why it cannot be used
-    for _t, w, pf2, v in finals:
-        att = w.entry.get("attach")
-        if not att:
-            continue
+    slots: dict[int, list[str]] = {}  # Proxmox slots this plan takes, by VM id
+    # pinned Proxmox slots first, so that an automatic choice never takes one the profile pins
+    wanted = [(w, pf2, v) for _t, w, pf2, v in finals if w.entry.get("attach")]
+    wanted.sort(key=lambda x: x[0].entry["attach"].get("slot") is None)
+    for w, pf2, v in wanted:
+        att = w.entry["attach"]
         name = str(att["backend"])
-        req = AttachRequest(vm=str(att["vm"]), pf=pf2, vf=v, options=_options(att, v, pve_node))
+        opts = _options(att, w.entry, v, pve_node)
+        if name == "proxmox":
+            opts["planned_slots"] = {k: list(s) for k, s in slots.items()}
+        req = AttachRequest(vm=str(att["vm"]), pf=pf2, vf=v, options=opts)
         if backend is None:
             down.setdefault(name, "not configured")
+        elif name not in down:
+            try:
+                b = backend(name)
+            except VfctlError as e:  # not configured / cannot connect
+                down[name] = e.message
         if name not in down:
             try:
-                out.phases["attach"] += backend(name).plan_attach(req)  # type: ignore[misc]
+                acts = b.plan_attach(req)
+                out.phases["attach"] += acts
                 out.attach_requests.append((name, req, w.path))
+                for a in acts:
+                    if a.op == "proxmox.hostpci_add":
+                        slots.setdefault(int(a.params["vmid"]), []).append(str(a.params["slot"]))
                 continue
-            except (UsageError, BackendError) as e:  # not there / cannot connect
+            except BackendError as e:  # not answering
                 down[name] = e.message
+            except (UsageError, NotFoundError, RefusedError) as e:  # this request: located
+                raise _located(e, prof, (*w.path, "attach")) from None
         out.needs_backend.append({"backend": name, "vm": req.vm, "reason": down[name]})
     return out
+
+
+_MOVE_HINT = "a profile never forces: detach the VF where it is (vfctl detach), then apply again"
+
+
+def _located(e: VfctlError, prof: Profile | None, path: Path_) -> VfctlError:
+    """The backend's refusal of one attach, prefixed with where the profile asks for it."""
+    where = str(prof.problem(path, "")).removesuffix(": ") if prof is not None else ""
+    hint = _MOVE_HINT if isinstance(e, RefusedError) and "--force" in e.message else e.hint
+    return type(e)(f"{where}: {e.message}" if where else e.message, hint=hint)
 
 
 def _final(v: VF, w: VFWant, pf: PF, ident: str) -> VF:
@@ -279,13 +313,20 @@ def _final(v: VF, w: VFWant, pf: PF, ident: str) -> VF:
     return v
 
 
-def _options(att: Mapping[str, Any], v: VF, pve_node: str | None) -> dict[str, Any]:
-    """AttachRequest options, named as the CLI's ``attach`` command passes them."""
+def _options(
+    att: Mapping[str, Any], entry: Mapping[str, Any], v: VF, pve_node: str | None
+) -> dict[str, Any]:
+    """AttachRequest options, named as the CLI's ``attach`` command passes them.
+
+    libvirt ``interface`` mode carries the profile's own ``mac-address``/``vlan-id`` (libvirt
+    programs them at every domain start); keys the profile leaves out are not compared.
+    """
     if att["backend"] == "libvirt":
         mode = att.get("mode", "hostdev")
         opts: dict[str, Any] = {"mode": mode, "managed": att.get("managed")}
         if mode == "interface":
-            opts["mac"] = v.settings.mac
+            opts["mac"] = v.settings.mac if entry.get("mac-address") is not None else None
+            opts["vlan"] = entry.get("vlan-id")
         return opts
     return {
         "pcie": att.get("pcie"),
@@ -394,11 +435,7 @@ def diff_views(targets: Sequence[Target], host: Host) -> tuple[str, str]:
             if want.get("mac-address") == "auto":
                 want["mac-address"] = vfsettings.auto_mac(ident, t.pf.address, w.index)
             if "attach" in want:
-                want["attach"] = {
-                    k: str(x) if k == "vm" else x
-                    for k, x in want["attach"].items()
-                    if k in ("vm", "backend")
-                }
+                want["attach"] = _diff_attach(want["attach"])
             bv.append({"id": w.index, **_current_entry(t.pf.vf(w.index), keys)})
             av.append({"id": w.index, **{k: want[k] for k in keys}})
         if bv:
@@ -406,6 +443,17 @@ def diff_views(targets: Sequence[Target], host: Host) -> tuple[str, str]:
         before.append(b)
         after.append(a)
     return _yaml(before), _yaml(after)
+
+
+def _diff_attach(att: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``attach`` the host can report, spelled as export spells them."""
+    vm = str(att["vm"])
+    if att["backend"] == "proxmox" and vm.lower().removeprefix("vm").isdigit():
+        vm = f"vm{int(vm.lower().removeprefix('vm'))}"
+    out: dict[str, Any] = {"vm": vm, "backend": att["backend"]}
+    if att["backend"] == "libvirt":
+        out["mode"] = att.get("mode", "hostdev")
+    return out
 
 
 def _yaml(x: Any) -> str:

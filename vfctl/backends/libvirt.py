@@ -246,7 +246,7 @@ def _matches(found: FoundDevice, want: HostdevXml | HostdevInterfaceXml) -> bool
         assert isinstance(have, HostdevInterfaceXml)
         if want.mac is not None and (have.mac or "").lower() != want.mac:
             return False
-        if want.vlan_tag is not None and have.vlan_tag != want.vlan_tag:
+        if want.vlan_tag is not None and (have.vlan_tag or 0) != want.vlan_tag:  # none: untagged
             return False
     return True
 

@@ -238,12 +238,15 @@ class ProxmoxBackend:
             h = replace(h, mapping=mid)
         else:
             h = replace(h, host=(addr,))
-        free = [s for s in SLOTS if s not in cfg]
+        # slots earlier requests of the same plan (a profile) take: {vmid: [hostpciN, ...]}
+        taken = {**cfg, **dict.fromkeys((opts.get("planned_slots") or {}).get(vmid, ()), "")}
+        free = [s for s in SLOTS if s not in taken]
         if opts.get("slot") is not None:  # a profile may pin the slot (hostpciN)
             want = f"hostpci{int(opts['slot'])}"
-            if want in cfg:
+            if want in taken:
                 raise RefusedError(
-                    f"VM {vmid} on {self.node}: {want} is already used ({cfg[want]})"
+                    f"VM {vmid} on {self.node}: {want} is already used "
+                    f"({taken[want] or 'by another VF of this profile'})"
                 )
             free = [want]
         if not free:
