@@ -125,7 +125,7 @@ def test_incomplete_rollback_keeps_journal_for_recover(host: Host) -> None:
 
     first = Action("test.set", "a", "0 -> 1", {"file": "a", "value": "1"},
                    Action("test.flaky_undo", "a", "1 -> 0", {"file": "a", "value": "0"}))
-    with pytest.raises(ExecutionFailed, match="ROLLBACK INCOMPLETE.*vfctl recover"):
+    with pytest.raises(ExecutionFailed, match=r"ROLLBACK INCOMPLETE.*vfctl recover"):
         plan.execute(Context(host), [first, setter("b", "0", "2", fail=True)])
     assert state(host)["a"] == "1" and plan.pending_journal(host) is not None
     res = plan.recover(Context(host))
