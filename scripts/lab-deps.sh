@@ -185,6 +185,10 @@ mount -t tmpfs -o mode=0755 tmpfs $R/run
 mkdir -p $R/run/lock $R/run/lab
 chmod 1777 $R/run/lock
 mount -t 9p -o "$O,cache=none" work $R/run/lab || fail "mount work share"
+# the repository (its .venv and tests) where the host has it, even under the guest's tmpfs
+if [ -n "$labrepo" ] && [ ! -d "$R$labrepo/vfctl" ]; then
+    mkdir -p "$R$labrepo" && mount --bind "/host$labrepo" "$R$labrepo" || fail "bind repo"
+fi
 [ -d "$R/sys/kernel/debug" ] && mount -t debugfs debugfs $R/sys/kernel/debug 2>/dev/null
 mkdir -p "$R/usr/lib/modules/$labkver"
 mount --bind "/host$labkdir" "$R/usr/lib/modules/$labkver" || fail "bind modules"

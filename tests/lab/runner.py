@@ -187,6 +187,7 @@ def qemu_args(cfg: LabConfig, art: Artifacts, boot_dir: Path) -> list[str]:
         "iommu=pt",
         f"labkver={art.kernel_version}",
         f"labkdir={art.modules}",
+        f"labrepo={REPO}",
         *cfg.cmdline_extra,
     ]
     args = [

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .runner import GUEST_SHARE, Lab
+from .runner import GUEST_SHARE, REPO, Lab
 
 SCRIPT = r"""
 export VFCTL_BACKEND=none
@@ -24,7 +24,7 @@ O=__SHARE__/h; mkdir -p $O
 PF=$(ls -d /sys/bus/pci/drivers/igb/0000:* | sort | head -1); PF=${PF##*/}
 D=/sys/bus/pci/devices/$PF
 echo $PF > $O/pf
-state() { sh /work/main/tests/lab/data/state.sh / $PF > $O/$1.state; }
+state() { sh __REPO__/tests/lab/data/state.sh / $PF > $O/$1.state; }
 step() { n=$1; shift; "$@" > $O/$n.out 2> $O/$n.err; echo $? > $O/$n.rc; state $n; }
 # the sysfs files a command opened for writing (O_WRONLY/O_RDWR), from strace
 traced() { n=$1; shift
@@ -57,7 +57,8 @@ step doctor vfctl doctor --json
 
 @pytest.fixture(scope="module")
 def run(lab: Lab) -> dict[str, Any]:
-    lab.run(SCRIPT.replace("__SHARE__", GUEST_SHARE), timeout=600, check=True)
+    script = SCRIPT.replace("__SHARE__", GUEST_SHARE).replace("__REPO__", str(REPO))
+    lab.run(script, timeout=600, check=True)
     out = lab.share / "h"
     return {"dir": out, "pf": (out / "pf").read_text().strip()}
 
