@@ -318,6 +318,8 @@ def show(
             render.emit_json(pf_json(p, pooled))
             return
         render.out.print(render.pf_summary(p))
+        for note in p.notes:
+            render.err.print(f"[yellow]note:[/] {note}")
         nets = sorted({n for a, n in (pooled or {}).items() if a in {v.address for v in p.vfs}})
         for net in nets:
             members = [f"vf{v.index}" for v in p.vfs if (pooled or {}).get(v.address) == net]

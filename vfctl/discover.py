@@ -128,12 +128,13 @@ def _pf(
     device = _hex4(host.read_opt(f"{d}/device"))
     settings = list(vf_info.get(netdev or "", ())) if netdev else []
     vfs = []
+    notes: list[str] = []
     for idx, vaddr in _virtfns(host, d):
         if offset is not None and stride is not None:
             expect = pciaddr.vf_address(a, offset, stride, idx)
             if expect != vaddr:
-                # virtfnN is the kernel's truth; a mismatch means a quirk worth knowing about
-                pass
+                # virtfnN is the kernel's truth; a mismatch is a quirk worth showing
+                notes.append(f"virtfn{idx} is {vaddr}, offset/stride say {expect}")
         vd = f"{PCI_DEVICES}/{vaddr}"
         vfs.append(
             VF(
@@ -174,6 +175,7 @@ def _pf(
         link=_link(cs),
         ari=isinstance(ari, Mapping),
         vfs=tuple(vfs),
+        notes=tuple(notes),
         config_bytes_read=cs.get("bytes_read")
         if cs and isinstance(cs.get("bytes_read"), int)
         else None,  # type: ignore[arg-type]

@@ -110,6 +110,7 @@ class PF:
     link: str | None  # "8GT/s x4"
     ari: bool
     vfs: tuple[VF, ...] = ()
+    notes: tuple[str, ...] = ()  # discovery oddities, e.g. virtfnN vs offset/stride
     config_bytes_read: int | None = None
 
     def vf(self, index: int) -> VF | None:
@@ -141,6 +142,7 @@ class PF:
             "link": self.link,
             "ari": self.ari,
             "vfs": [v.to_json() for v in self.vfs],
+            "notes": list(self.notes),
         }
 
 

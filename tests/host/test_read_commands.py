@@ -175,3 +175,19 @@ def test_listing_survives_an_auto_detected_vm_manager_that_does_not_answer(
     p = subprocess.run([*base, "enable", pf["netdev"], "2"], capture_output=True, text=True,
                        env=env, check=False)
     assert p.returncode == 6 and host.read(host.dev(pf["address"], "sriov_numvfs")) == "0"
+
+
+def test_virtfn_links_are_cross_checked_with_offset_and_stride(host: SimHost) -> None:
+    pf = pf_by_driver(host, "igb")
+    host("enable", pf["netdev"], "2")
+    assert host("show", pf["netdev"], "--json").json()["notes"] == []
+    d = host.root / host.dev(pf["address"])
+    a0, a1 = os.readlink(d / "virtfn0"), os.readlink(d / "virtfn1")
+    for name, target in (("virtfn0", a1), ("virtfn1", a0)):  # a quirky device: swapped
+        (d / name).unlink()
+        os.symlink(target, d / name)
+    doc = host("show", pf["netdev"], "--json").json()
+    # the kernel's links win (index ↔ address), and the disagreement is reported
+    assert [v["address"] for v in doc["vfs"]] == [Path(a1).name, Path(a0).name]
+    assert any(n.startswith("virtfn0 is ") and "offset/stride say" in n for n in doc["notes"])
+    assert "note: virtfn0" in host("show", pf["netdev"]).err
