@@ -173,17 +173,17 @@ def plan_numvfs(
     expect_probe = (autoprobe if autoprobe is not None else pf.autoprobe) is not False
 
     def set_n(frm: int, to: int) -> Action:
+        back: dict[str, Any] = {"pf": pf.address, "num": frm, "timeout": t, "probe": expect_probe}
+        if frm == pf.num_vfs and frm > 0 and to == 0:
+            # removing VFs loses their binding and admin settings: a rollback puts them back
+            back["restore"] = vf_state(pf)
+            back["pf_netdev"] = pf.netdev
         return Action(
             "sriov.numvfs",
             f"{pf.address} sriov_numvfs",
             f"{frm} -> {to}",
             {"pf": pf.address, "num": to, "timeout": t, "probe": expect_probe},
-            Action(
-                "sriov.numvfs",
-                f"{pf.address} sriov_numvfs",
-                f"{to} -> {frm}",
-                {"pf": pf.address, "num": frm, "timeout": t, "probe": expect_probe},
-            ),
+            Action("sriov.numvfs", f"{pf.address} sriov_numvfs", f"{to} -> {frm}", back),
         )
 
     if pf.num_vfs > 0 and n > 0:
@@ -192,6 +192,29 @@ def plan_numvfs(
     else:
         actions.append(set_n(pf.num_vfs, n))
     return actions
+
+
+_DEFAULTS: dict[str, Any] = {
+    "mac": "00:00:00:00:00:00", "vlan": 0, "qos": 0, "vlan_proto": "802.1Q", "spoofchk": True,
+    "trust": False, "link_state": "auto", "min_tx_rate": 0, "max_tx_rate": 0,
+}  # fmt: skip
+
+
+def vf_state(pf: PF) -> list[dict[str, Any]]:
+    """What re-created VFs need back: driver_override and the settings that are not defaults."""
+    out = []
+    for vf in pf.vfs:
+        s = vf.settings
+        settings = {
+            k: getattr(s, k)
+            for k in _DEFAULTS
+            if getattr(s, k) is not None and getattr(s, k) != _DEFAULTS[k]
+        }
+        if settings.get("vlan_proto") and not (settings.get("vlan") or settings.get("qos")):
+            settings.pop("vlan_proto")
+        if vf.driver_override or settings:
+            out.append({"index": vf.index, "override": vf.driver_override, "settings": settings})
+    return out
 
 
 def plan_bind(
@@ -329,6 +352,39 @@ def _op_numvfs(ctx: Context, p: Mapping[str, Any]) -> None:
             return sum(host.exists(f"{d}/virtfn{i}/driver") for i in range(n))
 
         _wait_count(probed, n, timeout, f"the VF driver to bind the VFs of {pf}", ctx)
+    _restore(ctx, d, p)
+
+
+def _restore(ctx: Context, d: str, p: Mapping[str, Any]) -> None:
+    """Give re-created VFs (a rollback of a removal) their driver and admin settings back."""
+    from vfctl.host import netlink
+
+    failed = []
+    for entry in p.get("restore") or []:
+        i = int(entry["index"])
+        addr = ctx.host.link_name(f"{d}/virtfn{i}")
+        if addr is None:
+            failed.append(f"VF {i}: missing")
+            continue
+        try:
+            if entry.get("override"):
+                group = ctx.host.link_name(f"{PCI_DEVICES}/{addr}/iommu_group")
+                _op_driver(
+                    ctx,
+                    {
+                        "address": addr,
+                        "override": entry["override"],
+                        "expect": entry["override"],
+                        "group": int(group) if group and group.isdigit() else None,
+                    },
+                )
+            settings = dict(entry.get("settings") or {})
+            if settings and p.get("pf_netdev"):
+                netlink.set_vf(ctx.host, str(p["pf_netdev"]), i, settings)
+        except (OSError, HostError) as e:
+            failed.append(f"VF {i}: {getattr(e, 'message', None) or e}")
+    if failed:
+        raise HostError(f"{p['pf']}: VFs re-created but not all restored: {'; '.join(failed)}")
 
 
 def _wait_count(count: Any, total: int, timeout: float, what: str, ctx: Context) -> None:

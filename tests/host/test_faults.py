@@ -10,9 +10,8 @@ drivers, sriov_numvfs, sriov_drivers_autoprobe, driver_override, the loaded driv
 each has bound, IOMMU groups, /dev/vfio nodes, netdev names, the VF settings the PF reports,
 and no journal left behind. It excludes what no rollback can bring back once the kernel has
 destroyed and re-created a VF (the undo of "N -> 0"): the random MAC the VF driver gives the
-VF's own netdev, and any admin VF settings (MAC, VLAN, ...) — re-created VFs start from the
-driver's defaults. The scenarios here use VFs at their defaults, so the reported VF settings
-still compare equal. Modules stay loaded (nobody unloads vfio-pci on rollback), so the bind
+VF's own netdev. Admin VF settings (MAC, VLAN, trust, ...) and driver_override of re-created
+VFs are re-applied by the undo itself (test_rollback_restores_recreated_vfs). Modules stay loaded (nobody unloads vfio-pci on rollback), so the bind
 scenario starts with vfio-pci already loaded.
 """
 
@@ -300,12 +299,18 @@ def test_host_is_usable_after_a_rollback(fresh: Callable[[str], SimHost]) -> Non
     assert [v["driver"] for v in vfs] == ["vfio-pci", "vfio-pci"]
 
 
-def test_recreated_vfs_lose_admin_settings(fresh: Callable[[str], SimHost]) -> None:
-    """What "exactly as before" cannot include: a VF destroyed and re-created by the rollback
-    comes back with the driver's default settings (the kernel keeps none)."""
+def test_rollback_restores_recreated_vfs(fresh: Callable[[str], SimHost]) -> None:
+    """A rollback that re-creates removed VFs gives them back their binding and admin
+    settings (the kernel keeps none): MAC, VLAN, trust and driver_override as before."""
     h = fresh("enable-recount")
-    assert h("set", PF, "vf0", "--mac", "02:00:00:00:00:aa").code == 0
+    assert h("set", PF, "vf0", "--mac", "02:00:00:00:00:aa", "--vlan", "7", "--trust", "on").code == 0
+    assert h("bind", PF, "vf1").code == 0
+    before = h("show", PF, "--json").json()["vfs"]
     h.faults([{"path": "*", "errno": "ENOMEM", "after": 1, "times": 1}])
-    assert h("enable", PF, "3").code == 5
+    r = h("enable", PF, "3")
+    assert r.code == 5 and "rolled back" in r.err and "INCOMPLETE" not in r.err
     vfs = h("show", PF, "--json").json()["vfs"]
-    assert len(vfs) == 2 and vfs[0]["mac"] != "02:00:00:00:00:aa"
+    keys = ("address", "driver", "driver_override", "mac", "vlan", "trust", "spoofchk")
+    assert [{k: v[k] for k in keys} for v in vfs] == [{k: v[k] for k in keys} for v in before]
+    assert vfs[0]["mac"] == "02:00:00:00:00:aa" and vfs[1]["driver"] == "vfio-pci"
+
