@@ -358,3 +358,119 @@ def test_failed_attach_rolls_back_host_part_and_mappings(token_pve: Pve) -> None
     assert pve.fake.read()["mappings"] == {}
     assert all(pve.hostpci(v) == {} for v in (101, 102))
     assert not (pve.root / "run/vfctl/journal.json").exists()
+
+
+# ---------------------------------------------------------------- mapping entries completed at execution
+
+
+def _sysfs_facts(root: Path, addr: str) -> tuple[int, str]:
+    """The iommu group and subsystem id the (simulated) kernel gave the VF, read independently."""
+    d = root / "sys/bus/pci/devices" / addr
+    group = int(os.path.basename(os.readlink(d / "iommu_group")))
+    sv, sd = (
+        (d / f).read_text().strip().lower().removeprefix("0x")
+        for f in ("subsystem_vendor", "subsystem_device")
+    )
+    return group, f"{sv:0>4}:{sd:0>4}"
+
+
+def _entry(pve: Pve, mid: str) -> Any:
+    from vfctl.backends.pve_hostpci import parse_map_entry
+
+    (raw,) = pve.fake.read()["mappings"][mid]["map"]
+    return parse_map_entry(raw)
+
+
+def test_token_apply_that_creates_the_vfs_writes_complete_mapping_entries(token_pve: Pve) -> None:
+    pve = token_pve
+    prof = pve.profile(PROFILE)
+    plan = pve("plan", prof, "--json")
+    assert plan.code == 0, plan.err
+    puts = [a for a in plan.json()["actions"] if a["op"] == "proxmox.mapping_put"]
+    assert len(puts) == 4  # planned before the VFs exist: the host cannot tell yet
+    assert all("read at execution" in a["detail"] for a in puts), puts
+    r = pve("apply", prof, "--json")
+    assert r.code == 0, r.err
+    groups = set()
+    for i in range(4):
+        e = _entry(pve, f"vf-{PF}-{i}")
+        group, subsys = _sysfs_facts(pve.root, VF[i])
+        assert (e.node, e.path, e.id) == (NODE, (VF[i],), "8086:10ed")
+        assert (e.iommugroup, e.subsystem_id) == (group, subsys)
+        groups.add(group)
+    assert len(groups) == 4  # each VF its own group: the values are per VF, not one constant
+
+    n_api = pve.log_len()
+    again = pve("apply", prof, "--json")
+    assert again.code == 0, again.err
+    assert (again.json()["changed"], again.json()["actions"]) == (False, [])
+    assert pve.api_writes(n_api) == []
+
+
+def test_rollback_deletes_the_completed_mappings_it_created(token_pve: Pve) -> None:
+    pve = token_pve
+    with pve.fake.edit() as st:  # mappings are written, then the first hostpci write fails
+        st["tokens"][f"{TOKEN_USER}!{TOKEN_NAME}"]["privs"].remove("VM.Config.HWType")
+    n_api = pve.log_len()
+    r = pve("apply", pve.profile(PROFILE), "--json")
+    assert r.code == 6, r.out + r.err
+    posts = [e for e in pve.api_writes(n_api) if e["method"] == "POST"]
+    assert posts  # each VF's mapping is written just before its hostpci slot: the first fails
+    for e in posts:  # what was written was complete, i.e. not what the plan's undo expected
+        assert "iommugroup=" in str(e["params"]["map"]) and "subsystem-id=" in str(
+            e["params"]["map"]
+        )
+    deletes = [e["path"] for e in pve.api_writes(n_api) if e["method"] == "DELETE"]
+    assert sorted(deletes) == sorted(f"/cluster/mapping/pci/{e['params']['id']}" for e in posts)
+    assert pve.fake.read()["mappings"] == {}
+    assert not any("not deleting" in w for w in r.json()["warnings"])
+
+
+def test_next_apply_completes_an_old_incomplete_vfctl_mapping(token_pve: Pve) -> None:
+    pve = token_pve
+    prof = pve.profile(PROFILE)
+    assert pve("apply", prof).code == 0
+    with pve.fake.edit() as st:  # as an older vfctl left them: no iommugroup / subsystem-id
+        for i in (0, 1):
+            m = st["mappings"][f"vf-{PF}-{i}"]
+            m["map"] = [f"node={NODE},path={VF[i]},id=8086:10ed"]
+        st["mappings"][f"vf-{PF}-1"]["description"] = "made by hand"  # not vfctl's: left alone
+    plan = pve("plan", prof, "--json")
+    assert plan.code == 0, plan.err
+    acts = plan.json()["actions"]
+    assert [(a["op"], a["target"]) for a in acts] == [("proxmox.mapping_put", f"mapping vf-{PF}-0")]
+    n_api = pve.log_len()
+    r = pve("apply", prof, "--json")
+    assert r.code == 0, r.err
+    assert r.json()["changed"] is True
+    writes = pve.api_writes(n_api)
+    assert [(w["method"], w["path"]) for w in writes] == [
+        ("PUT", f"/cluster/mapping/pci/vf-{PF}-0")
+    ]
+    e = _entry(pve, f"vf-{PF}-0")
+    assert (e.iommugroup, e.subsystem_id) == _sysfs_facts(pve.root, VF[0])
+    assert (e.node, e.path, e.id) == (NODE, (VF[0],), "8086:10ed")
+    assert _entry(pve, f"vf-{PF}-1").iommugroup is None
+    n_api = pve.log_len()
+    again = pve("apply", prof, "--json")
+    assert (again.code, again.json()["changed"]) == (0, False)
+    assert pve.api_writes(n_api) == []
+
+
+def test_undo_accepts_only_the_fields_the_plan_left_out(
+    token_backend: proxmox.ProxmoxBackend,
+) -> None:
+    be, a = token_backend, "0000:03:10.2"
+    planned = [f"node={NODE},path={a},id=8086:10ed"]
+    other = f"node=pve2,path={a},id=8086:10ed"
+    full = [f"node={NODE},path={a},id=8086:10ed,iommugroup=41,subsystem-id=8086:000c"]
+    assert be._map_matches(full, planned, a)
+    assert be._map_matches([other, *full], [other, *planned], a)
+    assert not be._map_matches(full, planned, None)  # no fill recorded: exact only
+    assert not be._map_matches(full, planned, "0000:03:10.4")
+    moved = [f"node={NODE},path=0000:03:10.4,id=8086:10ed,iommugroup=41"]
+    assert not be._map_matches(moved, planned, a)
+    half = [f"node={NODE},path={a},id=8086:10ed,iommugroup=41"]
+    assert be._map_matches(full, half, a)  # the plan knew the group, not the subsystem id
+    assert not be._map_matches(half, [half[0].replace("=41", "=42")], a)
+    assert not be._map_matches([f"node=pve2,path={a},id=8086:10ed,iommugroup=3"], [other], a)

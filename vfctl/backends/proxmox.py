@@ -208,8 +208,14 @@ class ProxmoxBackend:
         vmid, addr = int(vm["vmid"]), req.vf.address
         cfg = self._config(self.node, vmid)
         mappings = self._mappings()
-        if addr in held_addresses(cfg, mappings, self.node):
-            return []
+        held = held_addresses(cfg, mappings, self.node)
+        if addr in held:
+            try:
+                via = parse_hostpci(str(cfg[held[addr]])).mapping
+            except PropertyStringError:
+                via = None
+            m = next((x for x in mappings if via is not None and x.get("id") == via), None)
+            return [] if m is None else self._fill_actions(m)
         opts = req.options
         actions: list[Action] = []
         for other in self._vms():
@@ -313,31 +319,98 @@ class ProxmoxBackend:
             return None
         return f"{sv.lower().removeprefix('0x'):0>4}:{sd.lower().removeprefix('0x'):0>4}"
 
+    def _iommu_group(self, addr: str) -> int | None:
+        if self.host is None:
+            return None
+        name = self.host.link_name(f"sys/bus/pci/devices/{addr}/iommu_group")
+        return int(name) if name and name.isdigit() else None
+
+    def _complete(self, e: MapEntry) -> MapEntry:
+        """``e`` with a missing iommugroup/subsystem-id taken from the host's sysfs, if it has them."""
+        if len(e.path) != 1:
+            return e
+        return replace(
+            e,
+            iommugroup=e.iommugroup if e.iommugroup is not None else self._iommu_group(e.path[0]),
+            subsystem_id=e.subsystem_id or self._subsystem_id(e.path[0]),
+        )
+
+    def _fill_map(self, items: list[str], fill: str | None) -> list[str]:
+        """This node's entry for ``fill`` completed from sysfs (at execution: the VF exists now)."""
+        if fill is None:
+            return items
+        out: list[str] = []
+        for raw in items:
+            try:
+                e = parse_map_entry(raw)
+            except PropertyStringError:
+                out.append(raw)
+                continue
+            if e.node == self.node and e.path == (fill,):
+                raw = format_map_entry(self._complete(e))
+            out.append(raw)
+        return out
+
+    def _map_matches(self, cur: list[str], expect: list[str], fill: str | None) -> bool:
+        """``cur`` is ``expect``, except that this node's ``fill`` entry may have been completed.
+
+        A planned entry leaves out what sysfs could not tell before the VF existed; the op
+        that wrote it added those fields, so its undo must accept them (and only them).
+        """
+        if cur == expect:
+            return True
+        if fill is None or len(cur) != len(expect):
+            return False
+        for c, x in zip(cur, expect, strict=True):
+            if c == x:
+                continue
+            try:
+                ce, xe = parse_map_entry(c), parse_map_entry(x)
+            except PropertyStringError:
+                return False
+            if xe.node != self.node or xe.path != (fill,):
+                return False
+            filled = replace(
+                xe,
+                iommugroup=ce.iommugroup if xe.iommugroup is None else xe.iommugroup,
+                subsystem_id=ce.subsystem_id if xe.subsystem_id is None else xe.subsystem_id,
+            )
+            if ce != filled:
+                return False
+        return True
+
     def _mapping_actions(
         self, mid: str, req: AttachRequest, mappings: list[Mapping[str, Any]]
     ) -> list[Action]:
         vf = req.vf
-        entry = MapEntry(
-            node=self.node,
-            path=(vf.address,),
-            id=f"{vf.vendor_id}:{vf.device_id}".lower(),
-            iommugroup=vf.iommu_group,
-            subsystem_id=self._subsystem_id(vf.address),
+        entry = self._complete(
+            MapEntry(
+                node=self.node,
+                path=(vf.address,),
+                id=f"{vf.vendor_id}:{vf.device_id}".lower(),
+                iommugroup=vf.iommu_group,
+            )
         )
+        # a VF this run creates: sysfs cannot tell yet, the op reads it when it writes
+        fill = vf.address if entry.iommugroup is None or entry.subsystem_id is None else None
+        later = " (iommugroup/subsystem-id read at execution)" if fill else ""
         existing = next((m for m in mappings if m.get("id") == mid), None)
         target = f"mapping {mid}"
         if existing is None:
             new_map = [format_map_entry(entry)]
             desc = f"{MANAGED_PREFIX} {req.pf.netdev or req.pf.address} VF {vf.index}"
             undo = self._action(
-                "proxmox.mapping_delete", target, "delete", {"id": mid, "expect": new_map}
+                "proxmox.mapping_delete",
+                target,
+                "delete",
+                {"id": mid, "expect": new_map, "written_fill": fill},
             )
             return [
                 self._action(
                     "proxmox.mapping_put",
                     target,
-                    f"create: {self.node} -> {vf.address}",
-                    {"id": mid, "map": new_map, "description": desc, "expect": None},
+                    f"create: {self.node} -> {vf.address}{later}",
+                    {"id": mid, "map": new_map, "description": desc, "expect": None, "fill": fill},
                     undo,
                 )
             ]
@@ -355,7 +428,7 @@ class ProxmoxBackend:
             else:
                 keep.append(raw)
         if mine is not None and mine.path == (vf.address,):
-            return []
+            return self._fill_actions(existing)
         managed = str(existing.get("description") or "").startswith(MANAGED_PREFIX)
         if mine is not None and not managed and not req.force:
             raise RefusedError(
@@ -368,14 +441,69 @@ class ProxmoxBackend:
             "proxmox.mapping_put",
             target,
             "restore",
-            {"id": mid, "map": old_map, "description": old_desc, "expect": new_map},
+            {
+                "id": mid,
+                "map": old_map,
+                "description": old_desc,
+                "expect": new_map,
+                "written_fill": fill,
+            },
         )
         return [
             self._action(
                 "proxmox.mapping_put",
                 target,
-                f"set {self.node} -> {vf.address}",
-                {"id": mid, "map": new_map, "description": old_desc, "expect": old_map},
+                f"set {self.node} -> {vf.address}{later}",
+                {
+                    "id": mid,
+                    "map": new_map,
+                    "description": old_desc,
+                    "expect": old_map,
+                    "fill": fill,
+                },
+                undo,
+            )
+        ]
+
+    def _fill_actions(self, m: Mapping[str, Any]) -> list[Action]:
+        """Complete this node's entry of a vfctl mapping the host now knows more about.
+
+        An entry written before its VF existed may lack iommugroup/subsystem-id (older vfctl,
+        or a host that could not tell then); a mapping someone else made is left alone.
+        """
+        if not str(m.get("description") or "").startswith(MANAGED_PREFIX):
+            return []
+        mid = str(m["id"])
+        old_map = [str(x) for x in m.get("map") or []]
+        new_map: list[str] = []
+        changed: list[str] = []
+        for raw in old_map:
+            try:
+                e = parse_map_entry(raw)
+            except PropertyStringError:
+                new_map.append(raw)
+                continue
+            if e.node == self.node:
+                full = self._complete(e)
+                if full != e:
+                    changed.append(";".join(e.path))
+                    raw = format_map_entry(full)
+            new_map.append(raw)
+        if not changed:
+            return []
+        target, desc = f"mapping {mid}", m.get("description")
+        undo = self._action(
+            "proxmox.mapping_put",
+            target,
+            "restore",
+            {"id": mid, "map": old_map, "description": desc, "expect": new_map},
+        )
+        return [
+            self._action(
+                "proxmox.mapping_put",
+                target,
+                f"complete {self.node} -> {', '.join(changed)} (iommugroup/subsystem-id)",
+                {"id": mid, "map": new_map, "description": desc, "expect": old_map},
                 undo,
             )
         ]
@@ -584,12 +712,18 @@ class ProxmoxBackend:
         return None
 
     def op_mapping_put(self, p: Mapping[str, Any]) -> None:
-        mid, want, expect = str(p["id"]), list(p["map"]), p.get("expect")
+        """``fill``: complete that VF's entry from sysfs first; ``written_fill``: undo of such a put."""
+        mid, expect = str(p["id"]), p.get("expect")
+        want = self._fill_map([str(x) for x in p["map"]], p.get("fill"))
         cur = self._mapping_now(mid)
         cur_map = None if cur is None else [str(x) for x in cur.get("map") or []]
         if cur_map == want:
             return
-        if cur_map != expect:
+        if cur_map is None or expect is None:
+            ok = cur_map is None and expect is None
+        else:
+            ok = self._map_matches(cur_map, [str(x) for x in expect], p.get("written_fill"))
+        if not ok:
             raise RefusedError(f"PCI mapping {mid} changed since it was planned; not writing it")
         extra = {"description": p["description"]} if p.get("description") else {}
         if cur is None:
@@ -602,7 +736,8 @@ class ProxmoxBackend:
         cur = self._mapping_now(mid)
         if cur is None:
             return
-        if [str(x) for x in cur.get("map") or []] != list(p["expect"]):
+        cur_map = [str(x) for x in cur.get("map") or []]
+        if not self._map_matches(cur_map, list(p["expect"]), p.get("written_fill")):
             raise RefusedError(f"PCI mapping {mid} changed since it was planned; not deleting it")
         users = self._mapping_users(mid)
         if users:
