@@ -8,13 +8,13 @@ holds is read straight from the domain XML; what the host did from the simulator
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import Run
 from libvirtd import Libvirtd
 from typer.testing import CliRunner
 
@@ -28,16 +28,6 @@ INACTIVE = 2  # VIR_DOMAIN_XML_INACTIVE
 PF = "enp2s0f0"  # igb 82576 in the default preset: 7 VFs, offset 128, stride 2
 VF = ("0000:02:10.0", "0000:02:10.2", "0000:02:10.4", "0000:02:10.6")
 MAC1 = "52:54:00:aa:00:01"
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 @dataclass

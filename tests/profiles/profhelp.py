@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from clirun import Run
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = REPO / "profiles"
 VFCTL = str(Path(sys.executable).with_name("vfctl"))
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 def vfctl(root: Path | None, *args: str, input: str | None = None) -> Run:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import Run
 from conftest import NODE, TOKEN_NAME, TOKEN_SECRET, TOKEN_USER, Tls, vm
 from fakepve import FakePve, Server
 from typer.testing import CliRunner
@@ -35,16 +36,6 @@ VF2 = "0000:01:10.4"
 VFCTL = [sys.executable, "-m", "vfctl"]
 WRITES = ("POST", "PUT", "DELETE")
 HERE = Path(__file__).parent
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 # ---------------------------------------------------------------- the simulated host

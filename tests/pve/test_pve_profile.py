@@ -8,13 +8,13 @@ fake's state file; what the host did from the simulator's ``writes.log``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import Run
 from conftest import NODE, TOKEN_NAME, TOKEN_SECRET, TOKEN_USER, Tls
 from fakepve import FakePve, Server
 from typer.testing import CliRunner
@@ -26,16 +26,6 @@ from vfctl.host import sim
 PF = "enp1s0f0"  # 82599 in the default preset: VFs at offset 128, stride 2
 VF = ("0000:01:10.0", "0000:01:10.2", "0000:01:10.4", "0000:01:10.6")
 WRITES = ("POST", "PUT", "DELETE")
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Top-level conftest: its presence puts tests/ on sys.path, so areas share `clirun`."""
