@@ -73,6 +73,11 @@ sleep 10
 """
 
 
+# RCU stall reports after which the guest counts as hung: one can be a passing hiccup of a
+# loaded host; the hangs seen here repeated every ~21 s and never recovered
+STALLS_DEAD = 3
+
+
 class LabError(RuntimeError):
     """The lab itself failed (boot, guest hang, QEMU death); the message names the console log."""
 
@@ -356,8 +361,36 @@ class Lab:
         cwd: str = "/",
         env: Mapping[str, str] | None = None,
         check: bool = False,
+        retry_on_hang: bool = False,
     ) -> Result:
-        """Run CMD (a shell string, or argv) in the guest as root; raise LabTimeout past TIMEOUT."""
+        """Run CMD (a shell string, or argv) in the guest as root; raise LabTimeout past TIMEOUT.
+
+        ``retry_on_hang``: for a command that needs nothing from earlier commands of this boot,
+        a guest that stops answering (TCG occasionally stalls a vCPU's timer for good: the
+        console shows repeated RCU stalls) is rebooted once and the command run again there.
+        """
+        try:
+            return self._run(cmd, timeout, cwd=cwd, env=env, check=check)
+        except LabTimeout:
+            raise
+        except LabError as e:
+            if not retry_on_hang or ("no answer" not in str(e) and "stalled" not in str(e)):
+                raise
+            print(f"lab: guest hung ({str(e).splitlines()[0]}); rebooting once", file=sys.stderr)
+            self.close()
+            self._failed, self._buf, self._seq = False, b"", 0
+            self.start()
+            return self._run(cmd, timeout, cwd=cwd, env=env, check=check)
+
+    def _run(
+        self,
+        cmd: str | Sequence[str],
+        timeout: float,
+        *,
+        cwd: str,
+        env: Mapping[str, str] | None,
+        check: bool,
+    ) -> Result:
         with self._lock:
             if self._proc is None or self._failed:
                 raise LabError(f"lab is not running (console: {self.console_log})")
@@ -410,10 +443,15 @@ class Lab:
     # -- internals --------------------------------------------------------------------------
     def _readline(self, deadline: float, what: str) -> str:
         assert self._proc is not None
+        next_look = time.monotonic() + 10
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
                 self._die(f"no answer from the guest within the time limit ({what})")
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + 10
+                if self._stalls() >= STALLS_DEAD:
+                    self._die(f"guest vCPU stalled: repeated RCU stall reports ({what})")
             ready, _, _ = select.select([self._from_guest], [], [], min(left, 0.5))
             if ready:
                 with contextlib.suppress(BlockingIOError):
@@ -422,6 +460,13 @@ class Lab:
                 self._die(f"QEMU exited with status {self._proc.returncode} ({what})")
         line, self._buf = self._buf.split(b"\n", 1)
         return line.decode(errors="replace").strip()
+
+    def _stalls(self) -> int:
+        """RCU stall reports on the console so far (a TCG vCPU whose timer stopped firing)."""
+        try:
+            return self.console_log.read_text(errors="replace").count("detected stalls on CPUs")
+        except OSError:
+            return 0
 
     def _die(self, why: str) -> None:
         self._failed = True

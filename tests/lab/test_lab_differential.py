@@ -77,7 +77,7 @@ def kernel(lab: Lab) -> dict[str, Any]:
         python -c "$LISTS" > {GUEST_SHARE}/lists.json || exit 11
         bash {SCENARIO} / $PF {GUEST_SHARE}/diff real
     """
-    lab.run(script, timeout=600, check=True, env={"LISTS": LISTS})
+    lab.run(script, timeout=600, check=True, retry_on_hang=True, env={"LISTS": LISTS})
     share = lab.share
     return {
         "pf": (share / "pf").read_text().strip(),

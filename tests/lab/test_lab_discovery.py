@@ -75,6 +75,7 @@ def seen(lab: Lab) -> dict[str, Any]:
         SCRIPT.replace("__SHARE__", GUEST_SHARE),
         timeout=300,
         check=True,
+        retry_on_hang=True,
         env={"PROBE": PROBE, "NO_C": NO_C},
     )
     d: Path = lab.share / "d"

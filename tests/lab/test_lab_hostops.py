@@ -58,7 +58,7 @@ step doctor vfctl doctor --json
 @pytest.fixture(scope="module")
 def run(lab: Lab) -> dict[str, Any]:
     script = SCRIPT.replace("__SHARE__", GUEST_SHARE).replace("__REPO__", str(REPO))
-    lab.run(script, timeout=600, check=True)
+    lab.run(script, timeout=600, check=True, retry_on_hang=True)
     out = lab.share / "h"
     return {"dir": out, "pf": (out / "pf").read_text().strip()}
 

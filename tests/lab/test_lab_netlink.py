@@ -61,7 +61,7 @@ IGB_REFUSALS = {
 @pytest.fixture(scope="module")
 def run(lab: Lab) -> dict[str, Any]:
     script = SCRIPT.replace("__SHARE__", GUEST_SHARE).replace("__MAC__", MAC)
-    lab.run(script, timeout=600, check=True)
+    lab.run(script, timeout=600, check=True, retry_on_hang=True)
     return {"dir": lab.share / "n", "nd": (lab.share / "n" / "nd").read_text().strip()}
 
 

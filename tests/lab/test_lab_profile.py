@@ -41,7 +41,7 @@ cat /sys/bus/pci/devices/$PF/sriov_numvfs > $O/numvfs
 
 @pytest.fixture(scope="module")
 def run(lab: Lab) -> Path:
-    lab.run(SCRIPT.replace("__SHARE__", GUEST_SHARE), timeout=600, check=True)
+    lab.run(SCRIPT.replace("__SHARE__", GUEST_SHARE), timeout=600, check=True, retry_on_hang=True)
     return lab.share / "p"
 
 

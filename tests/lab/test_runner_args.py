@@ -97,3 +97,47 @@ def test_backports_source_missing_bookworm_is_a_clear_error(tmp_path: Path) -> N
     res = print_source("Types: deb\nURIs: http://m.invalid/d\nSuites: trixie\n", tmp_path)
     assert res.returncode != 0
     assert "no 'Suites: bookworm' stanza" in res.stderr
+
+
+def test_repeated_rcu_stalls_count_as_a_hung_guest(tmp_path: Path) -> None:
+    from .runner import STALLS_DEAD, Lab
+
+    lab = Lab()
+    lab.boot_dir = tmp_path
+    stall = "[  173.48] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n"
+    (tmp_path / "console.log").write_text("boot\n" + stall)
+    assert lab._stalls() == 1 < STALLS_DEAD
+    (tmp_path / "console.log").write_text("boot\n" + stall * STALLS_DEAD)
+    assert lab._stalls() == STALLS_DEAD
+
+
+def test_a_hung_guest_is_rebooted_once_for_a_self_contained_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from .runner import Lab, LabTimeout, Result
+
+    lab = Lab()
+    calls: list[str] = []
+    monkeypatch.setattr(lab, "close", lambda: calls.append("close"))
+    monkeypatch.setattr(lab, "start", lambda: calls.append("start"))
+
+    def hang_then_answer(*_a: object, **_k: object) -> Result:
+        calls.append("run")
+        if calls.count("run") == 1:
+            raise LabError("lab failed: no answer from the guest within the time limit (x)")
+        return Result("ok\n", "", 0, 0.1)
+
+    monkeypatch.setattr(lab, "_run", hang_then_answer)
+    assert lab.run("true", retry_on_hang=True).stdout == "ok\n"
+    assert calls == ["run", "close", "start", "run"]
+    # without the flag (commands that build on earlier ones in the same boot) a hang is final
+    calls.clear()
+    with pytest.raises(LabError):
+        lab.run("true")
+    # a command that merely timed out inside a live guest is not a hang
+    def timed_out(*_a: object, **_k: object) -> Result:
+        raise LabTimeout("command timed out", Result("", "", 124, 60.0))
+
+    monkeypatch.setattr(lab, "_run", timed_out)
+    with pytest.raises(LabTimeout):
+        lab.run("sleep 99", retry_on_hang=True)
