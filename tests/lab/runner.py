@@ -94,6 +94,18 @@ class LabTimeout(LabError):
         self.result = result
 
 
+def guest_died(e: BaseException) -> bool:
+    """The guest or QEMU itself failed (not the command): worth one fresh boot.
+
+    Both are emulator faults seen here under TCG: a vCPU whose timer stops firing for good
+    (repeated RCU stalls), and QEMU 10 aborting in iotlb_to_section() during nested vfio.
+    """
+    text = str(e)
+    return isinstance(e, LabError) and not isinstance(e, LabTimeout) and any(
+        w in text for w in ("no answer from the guest", "vCPU stalled", "QEMU exited")
+    )
+
+
 @dataclass(frozen=True)
 class Result:
     stdout: str
@@ -371,16 +383,18 @@ class Lab:
         """
         try:
             return self._run(cmd, timeout, cwd=cwd, env=env, check=check)
-        except LabTimeout:
-            raise
         except LabError as e:
-            if not retry_on_hang or ("no answer" not in str(e) and "stalled" not in str(e)):
+            if not retry_on_hang or not guest_died(e):
                 raise
-            print(f"lab: guest hung ({str(e).splitlines()[0]}); rebooting once", file=sys.stderr)
-            self.close()
-            self._failed, self._buf, self._seq = False, b"", 0
-            self.start()
+            self.restart(e)
             return self._run(cmd, timeout, cwd=cwd, env=env, check=check)
+
+    def restart(self, why: BaseException) -> None:
+        """A fresh boot after the guest hung or QEMU crashed (the old boot dir is kept)."""
+        print(f"lab: {str(why).splitlines()[0]}; rebooting once", file=sys.stderr)
+        self.close()
+        self._failed, self._buf, self._seq = False, b"", 0
+        self.start()
 
     def _run(
         self,
