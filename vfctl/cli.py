@@ -382,23 +382,7 @@ def enable(
     wait: WaitOpt = 30.0,
 ) -> None:
     """Create COUNT VFs on a PF (through 0 when it already has a different count)."""
-    from vfctl import hostops
-    from vfctl.discover import resolve_pf
-
-    def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None]]:
-        p = resolve_pf(m, pf, h)
-        acts = hostops.plan_numvfs(
-            h,
-            p,
-            count,
-            force=force,
-            force_host_nic=force_host_nic,
-            timeout=timeout,
-            autoprobe=autoprobe,
-        )
-        return acts, _verify_numvfs(h, p.address, count)
-
-    run_plan(json_, check, wait, build)
+    _numvfs_cmd(pf, count, autoprobe, timeout, force, force_host_nic, check, json_, wait)
 
 
 @app.command()
@@ -411,30 +395,32 @@ def disable(
     wait: WaitOpt = 30.0,
 ) -> None:
     """Remove all VFs of a PF (refused while they are in use)."""
+    _numvfs_cmd(pf, 0, None, None, force, force_host_nic, check, json_, wait)
+
+
+def _numvfs_cmd(
+    pf: str,
+    count: int,
+    autoprobe: bool | None,
+    timeout: float | None,
+    force: bool,
+    force_host_nic: bool,
+    check: bool,
+    json_: bool,
+    wait: float,
+) -> None:
     from vfctl import hostops
     from vfctl.discover import resolve_pf
 
     def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None]]:
         p = resolve_pf(m, pf, h)
-        acts = hostops.plan_numvfs(h, p, 0, force=force, force_host_nic=force_host_nic)
-        return acts, _verify_numvfs(h, p.address, 0)
+        acts = hostops.plan_numvfs(
+            h, p, count, force=force, force_host_nic=force_host_nic, timeout=timeout,
+            autoprobe=autoprobe,
+        )  # fmt: skip
+        return acts, lambda: hostops.verify_numvfs(h, p.address, count)
 
     run_plan(json_, check, wait, build)
-
-
-def _verify_numvfs(h: Any, address: str, n: int) -> Callable[[], None]:
-    def verify() -> None:
-        from vfctl.discover import discover
-        from vfctl.errors import HostError
-
-        for p in discover(h).pfs:
-            if p.address == address and (p.num_vfs != n or len(p.vfs) != n):
-                raise HostError(
-                    f"{address}: verify failed: numvfs {p.num_vfs}, "
-                    f"{len(p.vfs)} VF links, wanted {n}"
-                )
-
-    return verify
 
 
 def _bind_cmd(
@@ -453,21 +439,7 @@ def _bind_cmd(
         idx = sorted({i for sel in vfs for i in parse_vf_selector(sel, p)})
         chosen = [v for v in p.vfs if v.index in idx]
         acts = hostops.plan_bind(h, m, p, chosen, driver, force=force)
-
-        def verify() -> None:
-            from vfctl.discover import discover
-            from vfctl.errors import HostError
-
-            now = {v.address: v for q in discover(h).pfs for v in q.vfs}
-            for v in chosen:
-                got = now.get(v.address)
-                if driver is not None and (got is None or got.driver != driver):
-                    raise HostError(
-                        f"{v.address}: verify failed: driver "
-                        f"{got.driver if got else 'gone'}, wanted {driver}"
-                    )
-
-        return acts, verify
+        return acts, lambda: hostops.verify_driver(h, [v.address for v in chosen], driver)
 
     run_plan(json_, check, wait, build, with_devices=True)
 

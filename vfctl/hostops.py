@@ -303,6 +303,35 @@ def check_group_viable(model: HostModel, vf: VF, selected: set[str]) -> None:
         )
 
 
+# ---------------------------------------------------------------- verification (re-discovery)
+
+
+def verify_numvfs(host: Host, address: str, n: int) -> None:
+    """After the run: the kernel reports n VFs and n virtfn links for the PF."""
+    from vfctl.discover import discover
+
+    for p in discover(host).pfs:
+        if p.address == address and (p.num_vfs != n or len(p.vfs) != n):
+            raise HostError(
+                f"{address}: verify failed: numvfs {p.num_vfs}, {len(p.vfs)} VF links, wanted {n}"
+            )
+
+
+def verify_driver(host: Host, addresses: Sequence[str], driver: str | None) -> None:
+    """After the run: each VF is on ``driver`` (None: whatever its default driver is)."""
+    if driver is None:
+        return
+    from vfctl.discover import discover
+
+    now = {v.address: v for q in discover(host).pfs for v in q.vfs}
+    for a in addresses:
+        got = now.get(a)
+        if got is None or got.driver != driver:
+            raise HostError(
+                f"{a}: verify failed: driver {got.driver if got else 'gone'}, wanted {driver}"
+            )
+
+
 # ---------------------------------------------------------------- ops (the only writers)
 
 
@@ -319,11 +348,7 @@ def _wait(pred: Any, timeout: float, what: str, ctx: Context) -> None:
             raise HostError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)
-        if ctx.host.simulated:
-            # the real kernel runs deferred probes meanwhile; the simulator runs them when called
-            from vfctl.host import sim
-
-            sim.settle(ctx.host.root)
+        ctx.host.settle()
 
 
 @op("sriov.numvfs")

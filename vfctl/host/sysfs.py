@@ -132,6 +132,13 @@ class Host:
         """Absolute path of a PCI device's config file, for the C parser."""
         return str(self.path(f"{PCI_DEVICES}/{check_name(address, 'PCI address')}/config"))
 
+    def settle(self) -> None:
+        """Let pending driver probes run: the kernel does that by itself, the simulator when called."""
+        if self.simulated:
+            from vfctl.host import sim
+
+            sim.settle(self.root)
+
     def modprobe(self, module: str) -> None:
         """Load a kernel module (simulated hosts load it in the simulator)."""
         check_name(module, "module")
