@@ -11,6 +11,7 @@ from typing import Any
 
 from simcli import SimHost, pf_by_driver
 
+import vfctl.hostops  # noqa: F401  (registers the host ops this test replays)
 from vfctl import plan
 from vfctl.host.sysfs import Host
 
@@ -176,19 +177,16 @@ def test_killed_run_blocks_next_and_recover_rolls_back(host: SimHost) -> None:
     pf = pf_by_driver(host, "igb")
     h = Host(host.root)
 
-    @plan.op("test.kill")
-    def _kill(ctx: plan.Context, p: Any) -> None:
-        raise SystemExit("killed")  # stands for SIGKILL: nothing after this runs
-
+    # a journal as a run killed during its second action leaves it: action 0 done, 1 started
     acts = [plan.Action("sriov.numvfs", f"{pf['address']} sriov_numvfs", "0 -> 3",
                         {"pf": pf["address"], "num": 3, "probe": True},
                         plan.Action("sriov.numvfs", f"{pf['address']} sriov_numvfs", "3 -> 0",
                                     {"pf": pf["address"], "num": 0})),
-            plan.Action("test.kill", "x", "die", {})]
+            plan.Action("sysfs.write", "x", "killed here", {})]
     journal = plan.Journal(h)
     record = {"pid": 999999, "started": 0, "actions": [a.to_record() for a in acts], "done": 1,
               "current": 1}
-    plan.OPS["sriov.numvfs"](plan.Context(h), acts[0].params)
+    plan.OPS["sriov.numvfs"](plan.Context(h), acts[0].params)  # registered by importing hostops
     journal.save(record)
     r = host("enable", pf["netdev"], "2")
     assert r.code == 4 and "vfctl recover" in r.err
