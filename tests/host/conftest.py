@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,8 @@ from simcli import SimHost
 
 from vfctl.host import sim
 
+Prepare = Callable[[SimHost], None]
+NewHost = Callable[..., SimHost]
 _TEMPLATES: dict[str, Path] = {}
 
 
@@ -20,18 +23,28 @@ def _templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def make_host(tmp_path: Path, _templates: Path) -> Callable[[str], SimHost]:
-    n = iter(range(100))
+def new_host(tmp_path: Path, _templates: Path) -> NewHost:
+    """new_host(key, preset, prepare): a copy of a host built once per key for the session
+    (`sim init` plus its preparation is slow on disk; a copy is not)."""
+    n = itertools.count()
 
-    def make(preset: str = "default") -> SimHost:
-        if preset not in _TEMPLATES:
-            sim.init(_templates / preset, preset)
-            _TEMPLATES[preset] = _templates / preset
-        root = tmp_path / f"host{next(n)}"
-        shutil.copytree(_TEMPLATES[preset], root, symlinks=True)
+    def make(key: str, preset: str = "default", prepare: Prepare | None = None) -> SimHost:
+        if key not in _TEMPLATES:
+            root = _templates / key
+            sim.init(root, preset)
+            if prepare is not None:
+                prepare(SimHost(root))
+            _TEMPLATES[key] = root
+        root = tmp_path / f"{key}-{next(n)}"
+        shutil.copytree(_TEMPLATES[key], root, symlinks=True)
         return SimHost(root)
 
     return make
+
+
+@pytest.fixture
+def make_host(new_host: NewHost) -> Callable[[str], SimHost]:
+    return lambda preset="default": new_host(f"preset-{preset}", preset)
 
 
 @pytest.fixture

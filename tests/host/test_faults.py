@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,39 +78,22 @@ def _errno_points() -> list[Any]:
 # ---------------------------------------------------------------- hosts and state
 
 
-@pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """One prepared host per scenario, built once and copied for every point."""
-    base = tmp_path_factory.mktemp("fault-templates")
-    made: dict[str, Path] = {}
+def _prepare(name: str) -> Callable[[SimHost], None]:
+    def prepare(h: SimHost) -> None:
+        sc = SCENARIOS[name]
+        if sc.vfio_loaded:
+            sim.modprobe(h.root, "vfio-pci")
+        for args in sc.setup:
+            r = h(*args)
+            assert r.code == 0, (args, r.err)
 
-    def get(name: str) -> Path:
-        if name not in made:
-            root = base / name
-            sim.init(root, "minimal")
-            h = SimHost(root)
-            sc = SCENARIOS[name]
-            if sc.vfio_loaded:
-                sim.modprobe(root, "vfio-pci")
-            for args in sc.setup:
-                r = h(*args)
-                assert r.code == 0, (args, r.err)
-            made[name] = root
-        return made[name]
-
-    return get
+    return prepare
 
 
 @pytest.fixture
-def fresh(templates: Callable[[str], Path], tmp_path: Path) -> Callable[[str], SimHost]:
-    n = iter(range(10))
-
-    def make(name: str) -> SimHost:
-        root = tmp_path / f"{name}-{next(n)}"
-        shutil.copytree(templates(name), root, symlinks=True)
-        return SimHost(root)
-
-    return make
+def fresh(new_host: Callable[..., SimHost]) -> Callable[[str], SimHost]:
+    """One prepared host per scenario, built once and copied for every point."""
+    return lambda name: new_host(f"faults-{name}", "minimal", _prepare(name))
 
 
 def _ls(p: Path) -> list[str]:

@@ -3,9 +3,7 @@ drivers that refuse or silently ignore a setting (with the earlier settings roll
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,33 +26,16 @@ TEMPLATES: dict[str, tuple[str, Callable[[SimHost], None]]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    base = tmp_path_factory.mktemp("set-templates")
-    made: dict[str, Path] = {}
+@pytest.fixture
+def fresh(new_host: Callable[..., SimHost]) -> Callable[[str], SimHost]:
+    def make(name: str = "igb") -> SimHost:
+        preset, prep = TEMPLATES[name]
 
-    def get(name: str) -> Path:
-        if name not in made:
-            preset, prep = TEMPLATES[name]
-            root = base / name
-            sim.init(root, preset)
-            h = SimHost(root)
+        def prepare(h: SimHost) -> None:
             prep(h)
             assert h("enable", PF, "2").code == 0
-            made[name] = root
-        return made[name]
 
-    return get
-
-
-@pytest.fixture
-def fresh(templates: Callable[[str], Path], tmp_path: Path) -> Callable[[str], SimHost]:
-    n = iter(range(10))
-
-    def make(name: str = "igb") -> SimHost:
-        root = tmp_path / f"{name}-{next(n)}"
-        shutil.copytree(templates(name), root, symlinks=True)
-        return SimHost(root)
+        return new_host(f"set-{name}", preset, prepare)
 
     return make
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+from needs import required
 
 from .runner import Lab, LabConfig, LabNotPrepared, find_artifacts
 
@@ -14,8 +14,8 @@ _BOOTS: list[str] = []
 
 
 def lab_required() -> bool:
-    """In CI (or when asked) a missing lab is a failure, not a skip."""
-    return os.environ.get("VFCTL_LAB") == "required" or os.environ.get("CI") == "true"
+    """In CI (or with VFCTL_LAB=required) a missing lab is a failure, not a skip."""
+    return required("VFCTL_LAB")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

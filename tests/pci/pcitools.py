@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import struct
 import subprocess
 from pathlib import Path
 
+from needs import required  # noqa: F401  (re-exported to the pci tests)
+
 from vfctl.pci import configspace
 
 DATA = Path(__file__).parent / "data"
 CORPUS = sorted(p.name for p in DATA.glob("*.hex"))
-
-
-def required(var: str) -> bool:
-    """A missing real thing fails instead of skipping in CI or when asked for explicitly."""
-    return os.environ.get("CI") == "true" or os.environ.get(var) == "required"
 
 
 def corpus_bytes(name: str) -> bytes:

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
+from needs import missing
 from profhelp import PROFILES, VFCTL, vfctl
 
 from vfctl import persist
@@ -19,9 +19,7 @@ Sim = Callable[[str], Path]
 def analyze() -> str:
     exe = shutil.which("systemd-analyze")
     if exe is None:
-        if os.environ.get("CI") == "true" or os.environ.get("VFCTL_SYSTEMD") == "required":
-            pytest.fail("systemd-analyze is missing (apt: systemd, see deps/apt-profiles.txt)")
-        pytest.skip("systemd-analyze not installed")
+        missing("systemd-analyze is missing (apt: systemd, deps/apt-profiles.txt)", "VFCTL_SYSTEMD")
     return exe
 
 

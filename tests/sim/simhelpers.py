@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import errno
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from needs import required
 
 
 def rd(root: Path, rel: str) -> str:
@@ -29,10 +29,6 @@ def errno_of(fn: Callable[[], object]) -> int:
 def log_lines(root: Path) -> list[list[str]]:
     text = (root / ".vfctl-sim/writes.log").read_text()
     return [line.split("\t") for line in text.splitlines()]
-
-
-def required(var: str) -> bool:
-    return os.environ.get("CI") == "true" or os.environ.get(var) == "required"
 
 
 __all__ = ["dev", "errno", "errno_of", "log_lines", "rd", "required"]
