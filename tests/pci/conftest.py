@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pcitools import lspci_path, required
+from needs import required
+from pcitools import lspci_path
 
 from vfctl.pci import configspace
 

@@ -8,8 +8,6 @@ import struct
 import subprocess
 from pathlib import Path
 
-from needs import required  # noqa: F401  (re-exported to the pci tests)
-
 from vfctl.pci import configspace
 
 DATA = Path(__file__).parent / "data"

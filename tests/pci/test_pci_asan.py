@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pcitools import required
+from needs import required
 
 ROOT = Path(__file__).resolve().parents[2]
 
