@@ -5,7 +5,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, Optional
 
 import typer
 
@@ -39,10 +39,21 @@ class State:
 
 S = State()
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-CheckOpt = Annotated[bool, typer.Option("--check", help="Show the plan; change nothing.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Override in-use refusals.")]
-WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for the host lock.")]
+
+def JsonOpt(default: Any = ...) -> Any:
+    return typer.Option(default, "--json", help="Print one JSON document on stdout.")
+
+
+def CheckOpt(default: Any = ...) -> Any:
+    return typer.Option(default, "--check", help="Show the plan; change nothing.")
+
+
+def ForceOpt(default: Any = ...) -> Any:
+    return typer.Option(default, "--force", help="Override in-use refusals.")
+
+
+def WaitOpt(default: Any = ...) -> Any:
+    return typer.Option(default, "--wait", help="Seconds to wait for the host lock.")
 
 
 def _version(value: bool) -> None:
@@ -53,26 +64,18 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global(
-    root: Annotated[
-        str,
-        typer.Option(
-            "--root", envvar="VFCTL_ROOT", help="Host root (a real / or a simulated host dir)."
-        ),
-    ] = "/",
-    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True)] = 0,
-    backend: Annotated[
-        str,
-        typer.Option("--backend", envvar="VFCTL_BACKEND", help="auto, none, libvirt or proxmox."),
-    ] = "auto",
-    libvirt_uri: Annotated[
-        str | None, typer.Option("--libvirt-uri", envvar="VFCTL_LIBVIRT_URI")
-    ] = None,
-    pve_node: Annotated[str | None, typer.Option("--pve-node", envvar="VFCTL_PVE_NODE")] = None,
-    pve_ca: Annotated[str | None, typer.Option("--pve-ca", help="CA file for the PVE API.")] = None,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="Skip PVE TLS verification.")
-    ] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+    root: str = typer.Option(
+        "/", "--root", envvar="VFCTL_ROOT", help="Host root (a real / or a simulated host dir)."
+    ),
+    verbose: int = typer.Option(0, "-v", "--verbose", count=True),
+    backend: str = typer.Option(
+        "auto", "--backend", envvar="VFCTL_BACKEND", help="auto, none, libvirt or proxmox."
+    ),
+    libvirt_uri: Optional[str] = typer.Option(None, "--libvirt-uri", envvar="VFCTL_LIBVIRT_URI"),
+    pve_node: Optional[str] = typer.Option(None, "--pve-node", envvar="VFCTL_PVE_NODE"),
+    pve_ca: Optional[str] = typer.Option(None, "--pve-ca", help="CA file for the PVE API."),
+    insecure: bool = typer.Option(False, "--insecure", help="Skip PVE TLS verification."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
 ) -> None:
     S.root, S.verbose, S.backend = root, verbose, backend
     S.libvirt_uri, S.pve_node, S.pve_ca, S.insecure = libvirt_uri, pve_node, pve_ca, insecure
@@ -277,8 +280,8 @@ def _factory(name: str, params: Any) -> Any:
 
 @app.command("list")
 def list_cmd(
-    json_: JsonOpt = False,
-    all_: Annotated[bool, typer.Option("--all", "-a", help="Include the VFs.")] = False,
+    json_: bool = JsonOpt(False),
+    all_: bool = typer.Option(False, "--all", "-a", help="Include the VFs."),
 ) -> None:
     """List SR-IOV physical functions."""
 
@@ -303,7 +306,7 @@ def list_cmd(
 
 @app.command()
 def show(
-    pf: Annotated[str, typer.Argument(help="PF netdev or PCI address.")], json_: JsonOpt = False
+    pf: str = typer.Argument(..., help="PF netdev or PCI address."), json_: bool = JsonOpt(False)
 ) -> None:
     """Show one PF and its VFs."""
 
@@ -332,8 +335,8 @@ def show(
 
 @app.command()
 def decode(
-    file: Annotated[str, typer.Argument(help="Raw config space or lspci -x/-xxx/-xxxx dump.")],
-    json_: JsonOpt = False,
+    file: str = typer.Argument(..., help="Raw config space or lspci -x/-xxx/-xxxx dump."),
+    json_: bool = JsonOpt(False),
 ) -> None:
     """Decode a config-space file: capabilities, SR-IOV, ARI, ACS, PCIe link."""
 
@@ -366,20 +369,17 @@ def decode(
 
 @app.command()
 def enable(
-    pf: Annotated[str, typer.Argument(help="PF netdev or PCI address.")],
-    count: Annotated[int, typer.Argument(help="Number of VFs.")],
-    autoprobe: Annotated[
-        bool | None,
-        typer.Option("--autoprobe/--no-autoprobe", help="Set sriov_drivers_autoprobe first."),
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Seconds to wait for VFs.")
-    ] = None,
-    force: ForceOpt = False,
-    force_host_nic: Annotated[bool, typer.Option("--force-host-nic")] = False,
-    check: CheckOpt = False,
-    json_: JsonOpt = False,
-    wait: WaitOpt = 30.0,
+    pf: str = typer.Argument(..., help="PF netdev or PCI address."),
+    count: int = typer.Argument(..., help="Number of VFs."),
+    autoprobe: Optional[bool] = typer.Option(
+        None, "--autoprobe/--no-autoprobe", help="Set sriov_drivers_autoprobe first."
+    ),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to wait for VFs."),
+    force: bool = ForceOpt(False),
+    force_host_nic: bool = typer.Option(False, "--force-host-nic"),
+    check: bool = CheckOpt(False),
+    json_: bool = JsonOpt(False),
+    wait: float = WaitOpt(30.0),
 ) -> None:
     """Create COUNT VFs on a PF (through 0 when it already has a different count)."""
     _numvfs_cmd(pf, count, autoprobe, timeout, force, force_host_nic, check, json_, wait)
@@ -387,12 +387,12 @@ def enable(
 
 @app.command()
 def disable(
-    pf: Annotated[str, typer.Argument(help="PF netdev or PCI address.")],
-    force: ForceOpt = False,
-    force_host_nic: Annotated[bool, typer.Option("--force-host-nic")] = False,
-    check: CheckOpt = False,
-    json_: JsonOpt = False,
-    wait: WaitOpt = 30.0,
+    pf: str = typer.Argument(..., help="PF netdev or PCI address."),
+    force: bool = ForceOpt(False),
+    force_host_nic: bool = typer.Option(False, "--force-host-nic"),
+    check: bool = CheckOpt(False),
+    json_: bool = JsonOpt(False),
+    wait: float = WaitOpt(30.0),
 ) -> None:
     """Remove all VFs of a PF (refused while they are in use)."""
     _numvfs_cmd(pf, 0, None, None, force, force_host_nic, check, json_, wait)
@@ -446,13 +446,13 @@ def _bind_cmd(
 
 @app.command()
 def bind(
-    pf: Annotated[str, typer.Argument(help="PF netdev or PCI address.")],
-    vfs: Annotated[list[str], typer.Argument(help="VFs: vf3, 3, vf0-3,7, all, or addresses.")],
-    driver: Annotated[str, typer.Option("--driver", help="Driver to bind.")] = "vfio-pci",
-    force: ForceOpt = False,
-    check: CheckOpt = False,
-    json_: JsonOpt = False,
-    wait: WaitOpt = 30.0,
+    pf: str = typer.Argument(..., help="PF netdev or PCI address."),
+    vfs: list[str] = typer.Argument(..., help="VFs: vf3, 3, vf0-3,7, all, or addresses."),
+    driver: str = typer.Option("vfio-pci", "--driver", help="Driver to bind."),
+    force: bool = ForceOpt(False),
+    check: bool = CheckOpt(False),
+    json_: bool = JsonOpt(False),
+    wait: float = WaitOpt(30.0),
 ) -> None:
     """Bind VFs to a driver (vfio-pci by default) via driver_override."""
     guarded(json_, True, lambda: _bind_cmd(pf, vfs, driver, force, check, json_, wait))
@@ -460,12 +460,12 @@ def bind(
 
 @app.command()
 def unbind(
-    pf: Annotated[str, typer.Argument(help="PF netdev or PCI address.")],
-    vfs: Annotated[list[str], typer.Argument(help="VFs: vf3, 3, vf0-3,7, all, or addresses.")],
-    force: ForceOpt = False,
-    check: CheckOpt = False,
-    json_: JsonOpt = False,
-    wait: WaitOpt = 30.0,
+    pf: str = typer.Argument(..., help="PF netdev or PCI address."),
+    vfs: list[str] = typer.Argument(..., help="VFs: vf3, 3, vf0-3,7, all, or addresses."),
+    force: bool = ForceOpt(False),
+    check: bool = CheckOpt(False),
+    json_: bool = JsonOpt(False),
+    wait: float = WaitOpt(30.0),
 ) -> None:
     """Return VFs to their default driver (clear driver_override, reprobe)."""
     guarded(json_, True, lambda: _bind_cmd(pf, vfs, None, force, check, json_, wait))
@@ -483,27 +483,21 @@ def _onoff(v: str | None, what: str) -> bool | None:
 
 @app.command("set")
 def set_cmd(
-    pf: Annotated[str, typer.Argument(help="PF netdev or PCI address.")],
-    vf: Annotated[str, typer.Argument(help="VF: vf3, 3, or its PCI address.")],
-    mac: Annotated[
-        str | None, typer.Option("--mac", help="MAC, or 'auto' (stable, derived).")
-    ] = None,
-    vlan: Annotated[int | None, typer.Option("--vlan", help="VLAN id 0-4094 (0: none).")] = None,
-    qos: Annotated[int | None, typer.Option("--qos", help="802.1p priority 0-7.")] = None,
-    vlan_proto: Annotated[
-        str | None, typer.Option("--vlan-proto", help="802.1q or 802.1ad.")
-    ] = None,
-    trust: Annotated[str | None, typer.Option("--trust", help="on or off.")] = None,
-    spoofchk: Annotated[str | None, typer.Option("--spoofchk", help="on or off.")] = None,
-    link_state: Annotated[
-        str | None, typer.Option("--link-state", help="auto|enable|disable.")
-    ] = None,
-    min_tx_rate: Annotated[int | None, typer.Option("--min-tx-rate", help="Mbps.")] = None,
-    max_tx_rate: Annotated[int | None, typer.Option("--max-tx-rate", help="Mbps.")] = None,
-    query_rss: Annotated[str | None, typer.Option("--query-rss", help="on or off.")] = None,
-    check: CheckOpt = False,
-    json_: JsonOpt = False,
-    wait: WaitOpt = 30.0,
+    pf: str = typer.Argument(..., help="PF netdev or PCI address."),
+    vf: str = typer.Argument(..., help="VF: vf3, 3, or its PCI address."),
+    mac: Optional[str] = typer.Option(None, "--mac", help="MAC, or 'auto' (stable, derived)."),
+    vlan: Optional[int] = typer.Option(None, "--vlan", help="VLAN id 0-4094 (0: none)."),
+    qos: Optional[int] = typer.Option(None, "--qos", help="802.1p priority 0-7."),
+    vlan_proto: Optional[str] = typer.Option(None, "--vlan-proto", help="802.1q or 802.1ad."),
+    trust: Optional[str] = typer.Option(None, "--trust", help="on or off."),
+    spoofchk: Optional[str] = typer.Option(None, "--spoofchk", help="on or off."),
+    link_state: Optional[str] = typer.Option(None, "--link-state", help="auto|enable|disable."),
+    min_tx_rate: Optional[int] = typer.Option(None, "--min-tx-rate", help="Mbps."),
+    max_tx_rate: Optional[int] = typer.Option(None, "--max-tx-rate", help="Mbps."),
+    query_rss: Optional[str] = typer.Option(None, "--query-rss", help="on or off."),
+    check: bool = CheckOpt(False),
+    json_: bool = JsonOpt(False),
+    wait: float = WaitOpt(30.0),
 ) -> None:
     """Set a VF's MAC, VLAN, trust, spoof-check, link state or rates (netlink, via the PF)."""
     from vfctl import vfsettings
@@ -591,38 +585,39 @@ def _backend_extra(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-VmArg = Annotated[str, typer.Argument(help="VM: libvirt name/UUID, or Proxmox 101/vm101/name.")]
-PfArg = Annotated[str, typer.Argument(help="PF netdev or PCI address.")]
-VfArg = Annotated[str, typer.Argument(help="VF: vf3, 3, or its PCI address.")]
+def VmArg(default: Any = ...) -> Any:
+    return typer.Argument(default, help="VM: libvirt name/UUID, or Proxmox 101/vm101/name.")
+
+
+def PfArg(default: Any = ...) -> Any:
+    return typer.Argument(default, help="PF netdev or PCI address.")
+
+
+def VfArg(default: Any = ...) -> Any:
+    return typer.Argument(default, help="VF: vf3, 3, or its PCI address.")
 
 
 @app.command()
 def attach(
-    vm: VmArg,
-    pf: PfArg,
-    vf: VfArg,
-    mode: Annotated[str, typer.Option("--mode", help="libvirt: hostdev or interface.")] = "hostdev",
-    live: Annotated[bool, typer.Option("--live", help="libvirt: the running domain only.")] = False,
-    config: Annotated[
-        bool, typer.Option("--config", help="libvirt: persistent config only.")
-    ] = False,
-    mac: Annotated[str | None, typer.Option("--mac", help="libvirt interface mode: MAC.")] = None,
-    vlan: Annotated[
-        int | None, typer.Option("--vlan", help="libvirt interface mode: VLAN.")
-    ] = None,
-    managed: Annotated[
-        str | None, typer.Option("--managed", help="libvirt: yes or no (default: decided).")
-    ] = None,
-    pcie: Annotated[bool | None, typer.Option("--pcie/--no-pcie", help="Proxmox: pcie=1.")] = None,
-    rombar: Annotated[str | None, typer.Option("--rombar", help="Proxmox: on or off.")] = None,
-    mapping: Annotated[str | None, typer.Option("--mapping", help="Proxmox: mapping id.")] = None,
-    driver_keep: Annotated[
-        bool, typer.Option("--driver-keep", help="Proxmox: driver=keep.")
-    ] = False,
-    force: ForceOpt = False,
-    check: CheckOpt = False,
-    json_: JsonOpt = False,
-    wait: WaitOpt = 30.0,
+    vm: str = VmArg(),
+    pf: str = PfArg(),
+    vf: str = VfArg(),
+    mode: str = typer.Option("hostdev", "--mode", help="libvirt: hostdev or interface."),
+    live: bool = typer.Option(False, "--live", help="libvirt: the running domain only."),
+    config: bool = typer.Option(False, "--config", help="libvirt: persistent config only."),
+    mac: Optional[str] = typer.Option(None, "--mac", help="libvirt interface mode: MAC."),
+    vlan: Optional[int] = typer.Option(None, "--vlan", help="libvirt interface mode: VLAN."),
+    managed: Optional[str] = typer.Option(
+        None, "--managed", help="libvirt: yes or no (default: decided)."
+    ),
+    pcie: Optional[bool] = typer.Option(None, "--pcie/--no-pcie", help="Proxmox: pcie=1."),
+    rombar: Optional[str] = typer.Option(None, "--rombar", help="Proxmox: on or off."),
+    mapping: Optional[str] = typer.Option(None, "--mapping", help="Proxmox: mapping id."),
+    driver_keep: bool = typer.Option(False, "--driver-keep", help="Proxmox: driver=keep."),
+    force: bool = ForceOpt(False),
+    check: bool = CheckOpt(False),
+    json_: bool = JsonOpt(False),
+    wait: float = WaitOpt(30.0),
 ) -> None:
     """Attach a VF to a VM (libvirt <hostdev>/<interface>, or Proxmox hostpciN)."""
 
@@ -657,16 +652,14 @@ def attach(
 
 @app.command()
 def detach(
-    vm: VmArg,
-    pf: PfArg,
-    vf: VfArg,
-    live: Annotated[bool, typer.Option("--live", help="libvirt: the running domain only.")] = False,
-    config: Annotated[
-        bool, typer.Option("--config", help="libvirt: persistent config only.")
-    ] = False,
-    check: CheckOpt = False,
-    json_: JsonOpt = False,
-    wait: WaitOpt = 30.0,
+    vm: str = VmArg(),
+    pf: str = PfArg(),
+    vf: str = VfArg(),
+    live: bool = typer.Option(False, "--live", help="libvirt: the running domain only."),
+    config: bool = typer.Option(False, "--config", help="libvirt: persistent config only."),
+    check: bool = CheckOpt(False),
+    json_: bool = JsonOpt(False),
+    wait: float = WaitOpt(30.0),
 ) -> None:
     """Detach a VF from a VM (the exact element that holds it)."""
     opts = {"live": live or None, "config": config or None, "pve_node": S.pve_node}
@@ -674,7 +667,7 @@ def detach(
 
 
 @app.command()
-def recover(json_: JsonOpt = False, wait: WaitOpt = 30.0) -> None:
+def recover(json_: bool = JsonOpt(False), wait: float = WaitOpt(30.0)) -> None:
     """Roll back what an interrupted run did, from its journal."""
     from vfctl import plan, render
     from vfctl.host.lock import host_lock
@@ -698,8 +691,8 @@ def recover(json_: JsonOpt = False, wait: WaitOpt = 30.0) -> None:
 
 @app.command()
 def doctor(
-    pf: Annotated[str | None, typer.Argument(help="Check only this PF.")] = None,
-    json_: JsonOpt = False,
+    pf: Optional[str] = typer.Argument(None, help="Check only this PF."),
+    json_: bool = JsonOpt(False),
 ) -> None:
     """Check that this host can pass VFs to VMs: IOMMU, vfio, drivers, ARI/ACS, groups."""
 
@@ -742,9 +735,9 @@ def doctor(
 
 @sim_app.command("init")
 def sim_init(
-    dir: Annotated[Path, typer.Argument(help="Directory to create the host in.")],
-    preset: Annotated[str, typer.Option("--preset", help="Host shape.")] = "default",
-    force: ForceOpt = False,
+    dir: Path = typer.Argument(..., help="Directory to create the host in."),
+    preset: str = typer.Option("default", "--preset", help="Host shape."),
+    force: bool = ForceOpt(False),
 ) -> None:
     """Write a simulated host (real sysfs layout) that follows the kernel's SR-IOV rules."""
 
@@ -771,7 +764,7 @@ def sim_init(
 
 @sim_app.command("snapshot")
 def sim_snapshot(
-    dir: Annotated[Path, typer.Argument(help="Directory to write the snapshot to.")],
+    dir: Path = typer.Argument(..., help="Directory to write the snapshot to."),
 ) -> None:
     """Record this host's (or --root's) PCI/SR-IOV state as a simulated host."""
 

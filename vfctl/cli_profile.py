@@ -7,7 +7,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, Optional
 
 import typer
 
@@ -30,10 +30,13 @@ from vfctl.model import HostModel
 persist_app = typer.Typer(no_args_is_help=True, help="Re-apply a profile at every boot.")
 app.add_typer(persist_app, name="persist")
 
-ProfileArg = Annotated[str, typer.Argument(help="Profile YAML file, or - for standard input.")]
-NoAttachOpt = Annotated[
-    bool, typer.Option("--no-attach", help="Host part only: skip the attach phase.")
-]
+
+def ProfileArg(default: Any = ...) -> Any:
+    return typer.Argument(default, help="Profile YAML file, or - for standard input.")
+
+
+def NoAttachOpt(default: Any = ...) -> Any:
+    return typer.Option(default, "--no-attach", help="Host part only: skip the attach phase.")
 
 
 def _load(path: str) -> Any:
@@ -124,7 +127,10 @@ def _converge(
 
 @app.command("plan")
 def plan_cmd(
-    path: ProfileArg, json_: JsonOpt = False, no_attach: NoAttachOpt = False, wait: WaitOpt = 30.0
+    path: str = ProfileArg(),
+    json_: bool = JsonOpt(False),
+    no_attach: bool = NoAttachOpt(False),
+    wait: float = WaitOpt(30.0),
 ) -> None:
     """Show the ordered actions a profile needs (autoprobe, numvfs, settings, bind, attach)."""
     guarded(json_, True, lambda: _converge(path, True, False, json_, wait, not no_attach, False))
@@ -132,12 +138,12 @@ def plan_cmd(
 
 @app.command("apply")
 def apply_cmd(
-    path: ProfileArg,
-    check: CheckOpt = False,
-    diff: Annotated[bool, typer.Option("--diff", help="Show host vs profile.")] = False,
-    json_: JsonOpt = False,
-    no_attach: NoAttachOpt = False,
-    wait: WaitOpt = 30.0,
+    path: str = ProfileArg(),
+    check: bool = CheckOpt(False),
+    diff: bool = typer.Option(False, "--diff", help="Show host vs profile."),
+    json_: bool = JsonOpt(False),
+    no_attach: bool = NoAttachOpt(False),
+    wait: float = WaitOpt(30.0),
 ) -> None:
     """Bring the host to a profile: journaled, rolled back on failure, verified after."""
     guarded(json_, True, lambda: _converge(path, check, diff, json_, wait, not no_attach, True))
@@ -145,9 +151,9 @@ def apply_cmd(
 
 @app.command("export")
 def export_cmd(
-    pfs: Annotated[list[str] | None, typer.Argument(help="PFs to export (default: all).")] = None,
-    json_: JsonOpt = False,
-    output: Annotated[str | None, typer.Option("-o", "--output", help="Write to FILE.")] = None,
+    pfs: Optional[list[str]] = typer.Argument(None, help="PFs to export (default: all)."),
+    json_: bool = JsonOpt(False),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write to FILE."),
 ) -> None:
     """Print the host's current SR-IOV state as a profile (`export | apply -` is a no-op)."""
 
@@ -225,10 +231,10 @@ def _persist_result(changes: list[Any], check: bool, json_: bool, extra: dict[st
 
 @persist_app.command("enable")
 def persist_enable(
-    path: ProfileArg,
-    exe: Annotated[str | None, typer.Option("--exec", help="vfctl path the unit runs.")] = None,
-    check: CheckOpt = False,
-    json_: JsonOpt = False,
+    path: str = ProfileArg(),
+    exe: Optional[str] = typer.Option(None, "--exec", help="vfctl path the unit runs."),
+    check: bool = CheckOpt(False),
+    json_: bool = JsonOpt(False),
 ) -> None:
     """Install PROFILE as /etc/vfctl/profile.yaml and a boot unit that applies it."""
 
@@ -254,7 +260,7 @@ def persist_enable(
 
 
 @persist_app.command("disable")
-def persist_disable(check: CheckOpt = False, json_: JsonOpt = False) -> None:
+def persist_disable(check: bool = CheckOpt(False), json_: bool = JsonOpt(False)) -> None:
     """Remove the boot unit and the installed profile (the host's current state stays)."""
 
     def go() -> None:
@@ -270,7 +276,7 @@ def persist_disable(check: CheckOpt = False, json_: JsonOpt = False) -> None:
 
 
 @persist_app.command("status")
-def persist_status(json_: JsonOpt = False) -> None:
+def persist_status(json_: bool = JsonOpt(False)) -> None:
     """Whether the boot unit is installed and enabled (and, on a live system, active)."""
 
     def go() -> None:
