@@ -286,20 +286,17 @@ def list_cmd(
     """List SR-IOV physical functions."""
 
     def go() -> None:
-        from vfctl import render
+        from vfctl import pciids, render
 
-        m = model(host(), lenient=True)
+        m = pciids.named(model(host(), lenient=True))
         if json_:
             pooled = pools(m)
             render.emit_json({"pfs": [pf_json(p, pooled) for p in m.pfs]})
             return
-        from vfctl import pciids
-
-        names = {p.address: pciids.name(p.vendor_id, p.device_id) for p in m.pfs}
         if not m.pfs:
             render.out.print("no SR-IOV physical functions found")
             return
-        render.out.print(render.pf_table(m, names, all_))
+        render.out.print(render.pf_table(m, all_))
 
     guarded(json_, False, go)
 
@@ -311,11 +308,11 @@ def show(
     """Show one PF and its VFs."""
 
     def go() -> None:
-        from vfctl import render
+        from vfctl import pciids, render
         from vfctl.discover import resolve_pf
 
         h = host()
-        p = resolve_pf(model(h, lenient=True), pf, h)
+        p = resolve_pf(pciids.named(model(h, lenient=True)), pf, h)
         pooled = pools(HostModel((p,)))
         if json_:
             render.emit_json(pf_json(p, pooled))

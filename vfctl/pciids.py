@@ -1,8 +1,16 @@
-"""Vendor/device names from the system's pci.ids (only for tables; JSON stays id-based)."""
+"""Vendor/device names from the system's pci.ids: the `name` that tables and JSON both show.
+
+Ids stay the contract (DESIGN §3); the name is a courtesy that is null where pci.ids is absent.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vfctl.model import HostModel
 
 PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
 
@@ -28,3 +36,12 @@ def name(vendor: str, device: str) -> str | None:
                     return line[5:].strip()
         return None
     return None
+
+
+def named(model: HostModel) -> HostModel:
+    """The model with each PF's ``name`` filled from pci.ids, so text and JSON agree."""
+    pfs = tuple(
+        p if p.name else dataclasses.replace(p, name=name(p.vendor_id, p.device_id))
+        for p in model.pfs
+    )
+    return dataclasses.replace(model, pfs=pfs)

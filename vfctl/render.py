@@ -57,7 +57,7 @@ def _s(v: object) -> str:
     return "-" if v is None or v == "" else str(v)
 
 
-def pf_table(model: HostModel, names: Mapping[str, str | None], all_vfs: bool) -> Table:
+def pf_table(model: HostModel, all_vfs: bool) -> Table:
     t = _table(title="SR-IOV physical functions")
     for col in (
         "PF",
@@ -80,7 +80,7 @@ def pf_table(model: HostModel, names: Mapping[str, str | None], all_vfs: bool) -
             _s(pf.netdev),
             _s(pf.driver),
             f"{pf.vendor_id}:{pf.device_id}",
-            _s(names.get(pf.address)),
+            _s(pf.name),
             vfs,
             _yn(pf.autoprobe),
             _s(pf.numa_node),
@@ -104,11 +104,14 @@ def pf_table(model: HostModel, names: Mapping[str, str | None], all_vfs: bool) -
 
 def vf_table(pf: PF) -> Table:
     t = _table(title=f"VFs of {pf.netdev or pf.address} ({pf.address}, {pf.driver or 'no driver'})")
-    for col in ("VF", "address", "driver", "netdev", "MAC", "VLAN", "IOMMU group", "attached to"):
+    cols = ("VF", "address", "driver", "netdev", "MAC", "VLAN", "spoof-check", "trust", "link")
+    for col in (*cols, "tx rate (Mbps)", "IOMMU group", "attached to"):
         t.add_column(col, no_wrap=True)
     for vf in pf.vfs:
         s = vf.settings
         vlan = "-" if not s.vlan else f"{s.vlan}" + (f" qos {s.qos}" if s.qos else "")
+        if s.vlan and s.vlan_proto and s.vlan_proto != "802.1Q":
+            vlan += f" {s.vlan_proto}"
         att = ", ".join(f"{a.backend}:{a.vm}" for a in vf.attached_to) or "-"
         drv = _s(vf.driver) + (
             f" (override {vf.driver_override})"
@@ -116,15 +119,34 @@ def vf_table(pf: PF) -> Table:
             else ""
         )
         t.add_row(
-            str(vf.index), vf.address, drv, _s(vf.netdev), _s(s.mac), vlan, _s(vf.iommu_group), att
+            str(vf.index),
+            vf.address,
+            drv,
+            _s(vf.netdev),
+            _s(s.mac),
+            vlan,
+            _yn(s.spoofchk),
+            _yn(s.trust),
+            _s(s.link_state),
+            _rate(s.min_tx_rate, s.max_tx_rate),
+            _s(vf.iommu_group),
+            att,
         )
     return t
+
+
+def _rate(lo: int | None, hi: int | None) -> str:
+    """TX rate limits in Mbps as `ip link` names them; 0 is no limit, None not reported."""
+    if lo is None and hi is None:
+        return "-"
+    return " ".join(f"{k} {v}" for k, v in (("min", lo), ("max", hi)) if v) or "no limit"
 
 
 def pf_summary(pf: PF) -> str:
     cap = f", capability TotalVFs {pf.cap_total_vfs}" if pf.cap_total_vfs is not None else ""
     return (
-        f"{pf.netdev or '-'} {pf.address} {pf.vendor_id}:{pf.device_id} driver {pf.driver or '-'}: "
+        f"{pf.netdev or '-'} {pf.address} {pf.vendor_id}:{pf.device_id}"
+        f"{f' ({pf.name})' if pf.name else ''} driver {pf.driver or '-'}: "
         f"{pf.num_vfs} of {pf.total_vfs} VFs{cap}; offset {_s(pf.vf_offset)} stride "
         f"{_s(pf.vf_stride)}; VF device {_s(pf.vf_device_id)}; autoprobe {_yn(pf.autoprobe)}; "
         f"IOMMU group {_s(pf.iommu_group)}; ARI {_yn(pf.ari)}"

@@ -150,6 +150,12 @@ def _fmt(v: Mapping[str, Any]) -> str:
     )
 
 
+def _change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """``old -> new``; ``ensure new`` when the old value is only the driver's usual default
+    (a VF not created yet, or a driver that does not report it): not a change to show."""
+    return f"ensure {_fmt(new)}" if _fmt(old) == _fmt(new) else f"{_fmt(old)} -> {_fmt(new)}"
+
+
 def plan_set(host: Host, pf: PF, vf: VF, d: Desired) -> list[Action]:
     """Actions that bring one VF's settings to ``d``; empty when they already hold."""
     if not pf.netdev:
@@ -163,12 +169,12 @@ def plan_set(host: Host, pf: PF, vf: VF, d: Desired) -> list[Action]:
             Action(
                 "netlink.vf",
                 target,
-                f"{_fmt(old)} -> {_fmt(new)}",
+                _change(old, new),
                 {**base, "settings": new},
                 Action(
                     "netlink.vf",
                     target,
-                    f"{_fmt(new)} -> {_fmt(old)}",
+                    _change(new, old),
                     {**base, "settings": old, "undo": True},
                 ),
             )
