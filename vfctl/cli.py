@@ -56,6 +56,15 @@ def WaitOpt(default: Any = ...) -> Any:
     return typer.Option(default, "--wait", help="Seconds to wait for the host lock.")
 
 
+def ConfirmOpt() -> Any:
+    return typer.Option(
+        None,
+        "--confirm",
+        metavar="SECONDS",
+        help="Revert automatically unless `vfctl confirm` runs within SECONDS.",
+    )
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"vfctl {__version__}")
@@ -232,12 +241,24 @@ def run_plan(
     build: Callable[[Any, HostModel], tuple[list[Any], Callable[[], None] | None]],
     with_devices: bool = False,
     extra_fn: Callable[[], dict[str, Any]] | None = None,
+    *,
+    confirm: float | None = None,
+    detailed_exitcode: bool = False,
+    record: dict[str, Any] | None = None,
 ) -> None:
-    """Lock, refuse over a stale journal, discover, plan, execute, verify, render."""
-    from vfctl import plan, render
+    """Lock, refuse over a stale journal, discover, plan, execute, verify, record, render.
+
+    ``confirm``: arm an automatic revert unless `vfctl confirm` runs within that many seconds;
+    ``detailed_exitcode``: with --check, exit 2 when changes are pending; ``record``: extra
+    fields for the history record (profile, undone run).
+    """
+    from vfctl import confirm as confirm_mod
+    from vfctl import history, plan, render
     from vfctl.host.lock import host_lock
 
     def go() -> None:
+        if confirm is not None and not check:
+            confirm_mod.check_seconds(confirm)
         h = host()
         ctx = plan.Context(
             h,
@@ -248,6 +269,7 @@ def run_plan(
         )
         ctx.interactive = not as_json and sys.stderr.isatty()
         with host_lock(h, wait):
+            confirm_mod.refuse_if_pending(h)
             stale = plan.pending_journal(h)
             if stale is not None:
                 raise RefusedError(
@@ -256,7 +278,19 @@ def run_plan(
                 )
             m = model(h, with_devices=with_devices)
             actions, verify = build(h, m)
-            res = plan.execute(ctx, actions, verify=verify, check=check)
+            if check:
+                res = plan.execute(ctx, actions, verify=verify, check=True)
+            else:  # recorded in the history, success or failure
+                fields = {"argv": sys.argv[1:], **(record or {})}
+                res = history.run_recorded(
+                    h,
+                    m,
+                    lambda: plan.execute(ctx, actions, verify=verify),
+                    lambda: model(h),
+                    fields,
+                )
+                if confirm is not None and res.changed:
+                    res.extra["confirm"] = confirm_mod.arm(h, res, confirm, reverter_argv())
         if extra_fn is not None:
             res.extra.update(extra_fn())
             early = [w for w in res.extra.get("backend_warnings", []) if w not in res.warnings]
@@ -265,8 +299,46 @@ def run_plan(
             render.emit_json(res.to_json())
         else:
             render.result_text(res, check)
+        if "confirm" in res.extra and not as_json:
+            from vfctl.cli_ops import after_apply
+
+            after_apply(h, res.extra["confirm"], wait)
+        if detailed_exitcode and check and res.changed:
+            raise _Pending(2)
 
     guarded(as_json, True, go)
+
+
+class _Pending(typer.Exit):
+    """Exit 2 from --detailed-exitcode: changes are pending (not a usage error)."""
+
+
+def detailed_exit(enabled: bool, fn: Callable[[], None]) -> None:
+    """With --detailed-exitcode, 2 means "changes pending": an invalid input exits 1 instead."""
+    if not enabled:
+        fn()
+        return
+    try:
+        fn()
+    except typer.Exit as e:
+        if e.exit_code == 2 and not isinstance(e, _Pending):
+            raise typer.Exit(1) from None
+        raise
+
+
+def reverter_argv() -> list[str]:
+    """The global options a later `vfctl confirm --expire` needs to reach the same host and VMs."""
+    argv = ["--root", S.root, "--backend", S.backend]
+    for flag, val in (
+        ("--libvirt-uri", S.libvirt_uri),
+        ("--pve-node", S.pve_node),
+        ("--pve-ca", S.pve_ca),
+    ):
+        if val:
+            argv += [flag, val]
+    if S.insecure:
+        argv.append("--insecure")
+    return argv
 
 
 def _factory(name: str, params: Any) -> Any:
@@ -377,9 +449,10 @@ def enable(
     check: bool = CheckOpt(False),
     json_: bool = JsonOpt(False),
     wait: float = WaitOpt(30.0),
+    confirm: Optional[float] = ConfirmOpt(),
 ) -> None:
     """Create COUNT VFs on a PF (through 0 when it already has a different count)."""
-    _numvfs_cmd(pf, count, autoprobe, timeout, force, force_host_nic, check, json_, wait)
+    _numvfs_cmd(pf, count, autoprobe, timeout, force, force_host_nic, check, json_, wait, confirm)
 
 
 @app.command()
@@ -405,6 +478,7 @@ def _numvfs_cmd(
     check: bool,
     json_: bool,
     wait: float,
+    confirm: float | None = None,
 ) -> None:
     from vfctl import hostops
     from vfctl.discover import resolve_pf
@@ -417,11 +491,18 @@ def _numvfs_cmd(
         )  # fmt: skip
         return acts, lambda: hostops.verify_numvfs(h, p.address, count)
 
-    run_plan(json_, check, wait, build)
+    run_plan(json_, check, wait, build, confirm=confirm)
 
 
 def _bind_cmd(
-    pf: str, vfs: list[str], driver: str | None, force: bool, check: bool, json_: bool, wait: float
+    pf: str,
+    vfs: list[str],
+    driver: str | None,
+    force: bool,
+    check: bool,
+    json_: bool,
+    wait: float,
+    confirm: float | None = None,
 ) -> None:
     from vfctl import hostops
     from vfctl.discover import parse_vf_selector, resolve_pf
@@ -438,7 +519,7 @@ def _bind_cmd(
         acts = hostops.plan_bind(h, m, p, chosen, driver, force=force)
         return acts, lambda: hostops.verify_driver(h, [v.address for v in chosen], driver)
 
-    run_plan(json_, check, wait, build, with_devices=True)
+    run_plan(json_, check, wait, build, with_devices=True, confirm=confirm)
 
 
 @app.command()
@@ -450,9 +531,10 @@ def bind(
     check: bool = CheckOpt(False),
     json_: bool = JsonOpt(False),
     wait: float = WaitOpt(30.0),
+    confirm: Optional[float] = ConfirmOpt(),
 ) -> None:
     """Bind VFs to a driver (vfio-pci by default) via driver_override."""
-    guarded(json_, True, lambda: _bind_cmd(pf, vfs, driver, force, check, json_, wait))
+    guarded(json_, True, lambda: _bind_cmd(pf, vfs, driver, force, check, json_, wait, confirm))
 
 
 @app.command()
@@ -495,6 +577,7 @@ def set_cmd(
     check: bool = CheckOpt(False),
     json_: bool = JsonOpt(False),
     wait: float = WaitOpt(30.0),
+    confirm: Optional[float] = ConfirmOpt(),
 ) -> None:
     """Set a VF's MAC, VLAN, trust, spoof-check, link state or rates (netlink, via the PF)."""
     from vfctl import vfsettings
@@ -528,7 +611,7 @@ def set_cmd(
         assert v is not None
         return vfsettings.plan_set(h, p, v, d), None
 
-    guarded(json_, True, lambda: run_plan(json_, check, wait, build))
+    guarded(json_, True, lambda: run_plan(json_, check, wait, build, confirm=confirm))
 
 
 def _attach_cmd(
@@ -672,7 +755,13 @@ def recover(json_: bool = JsonOpt(False), wait: float = WaitOpt(30.0)) -> None:
     def go() -> None:
         h = host()
         with host_lock(h, wait):
+            from vfctl.cli_ops import revert_pending
+
+            reverted = revert_pending(h, "recover")  # a change awaiting confirmation: now
             res = plan.recover(plan.Context(h, backend_factory=_factory))
+            if reverted is not None:
+                res.rolled_back[:0] = reverted.actions
+                res.changed = res.changed or reverted.changed
         if json_:
             render.emit_json(res.to_json())
         else:
@@ -787,4 +876,5 @@ if __name__ == "__main__":
     main()
 
 
+from vfctl import cli_ops as _cli_ops  # noqa: E402,F401  (registers history/undo/confirm/…)
 from vfctl import cli_profile as _cli_profile  # noqa: E402,F401  (registers profile commands)

@@ -13,12 +13,14 @@ import typer
 
 from vfctl.cli import (
     CheckOpt,
+    ConfirmOpt,
     JsonOpt,
     S,
     WaitOpt,
     _backend_extra,
     app,
     backend_cfg,
+    detailed_exit,
     guarded,
     host,
     model,
@@ -37,6 +39,12 @@ def ProfileArg(default: Any = ...) -> Any:
 
 def NoAttachOpt(default: Any = ...) -> Any:
     return typer.Option(default, "--no-attach", help="Host part only: skip the attach phase.")
+
+
+def DetailedOpt() -> Any:
+    return typer.Option(
+        False, "--detailed-exitcode", help="With --check: exit 0 nothing to do, 2 changes pending."
+    )
 
 
 def _load(path: str) -> Any:
@@ -63,11 +71,20 @@ def _backend_getter() -> Callable[[str], Any]:
 
 
 def _converge(
-    path: str, check: bool, diff: bool, json_: bool, wait: float, attach: bool, refuse: bool
+    path: str,
+    check: bool,
+    diff: bool,
+    json_: bool,
+    wait: float,
+    attach: bool,
+    refuse: bool,
+    confirm: float | None = None,
+    detailed_exitcode: bool = False,
 ) -> None:
-    from vfctl import converge, render
+    from vfctl import converge, history, render
 
     prof = _load(path)  # problems: exit 2 before any lock or discovery
+    record = {"profile": path, "profile_sha256": history.file_sha256(path)}
     state: dict[str, Any] = {}
     get = _backend_getter()
 
@@ -122,7 +139,10 @@ def _converge(
                     out[k] = [*out.get(k, []), *(x for x in v if x not in out.get(k, []))]
         return out
 
-    run_plan(json_, check, wait, build, with_devices=True, extra_fn=extra)
+    run_plan(
+        json_, check, wait, build, with_devices=True, extra_fn=extra,
+        confirm=confirm, detailed_exitcode=detailed_exitcode, record=record,
+    )  # fmt: skip
 
 
 @app.command("plan")
@@ -131,9 +151,15 @@ def plan_cmd(
     json_: bool = JsonOpt(False),
     no_attach: bool = NoAttachOpt(False),
     wait: float = WaitOpt(30.0),
+    detailed_exitcode: bool = DetailedOpt(),
 ) -> None:
     """Show the ordered actions a profile needs (autoprobe, numvfs, settings, bind, attach)."""
-    guarded(json_, True, lambda: _converge(path, True, False, json_, wait, not no_attach, False))
+    attach = not no_attach
+
+    def go() -> None:
+        _converge(path, True, False, json_, wait, attach, False, None, detailed_exitcode)
+
+    detailed_exit(detailed_exitcode, lambda: guarded(json_, True, go))
 
 
 @app.command("apply")
@@ -144,9 +170,16 @@ def apply_cmd(
     json_: bool = JsonOpt(False),
     no_attach: bool = NoAttachOpt(False),
     wait: float = WaitOpt(30.0),
+    confirm: Optional[float] = ConfirmOpt(),
+    detailed_exitcode: bool = DetailedOpt(),
 ) -> None:
     """Bring the host to a profile: journaled, rolled back on failure, verified after."""
-    guarded(json_, True, lambda: _converge(path, check, diff, json_, wait, not no_attach, True))
+    attach = not no_attach
+
+    def go() -> None:
+        _converge(path, check, diff, json_, wait, attach, True, confirm, detailed_exitcode)
+
+    detailed_exit(detailed_exitcode, lambda: guarded(json_, True, go))
 
 
 @app.command("export")

@@ -1,0 +1,266 @@
+"""Day-to-day operation commands (history, undo, confirm, drift, metrics), on the main app.
+
+Wiring only: the logic is in history.py, undo.py, confirm.py, drift.py and metrics.py.
+"""
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Optional
+
+import typer
+
+from vfctl.cli import _factory, app, fail, guarded, host, model, run_plan
+from vfctl.errors import NotFoundError, VfctlError
+from vfctl.model import HostModel
+
+history_app = typer.Typer(
+    no_args_is_help=False, invoke_without_command=True, help="What mutating runs did."
+)
+app.add_typer(history_app, name="history")
+
+_JSON_HELP = "Print one JSON document on stdout."
+
+
+# ---------------------------------------------------------------- history and undo
+
+
+def _when(t: Any) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t)))
+    except (TypeError, ValueError, OverflowError):
+        return "?"
+
+
+def _summary(r: dict[str, Any]) -> dict[str, Any]:
+    keep = ("id", "time", "user", "via", "argv", "profile", "changed", "success", "error")
+    out = {k: r.get(k) for k in keep}
+    out["actions"] = len(r.get("actions") or [])
+    for k in ("undoes", "reverts", "confirms"):
+        if r.get(k):
+            out[k] = r[k]
+    return out
+
+
+@history_app.callback()
+def history_cmd(
+    ctx: typer.Context,
+    n: int = typer.Option(20, "-n", help="Show the last N runs (0: all)."),
+    json_: bool = typer.Option(False, "--json", help=_JSON_HELP),
+) -> None:
+    """List the last mutating runs (newest last)."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def go() -> None:
+        from vfctl import history, render
+
+        recs = history.read(host())
+        recs = recs[-n:] if n > 0 else recs
+        if json_:
+            render.emit_json({"runs": [_summary(r) for r in recs]})
+            return
+        if not recs:
+            render.out.print("no runs recorded")
+            return
+        t = render._table(title="vfctl history")
+        for col in ("id", "time", "user", "command", "actions", "result"):
+            t.add_column(col, overflow="fold")
+        for r in recs:
+            res = "ok" if r.get("success") else f"failed: {(r.get('error') or {}).get('kind')}"
+            if r.get("success") and not r.get("changed"):
+                res = "no change"
+            t.add_row(
+                r["id"],
+                _when(r.get("time")),
+                str(r.get("user")),
+                " ".join(r.get("argv") or []),
+                str(len(r.get("actions") or [])),
+                res,
+            )
+        render.out.print(t, markup=False)
+
+    guarded(json_, False, go)
+
+
+@history_app.command("show")
+def history_show(
+    ident: str = typer.Argument(..., metavar="ID", help="Run id (or a unique prefix, or last)."),
+    json_: bool = typer.Option(False, "--json", help=_JSON_HELP),
+) -> None:
+    """Everything recorded about one run: actions, inverses, keys before and after."""
+
+    def go() -> None:
+        from vfctl import history, render
+
+        r = history.find(host(), ident)
+        if json_:
+            render.emit_json(r)
+            return
+        out = render.out
+        out.print(f"run {r['id']} at {_when(r.get('time'))} by {r.get('user')}", markup=False)
+        out.print("command: vfctl " + " ".join(r.get("argv") or []), markup=False)
+        if r.get("profile"):
+            out.print(f"profile: {r['profile']} sha256 {r.get('profile_sha256')}", markup=False)
+        err = r.get("error")
+        out.print(
+            "result: " + ("ok" if err is None else f"{err['kind']}: {err['message']}"), markup=False
+        )
+        for a in r.get("actions") or []:
+            undo = (a.get("undo") or {}).get("detail") or "none"
+            out.print(f"  {a['target']}: {a['detail']} (undo: {undo})", markup=False)
+        for k in r.get("keys") or []:
+            out.print(f"  {k['name']}: {k['before']!r} -> {k['after']!r}", markup=False)
+
+    guarded(json_, False, go)
+
+
+@app.command("undo")
+def undo_cmd(
+    ident: str = typer.Argument(..., metavar="ID", help="Run id (or a unique prefix, or last)."),
+    check: bool = typer.Option(False, "--check", help="Show the plan; change nothing."),
+    force: bool = typer.Option(False, "--force", help="Undo even where the host changed since."),
+    json_: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    wait: float = typer.Option(30.0, "--wait", help="Seconds to wait for the host lock."),
+) -> None:
+    """Replay a run's inverses as one journaled plan, if the host still has what it left."""
+    from vfctl import history, undo
+
+    state: dict[str, Any] = {}
+
+    def build(h: Any, m: HostModel) -> tuple[list[Any], Optional[Callable[[], None]]]:
+        rec = history.find(h, ident)
+        acts, drifted = undo.plan(rec, history.facts(m), force)
+        state.update(rec=rec["id"], drifted=drifted)
+        keys = rec.get("keys") or []
+        return acts, undo.verifier(keys, lambda: history.facts(model(h))) if acts else None
+
+    def extra() -> dict[str, Any]:
+        return {"undoes": state.get("rec"), "drifted": state.get("drifted", [])}
+
+    rec_fields: dict[str, Any] = {}
+
+    def go() -> None:
+        rec_fields["undoes"] = history.find(host(), ident)["id"]
+        run_plan(json_, check, wait, build, extra_fn=extra, record=rec_fields)
+
+    guarded(json_, True, go)
+
+
+# ---------------------------------------------------------------- confirm or revert
+
+
+def revert_pending(h: Any, reason: str) -> Optional[Any]:
+    """Revert the pending change now, with the host lock held; its Result, or None."""
+    from vfctl import confirm, history, plan, undo
+
+    p = confirm.load(h)
+    if p is None:
+        return None
+    actions = undo.inverses(list(p.get("actions") or []))
+    ctx = plan.Context(h, backend_factory=_factory)
+    fields = {"argv": sys.argv[1:], "reverts": p.get("history_id"), "reason": reason}
+    try:
+        return history.run_recorded(
+            h, model(h), lambda: plan.execute(ctx, actions), lambda: model(h), fields
+        )
+    finally:
+        confirm.clear(h)  # a failed revert was rolled back (or left its journal): not pending
+
+
+def _confirm_now(h: Any) -> dict[str, Any]:
+    from vfctl import confirm, history
+
+    p = confirm.load(h)
+    if p is None:
+        raise NotFoundError("no change awaits confirmation (confirmed already, or reverted)")
+    confirm.clear(h)
+    confirm.cancel(p)
+    now = time.time()
+    rec = {
+        "id": history.new_id(now),
+        "time": now,
+        "user": history.who(),
+        "via": "cli",
+        "argv": history.redact_argv(sys.argv[1:]),
+        "confirms": p.get("history_id"),
+        "changed": False,
+        "success": True,
+        "error": None,
+        "actions": [],
+        "keys": [],
+    }
+    with contextlib.suppress(OSError, VfctlError):  # the confirmation holds either way
+        history.append(h, rec)
+    return {"confirmed": p.get("history_id")}
+
+
+def after_apply(h: Any, info: dict[str, Any], wait: float) -> None:
+    """On a terminal: the countdown; elsewhere: say how to confirm. (Called by run_plan.)"""
+    from vfctl import confirm, render
+    from vfctl.host.lock import host_lock
+
+    left = int(info["deadline"] - time.time())
+    how = (
+        "a transient systemd timer"
+        if info.get("mechanism") == "systemd-timer"
+        else "a detached process"
+    )
+    render.err.print(
+        f"run {info.get('history_id')}: confirm within {left} s with `vfctl confirm`, "
+        f"or {how} reverts it",
+        markup=False,
+    )
+    outcome = confirm.countdown(float(info["deadline"]))
+    if outcome == "detached":
+        return
+    with host_lock(h, wait):
+        p = confirm.load(h)
+        if p is None or p.get("token") != info["token"]:
+            render.err.print("the change is no longer pending", markup=False)
+            return
+        if outcome == "confirmed":
+            _confirm_now(h)
+            render.err.print("confirmed: the change is kept", markup=False)
+            return
+        res = revert_pending(h, outcome)
+    render.err.print(
+        f"reverted ({outcome}): {len(res.actions) if res else 0} actions", markup=False
+    )
+
+
+@app.command("confirm")
+def confirm_cmd(
+    json_: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    wait: float = typer.Option(30.0, "--wait", help="Seconds to wait for the host lock."),
+    expire: Optional[str] = typer.Option(None, "--expire", hidden=True, metavar="TOKEN"),
+) -> None:
+    """Keep a change made with --confirm SECONDS (else it is reverted at the deadline)."""
+    from vfctl import confirm, render
+    from vfctl.host.lock import host_lock
+
+    def go() -> None:
+        h = host()
+        if expire is not None:  # the reverter: wait, then revert if still pending
+            if not confirm.wait_for_deadline(h, expire):
+                return
+            with host_lock(h, max(wait, 300.0)):
+                p = confirm.load(h)
+                if p is None or p.get("token") != expire:
+                    return
+                res = revert_pending(h, "timeout")
+            if res is not None and json_:
+                render.emit_json(res.to_json())
+            return
+        with host_lock(h, wait):
+            doc = _confirm_now(h)
+        if json_:
+            render.emit_json(doc)
+        else:
+            render.out.print(f"confirmed run {doc['confirmed']}: the change is kept", markup=False)
+
+    guarded(json_, True, go)
+
+
+__all__ = ["after_apply", "fail", "revert_pending"]
