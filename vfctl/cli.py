@@ -303,7 +303,7 @@ def run_plan(
             from vfctl.cli_ops import after_apply
 
             after_apply(h, res.extra["confirm"], wait)
-        if detailed_exitcode and check and res.changed:
+        if detailed_exitcode and res.changed:  # pending (--check), or made (as Puppet's)
             raise _Pending(2)
 
     guarded(as_json, True, go)

@@ -264,3 +264,102 @@ def confirm_cmd(
 
 
 __all__ = ["after_apply", "fail", "revert_pending"]
+
+
+# ---------------------------------------------------------------- drift and metrics
+
+
+def _drift_entries(h: Any, m: HostModel, path: str) -> list[dict[str, Any]]:
+    from vfctl import converge, drift, profile
+
+    prof = profile.load(path, sys.stdin.read() if path == "-" else None)
+    converge.check_host(prof, h)
+    return drift.compare(converge.resolve(prof, m, h), h)
+
+
+@app.command("drift")
+def drift_cmd(
+    path: str = typer.Argument(..., help="Profile YAML file, or - for standard input."),
+    json_: bool = typer.Option(False, "--json", help=_JSON_HELP),
+    all_: bool = typer.Option(False, "--all", "-a", help="List every profile key, not only drift."),
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 2 when something drifted (0: nothing)."
+    ),
+) -> None:
+    """Which keys of a profile the host no longer has: PF, VF, key, want, have."""
+    from vfctl.cli import detailed_exit
+
+    found: list[dict[str, Any]] = []
+
+    def go() -> None:
+        from vfctl import render
+
+        h = host()
+        entries = _drift_entries(h, model(h, with_devices=True), path)
+        found.extend(e for e in entries if e["drifted"])
+        shown = entries if all_ else found
+        if json_:
+            render.emit_json({"profile": path, "drifted": bool(found), "keys": shown})
+            return
+        if not shown:
+            render.out.print("no drift: the host has every key the profile sets", markup=False)
+            return
+        t = render._table(title=f"drift of {path}")
+        for col in ("PF", "VF", "key", "want", "have", "drifted"):
+            t.add_column(col)
+        for e in shown:
+            t.add_row(
+                e["netdev"] or e["pf"],
+                "-" if e["vf"] is None else str(e["vf"]),
+                e["key"],
+                str(e["want"]),
+                str(e["have"]),
+                "yes" if e["drifted"] else "no",
+            )
+        render.out.print(t, markup=False)
+
+    def run() -> None:
+        guarded(json_, False, go)
+        if detailed_exitcode and found:
+            from vfctl.cli import _Pending
+
+            raise _Pending(2)
+
+    detailed_exit(detailed_exitcode, run)
+
+
+@app.command("metrics")
+def metrics_cmd(
+    textfile: Optional[str] = typer.Option(
+        None, "--textfile", metavar="DIR", help="Write DIR/vfctl.prom atomically (node_exporter)."
+    ),
+    profiles: Optional[list[str]] = typer.Option(
+        None, "--profile", help="Report drift against this profile (repeatable)."
+    ),
+) -> None:
+    """Prometheus metrics: VFs per PF, VF info and traffic, drift, the last run."""
+
+    def go() -> None:
+        import os
+
+        from vfctl import history, metrics
+        from vfctl.cli import pools
+        from vfctl.host import netlink
+
+        h = host()
+        m = model(h, with_devices=True, lenient=True)
+        stats = {p.netdev: netlink.vf_stats(h, p.netdev) for p in m.pfs if p.netdev and p.num_vfs}
+        chosen = list(profiles or [])
+        persisted = h.path("etc/vfctl/profile.yaml")
+        if not chosen and os.path.isfile(persisted):
+            chosen = [str(persisted)]
+        drift = {p: _drift_entries(h, m, p) for p in chosen}
+        runs = [r for r in history.read(h) if not r.get("confirms")]
+        fams = metrics.families(m, stats, pools(m), drift, runs[-1] if runs else None)
+        text = metrics.render(fams)
+        if textfile is None:
+            sys.stdout.write(text)
+        else:
+            metrics.write_textfile(textfile, text)
+
+    guarded(False, False, go)

@@ -43,7 +43,9 @@ def NoAttachOpt(default: Any = ...) -> Any:
 
 def DetailedOpt() -> Any:
     return typer.Option(
-        False, "--detailed-exitcode", help="With --check: exit 0 nothing to do, 2 changes pending."
+        False,
+        "--detailed-exitcode",
+        help="Exit 0: nothing to do; 2: changes pending (with --check) or made.",
     )
 
 

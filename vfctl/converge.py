@@ -525,3 +525,10 @@ def export(model: HostModel, pfs: Sequence[PF] | None = None) -> dict[str, Any]:
 def dump_profile(doc: Mapping[str, Any], comment: str = "") -> str:
     head = f"# {comment}\n" if comment else ""
     return head + yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False)
+
+
+# the comparisons drift.py makes are the ones verify and --diff make: one normalisation
+want_settings = _want_settings
+want_driver = _driver
+current_attach = _export_attach
+want_attach = _diff_attach

@@ -111,6 +111,47 @@ def vf_info(host: Host, pf_ifname: str) -> list[VFSettings]:
         return [out.get(i, VFSettings()) for i in range(max(out) + 1)] if out else []
 
 
+STAT_KEYS = (
+    "rx_packets", "tx_packets", "rx_bytes", "tx_bytes",
+    "broadcast", "multicast", "rx_dropped", "tx_dropped",
+)  # fmt: skip
+
+
+def vf_stats(host: Host, pf_ifname: str) -> list[dict[str, int] | None]:
+    """Per-VF traffic counters (IFLA_VF_STATS), indexed by VF number; None where unreported.
+
+    The kernel's rtnl_fill_vfinfo() (net/core/rtnetlink.c) sends IFLA_VF_STATS unless the
+    request sets RTEXT_FILTER_SKIP_STATS, filled by ndo_get_vf_stats() — zeros from a driver
+    without it (igb has none).
+    """
+    if host.simulated:
+        from vfctl.host import sim
+
+        return sim.vf_stats(host.root, pf_ifname)
+    if str(host.root) != "/" or not os.path.exists("/proc/net/dev"):
+        return []
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ip:
+        idx = ip.link_lookup(ifname=pf_ifname)
+        if not idx:
+            return []
+        msg = ip.get_links(idx[0], ext_mask=1)[0]  # RTEXT_FILTER_VF
+        vfl = msg.get_attr("IFLA_VFINFO_LIST")
+        out: dict[int, dict[str, int] | None] = {}
+        for vfi in vfl.get_attrs("IFLA_VF_INFO") if vfl else []:
+            mac = vfi.get_attr("IFLA_VF_MAC")
+            if mac is None:
+                continue
+            st = vfi.get_attr("IFLA_VF_STATS")
+            out[int(mac["vf"])] = (
+                None
+                if st is None
+                else {k: int(st.get_attr(f"IFLA_VF_STATS_{k.upper()}") or 0) for k in STAT_KEYS}
+            )
+        return [out.get(i) for i in range(max(out) + 1)] if out else []
+
+
 _LINK_STATE = {0: "auto", 1: "enable", 2: "disable"}
 
 

@@ -741,6 +741,20 @@ def vf_info(root: Path, pf_ifname: str) -> list[dict[str, Any]]:
         return out
 
 
+def vf_stats(root: Path, pf_ifname: str) -> list[dict[str, int] | None]:
+    """IFLA_VF_STATS of a PF's VFs: the counters tests put in ``vf_stats``, else zeros (what
+    the kernel reports for a driver without ndo_get_vf_stats)."""
+    with _locked(Path(root)) as st:
+        bdf, dev = _pf_for(st, pf_ifname)
+        sr = dev.get("sriov")
+        if sr is None:
+            return []
+        keys = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes",
+                "broadcast", "multicast", "rx_dropped", "tx_dropped")  # fmt: skip
+        given = st.get("vf_stats", {}).get(bdf, {})
+        return [{k: int(given.get(str(i), {}).get(k, 0)) for k in keys} for i in range(sr["num"])]
+
+
 _SET_ORDER = ("mac", "vlan", "rate", "spoofchk", "link_state", "query_rss", "trust")
 _LINK_STATES = {"auto": "auto", "enable": "enable", "disable": "disable",
                 0: "auto", 1: "enable", 2: "disable"}  # fmt: skip
