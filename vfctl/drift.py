@@ -45,17 +45,9 @@ def compare(targets: Sequence[converge.Target], host: Host) -> list[dict[str, An
                 _entry(pf, None, "total-vfs", t.total_vfs, pf.num_vfs, pf.num_vfs != t.total_vfs)
             )
         if t.autoprobe is not None:
-            have = pf.autoprobe
-            out.append(
-                _entry(
-                    pf,
-                    None,
-                    "drivers-autoprobe",
-                    t.autoprobe,
-                    have,
-                    have not in (None, t.autoprobe),
-                )
-            )
+            ap = pf.autoprobe
+            bad_ap = ap not in (None, t.autoprobe)
+            out.append(_entry(pf, None, "drivers-autoprobe", t.autoprobe, ap, bad_ap))
         for w in t.vfs:
             v = pf.vf(w.index)
             for attr, want in converge.want_settings(w, pf, ident).items():
