@@ -327,4 +327,5 @@ def _write(
         msg = e.message if isinstance(e, HostError) else os.strerror(e.errno or 0)
         res.warnings.append(f"history not recorded: {msg}")
         return
-    res.extra["history_id"] = rec["id"]
+    if res.changed:  # the id to undo; a no-op or rolled-back run is recorded, not offered
+        res.extra["history_id"] = rec["id"]
