@@ -1,8 +1,10 @@
 #!/bin/sh
-# Install the Debian packages the tests need (every deps/apt-*.txt), when root and missing.
+# Install the Debian packages listed in the given deps/apt-*.txt files (default: all of them, what
+# the tests need), when root and missing.
 set -eu
 cd "$(dirname "$0")/.."
-pkgs=$(cat deps/apt-*.txt 2>/dev/null | sed 's/#.*//' | tr -s ' \n' '\n' | grep -v '^$' | sort -u)
+[ $# -gt 0 ] || set -- deps/apt-*.txt
+pkgs=$(cat "$@" | sed 's/#.*//' | tr -s ' \n' '\n' | grep -v '^$' | sort -u)
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

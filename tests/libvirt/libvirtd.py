@@ -10,10 +10,13 @@ directory so later runs start in a fraction of a second (the daemon is pinned to
 cache stays valid).
 
 Run ``python tests/libvirt/libvirtd.py DIR`` to keep one running by hand (Ctrl-C stops it).
+``make demo`` (scripts/demo.sh) runs it that way too, with ``--cache`` and ``--no-host-dirs``
+inside its own directory and ``--with-parent``, so it touches nothing outside that directory.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import os
@@ -45,6 +48,16 @@ def missing_tools() -> list[str]:
     """Executables this harness needs that the host lacks."""
     tools = ("libvirtd", "virsh", "unshare", "mount", "taskset", "qemu-system-x86_64")
     return [t for t in tools if shutil.which(t) is None]
+
+
+def cannot_run() -> str | None:
+    """Why this machine cannot run the isolated daemon, or None."""
+    missing = missing_tools()
+    if missing:
+        return f"missing executables: {', '.join(missing)}"
+    if os.geteuid() != 0:
+        return "the isolated libvirtd needs root (mount namespace, qemu:///system)"
+    return None
 
 
 def _qemu_conf() -> str:
@@ -87,9 +100,15 @@ def _with_user(src: str, line: str, name: str) -> str:
 class Libvirtd:
     """One isolated daemon; ``uri`` is valid between ``start()`` and ``stop()``."""
 
-    def __init__(self, workdir: Path, cache_dir: Path | None = None) -> None:
-        self.dir = Path(workdir)
+    def __init__(
+        self, workdir: Path, cache_dir: Path | None = None, host_dirs: bool = True
+    ) -> None:
+        """``host_dirs=False``: mount points missing on the host (a libvirt installed without
+        its system service lacks /run/libvirt and /var/{lib,cache,log}/libvirt) are made inside
+        the namespace, on an overlay, instead of as empty directories on the host."""
+        self.dir = Path(workdir).absolute()
         self.cache_dir = Path(cache_dir or os.environ.get("VFCTL_LIBVIRTD_CACHE") or DEFAULT_CACHE)
+        self.host_dirs = host_dirs
         self.sock_dir = self.dir / "sock"
         self.uri = f"qemu:///system?socket={self.sock_dir}/libvirt-sock"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -114,18 +133,15 @@ class Libvirtd:
         (self.dir / "group").write_text(
             _with_user("/etc/group", "libvirt-qemu:x:64055:", "libvirt-qemu")
         )
-        for target in TARGETS.values():  # mount points; empty dirs a libvirt install also makes
-            os.makedirs(target, exist_ok=True)
+        if self.host_dirs:  # mount points; empty dirs a libvirt install also makes
+            for target in TARGETS.values():
+                os.makedirs(target, exist_ok=True)
 
     def start(self, timeout: float = 60.0) -> None:
         """Start and wait until ``virsh version`` answers; LibvirtdError with the log otherwise."""
-        missing = missing_tools()
-        if missing:
-            raise LibvirtdError(f"missing executables: {', '.join(missing)}")
-        if os.geteuid() != 0:
-            raise LibvirtdError(
-                "the isolated libvirtd needs root (mount namespace, qemu:///system)"
-            )
+        why = cannot_run()
+        if why:
+            raise LibvirtdError(why)
         self._prepare()
         out = open(self.dir / "wrapper.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
@@ -140,6 +156,7 @@ class Libvirtd:
                 "--subreaper",
                 str(self.dir),
                 str(self.cache_dir),
+                *([] if self.host_dirs else ["--overlay"]),
             ],
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -218,9 +235,30 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def _subreaper(workdir: Path, cache_dir: Path) -> int:
+def _mount_points_in_overlays(workdir: Path) -> None:
+    """Make the missing mount points inside this namespace only: each missing target's parent
+    gets an overlay whose upper layer is a tmpfs, so the host's directories stay untouched."""
+    parents = sorted({os.path.dirname(t) for t in TARGETS.values() if not os.path.isdir(t)})
+    if not parents:
+        return
+    layers = workdir / "overlay"
+    layers.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700", "vfctl-libvirtd", layers], check=True)
+    for i, parent in enumerate(parents):
+        up, wk = layers / f"{i}.up", layers / f"{i}.work"
+        up.mkdir()
+        wk.mkdir()
+        opts = f"lowerdir={parent},upperdir={up},workdir={wk}"
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, parent], check=True)
+    for target in TARGETS.values():
+        os.makedirs(target, exist_ok=True)
+
+
+def _subreaper(workdir: Path, cache_dir: Path, overlay: bool) -> int:
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the test process died: take everything down
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    if overlay:
+        _mount_points_in_overlays(workdir)
     binds = [(workdir / sub, TARGETS[sub]) for sub in MOUNTS if sub != "cache"]
     binds += [
         (cache_dir, TARGETS["cache"]),
@@ -277,19 +315,61 @@ def _subreaper(workdir: Path, cache_dir: Path) -> int:
     return status
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="libvirtd.py",
+        description="Run an isolated libvirtd in DIR; print its URI on stdout once it answers, "
+        "then keep it until SIGTERM, SIGINT or SIGHUP, and stop it with every process it made.",
+    )
+    ap.add_argument("dir", type=Path, nargs="?")
+    ap.add_argument("--cache", type=Path, help="QEMU capability cache (default: shared, /var/tmp)")
+    ap.add_argument(
+        "--no-host-dirs", action="store_true", help="never create mount points on the host"
+    )
+    ap.add_argument("--with-parent", action="store_true", help="stop when the parent dies")
+    ap.add_argument("--check", action="store_true", help="say why this machine cannot run it")
+    return ap.parse_args(argv)
+
+
+def _stop_on_signals() -> None:
+    def stop(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # one stop, not interrupted
+            signal.signal(sig, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--subreaper"]:
-        return _subreaper(Path(argv[1]), Path(argv[2]))
-    d = Libvirtd(Path(argv[0]))
-    d.start()
-    print(d.uri, flush=True)
+        return _subreaper(Path(argv[1]), Path(argv[2]), argv[3:4] == ["--overlay"])
+    args = _parse(argv)
+    if args.check:
+        why = cannot_run()
+        print(why or "ok")
+        return 1 if why else 0
+    if args.dir is None:
+        print("libvirtd.py: DIR is required", file=sys.stderr)
+        return 2
+    _stop_on_signals()
+    if args.with_parent:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent is already gone
+            return 1
+    d = Libvirtd(args.dir, args.cache, host_dirs=not args.no_host_dirs)
     try:
-        signal.pause()
-    except KeyboardInterrupt:
-        pass
+        d.start()
+        print(d.uri, flush=True)
+        while True:
+            signal.pause()
+    except LibvirtdError as exc:
+        print(f"libvirtd: {exc}", file=sys.stderr)
+        return 1
+    except SystemExit:  # the normal end: a signal asked to stop
+        return 0
     finally:
         d.stop()
-    return 0
 
 
 if __name__ == "__main__":
