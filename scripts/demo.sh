@@ -79,20 +79,20 @@ then  # everything in DIR but the QEMU cache is replaced: never someone else's d
 fi
 
 # ---- what this machine can do ----------------------------------------------------------------
-skip=""
+skip=""  # why the VM part cannot run here
 if [ "$(id -u)" = 0 ]; then
-    scripts/install-deps.sh deps/apt-libvirt.txt deps/apt-demo.txt
-    if ! python -c 'import libvirt' 2>/dev/null; then
+    scripts/install-deps.sh deps/apt-libvirt.txt deps/apt-demo.txt \
+        || skip="the libvirt packages could not be installed (above)"
+    if [ -z "$skip" ] && ! python -c 'import libvirt' 2>/dev/null; then
         echo "demo: installing libvirt-python into .venv"
-        scripts/install-venv.sh libvirt
+        scripts/install-venv.sh libvirt || skip="libvirt-python could not be installed (above)"
     fi
 fi
-if ! skip=$(python tests/libvirt/libvirtd.py --check); then
-    :  # skip says why
-elif ! python -c 'import libvirt' 2>/dev/null; then
+if [ -z "$skip" ]; then
+    why=$(python tests/libvirt/libvirtd.py --check) || skip=$why
+fi
+if [ -z "$skip" ] && ! python -c 'import libvirt' 2>/dev/null; then
     skip="libvirt-python is not installed in .venv"
-else
-    skip=""
 fi
 
 mkdir -p "$DIR"
@@ -114,10 +114,10 @@ step vfctl plan profiles/demo.yaml
 step vfctl apply profiles/demo.yaml
 step vfctl apply profiles/demo.yaml
 step vfctl enable $PF 4 --check
-step vfctl show $PF
 
 # ---- a VM ----------------------------------------------------------------------------------------
 if [ -n "$skip" ]; then
+    step vfctl show $PF
     say "Skipped the libvirt part (attach, detach, a profile with attach:): $skip."
     say "As root, \`make demo\` installs libvirt and runs it. The simulated host is in $HOST."
     exit 0
