@@ -160,6 +160,17 @@ def vm_part(out: str) -> list[str]:
     return found
 
 
+def assert_readme_is_real(out: str, d: Path) -> None:
+    """Every line of the README's first transcript is a line this run printed ("…" abridges)."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("```\n", 2)[1].split("```", 1)[0]
+    assert "$ vfctl attach vm101 enp1s0f0 vf3" in block
+    printed = {line.rstrip() for line in out.splitlines()}
+    for line in block.splitlines():
+        if line.strip() and line != "…":
+            assert line.replace("demo-host", str(d)) in printed, f"README line not printed: {line}"
+
+
 @pytest.mark.libvirtd
 def test_demo_runs_the_mission_twice_and_leaves_nothing(tmp_path: Path, root_demo: None) -> None:
     d = tmp_path / "demo"
@@ -181,6 +192,7 @@ def test_demo_runs_the_mission_twice_and_leaves_nothing(tmp_path: Path, root_dem
         assert "attach <hostdev managed=yes> (config)" in apply1
         assert "nothing to do" in apply2
         assert "libvirtd stopped" in demo.out
+    assert_readme_is_real(demo.out, d)
     # what libvirtd itself persisted, in the demo directory: vm101 holds the VF again
     xml = (d / "libvirtd" / "etc" / "qemu" / "vm101.xml").read_text()
     assert "function='0x6'" in xml and "<hostdev" in xml
