@@ -1,4 +1,4 @@
-"""Build the config-space C extension; everything else is in pyproject.toml."""
+"""Build the C extensions (config-space parser, batch VF sysfs reads); everything else is in pyproject.toml."""
 
 import os
 
@@ -16,6 +16,13 @@ setup(
             extra_compile_args=extra,
             extra_link_args=["-fsanitize=address,undefined"] if os.environ.get("VFCTL_ASAN") else [],
             optional=os.environ.get("VFCTL_REQUIRE_EXT") != "1",
-        )
+        ),
+        Extension(
+            "vfctl.host._vfscan",
+            sources=["vfctl/host/_vfscan.c"],
+            extra_compile_args=extra,
+            extra_link_args=["-fsanitize=address,undefined"] if os.environ.get("VFCTL_ASAN") else [],
+            optional=os.environ.get("VFCTL_REQUIRE_EXT") != "1",
+        ),
     ]
 )

@@ -158,15 +158,13 @@ def inventory(h: Any, lenient: bool = False) -> dict[str, list[Any]]:
 def model(
     h: Any, with_devices: bool = False, with_backends: bool = True, lenient: bool = False
 ) -> HostModel:
-    from vfctl.discover import discover
+    from vfctl.discover import discover, with_vf_info
     from vfctl.host import netlink
 
     inv = inventory(h, lenient) if with_backends else {}  # one round of VM-manager calls
     m = discover(h, inv, with_devices=with_devices)
-    info = {pf.netdev: netlink.vf_info(h, pf.netdev) for pf in m.pfs if pf.netdev and pf.num_vfs}
-    if any(info.values()):
-        m = discover(h, inv, vf_info=info, with_devices=with_devices)
-    return m
+    info = netlink.vf_info_all(h, [pf.netdev for pf in m.pfs if pf.netdev and pf.num_vfs])
+    return with_vf_info(m, info) if any(info.values()) else m
 
 
 def pf_json(p: Any, pooled: dict[str, str] | None) -> dict[str, Any]:

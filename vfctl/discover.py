@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from vfctl.errors import NotFoundError, UsageError
-from vfctl.host.sysfs import CLASS_NET, IOMMU_GROUPS, PCI_DEVICES, Host, check_name
+from vfctl.host import vfscan
+from vfctl.host.sysfs import CLASS_NET, IOMMU_GROUPS, PCI_DEVICES, PCI_DRIVERS, Host, check_name
 from vfctl.model import PF, VF, Attachment, Device, HostModel, VFSettings
 from vfctl.pci import address as pciaddr
 
 Attachments = Mapping[str, Sequence[Attachment]]
 VfInfo = Mapping[str, Sequence[VFSettings]]  # PF netdev → settings by VF index
+VfRows = list[tuple[int, str, "vfscan.Raw"]]  # (index, address, facts) of one PF's VFs
 
 
 def _hex4(v: str | None) -> str:
@@ -85,12 +88,28 @@ def discover(
         )
     attachments = attachments or {}
     addrs = host.listdir(PCI_DEVICES)
-    pf_addrs = [a for a in addrs if host.exists(f"{PCI_DEVICES}/{a}/sriov_totalvfs")]
+    pf_addrs, vfs = _pfs_and_vfs(host, addrs)  # every PF's VFs read in batches
     configs = parse_configs(host, pf_addrs)
-    pfs = [_pf(host, a, configs.get(a), attachments, vf_info or {}) for a in pf_addrs]
+    pfs = [_pf(host, a, configs.get(a), vfs[a], attachments) for a in pf_addrs]
     devices = tuple(_device(host, a) for a in addrs) if with_devices else ()
     iommu = bool(host.listdir(IOMMU_GROUPS))
-    return HostModel(pfs=tuple(pfs), devices=devices, iommu_enabled=iommu)
+    m = HostModel(pfs=tuple(pfs), devices=devices, iommu_enabled=iommu)
+    return with_vf_info(m, vf_info) if vf_info else m
+
+
+def with_vf_info(m: HostModel, vf_info: VfInfo) -> HostModel:
+    """The model with each VF's netlink settings (by PF netdev and VF index) filled in."""
+    pfs = []
+    for pf in m.pfs:
+        settings = list(vf_info.get(pf.netdev or "", ())) if pf.netdev else []
+        if settings:
+            vfs = tuple(
+                replace(v, settings=settings[v.index]) if v.index < len(settings) else v
+                for v in pf.vfs
+            )
+            pf = replace(pf, vfs=vfs)
+        pfs.append(pf)
+    return replace(m, pfs=tuple(pfs))
 
 
 def _device(host: Host, a: str) -> Device:
@@ -107,8 +126,115 @@ def _device(host: Host, a: str) -> Device:
     )
 
 
+def _virtfn_indexes(host: Host, dev: str) -> list[int] | None:
+    """VF indexes from the PF's ``virtfnN`` names; None when a name is not canonical."""
+    out = []
+    for name in host.listdir(dev):
+        if name.startswith("virtfn"):
+            n = name[6:]
+            if not (n.isascii() and n.isdigit()):
+                if re.fullmatch(r"\d+", n):
+                    return None  # other digits: read as before
+                continue
+            if n != str(int(n)):  # virtfn007: the kernel never names so; read as before
+                return None
+            out.append(int(n))
+    return sorted(out)
+
+
+def _raw_via_host(host: Host, vaddr: str) -> vfscan.Raw:
+    """One VF's facts through Host, for what the batch leaves alone (odd names)."""
+    vd = f"{PCI_DEVICES}/{vaddr}"
+    return (
+        host.link_name(f"{vd}/driver"),
+        host.read_opt(f"{vd}/driver_override"),
+        host.link_name(f"{vd}/iommu_group"),
+        list(_netdevs(host, vd)),
+    )
+
+
+def _pfs_and_vfs(host: Host, addrs: Sequence[str]) -> tuple[list[str], dict[str, VfRows]]:
+    """SR-IOV PFs (the functions with ``sriov_totalvfs``) and each one's VFs, in index order.
+
+    A ``virtfnN`` target is a VF, and the kernel shows ``sriov_*`` on PFs only
+    (drivers/pci/iov.c, sriov_pf_attrs_are_visible()), so a PF's VFs are not probed again.
+    """
+    devdir = str(host.path(PCI_DEVICES))
+    pfs: list[str] = []
+    pairs: dict[str, list[tuple[int, str]]] = {}
+    vf_addrs: set[str] = set()
+    for a in addrs:
+        if a in vf_addrs or not host.exists(f"{PCI_DEVICES}/{a}/sriov_totalvfs"):
+            continue
+        pfs.append(a)
+        idx = _virtfn_indexes(host, f"{PCI_DEVICES}/{a}")
+        if idx is None:
+            pairs[a] = _virtfns(host, f"{PCI_DEVICES}/{a}")
+        else:
+            got = vfscan.links(devdir, [f"{a}/virtfn{i}" for i in idx]) if idx else []
+            pairs[a] = [(i, t) for i, t in zip(idx, got, strict=True) if t]
+        vf_addrs.update(t for _, t in pairs[a])
+    plain = sorted(t for t in vf_addrs if not vfscan.odd(t))
+    flags, drivers, nets = _bulk_listings(host, len(plain))
+    raws = dict(zip(plain, vfscan.scan(devdir, plain, flags), strict=True))
+    out: dict[str, VfRows] = {}
+    for a in pfs:
+        rows: VfRows = []
+        for i, t in pairs[a]:
+            if t not in raws:
+                rows.append((i, t, _raw_via_host(host, t)))
+                continue
+            drv, override, group, netdevs = raws[t]
+            if drivers is not None:
+                drv = drivers.get(t)
+            if nets is not None:
+                netdevs = sorted(nets.get(t, ()))
+            rows.append((i, t, (drv, override, group, netdevs)))
+        out[a] = rows
+    return pfs, out
+
+
+def _bulk_listings(
+    host: Host, n_vfs: int
+) -> tuple[int, dict[str, str] | None, dict[str, list[str]] | None]:
+    """Drivers and netdevs of all VFs from one listing each, when that costs fewer syscalls.
+
+    The kernel links both ways: ``drivers/<drv>/<bdf>`` with ``<bdf>/driver``
+    (drivers/base/dd.c, driver_sysfs_add()), and ``class/net/<if>`` to ``<bdf>/net/<if>``.
+    A driver directory costs about four syscalls to list and a netdev link one readlink, against
+    a readlink (driver) and an open (net) per VF.
+    """
+    flags = 0
+    drivers: dict[str, str] | None = None
+    nets: dict[str, list[str]] | None = None
+    if n_vfs < 16:
+        return flags, drivers, nets
+    names = host.listdir(PCI_DRIVERS)
+    if len(names) * 4 < n_vfs:
+        drivers = {}
+        for drv in names:
+            for entry in host.listdir(f"{PCI_DRIVERS}/{drv}"):
+                if ":" in entry:
+                    drivers[entry] = drv
+        flags |= vfscan.SKIP_DRIVER
+    ifnames = host.listdir(CLASS_NET)
+    if len(ifnames) < n_vfs:
+        nets = {}
+        got = vfscan.links(str(host.path(CLASS_NET)), ifnames, full=True)
+        for name, target in zip(ifnames, got, strict=True):
+            parts = (target or "").split("/")
+            if len(parts) >= 3 and parts[-2] == "net" and parts[-1] == name:
+                nets.setdefault(parts[-3], []).append(name)
+        flags |= vfscan.SKIP_NET
+    return flags, drivers, nets
+
+
 def _pf(
-    host: Host, a: str, cs: dict[str, object] | None, attachments: Attachments, vf_info: VfInfo
+    host: Host,
+    a: str,
+    cs: dict[str, object] | None,
+    rows: VfRows,
+    attachments: Attachments,
 ) -> PF:
     d = f"{PCI_DEVICES}/{a}"
     sriov = cs.get("sriov") if cs else None
@@ -126,27 +252,30 @@ def _pf(
         vf_dev = str(sr["vf_device_id"])
     vendor = _hex4(host.read_opt(f"{d}/vendor"))
     device = _hex4(host.read_opt(f"{d}/device"))
-    settings = list(vf_info.get(netdev or "", ())) if netdev else []
+    # a VF's vendor is its PF's and its device the PF's SR-IOV VF Device ID: the kernel sets
+    # them so (drivers/pci/iov.c, pci_iov_add_virtfn()/pci_read_vf_config_common()) because
+    # a VF's own ID registers read 0xffff; only without that ID are the VF's files read
+    vf_device = _hex4(vf_dev) if vf_dev else None
     vfs = []
     notes: list[str] = []
-    for idx, vaddr in _virtfns(host, d):
-        if offset is not None and stride is not None:
-            expect = pciaddr.vf_address(a, offset, stride, idx)
-            if expect != vaddr:
-                # virtfnN is the kernel's truth; a mismatch is a quirk worth showing
-                notes.append(f"virtfn{idx} is {vaddr}, offset/stride say {expect}")
+    expects: list[str | None] = [None] * len(rows)
+    if offset is not None and stride is not None:
+        expects[:] = pciaddr.vf_addresses(a, offset, stride, [r[0] for r in rows])
+    for (idx, vaddr, (driver, override, group, nets)), expect in zip(rows, expects, strict=True):
+        if expect is not None and expect != vaddr:
+            # virtfnN is the kernel's truth; a mismatch is a quirk worth showing
+            notes.append(f"virtfn{idx} is {vaddr}, offset/stride say {expect}")
         vd = f"{PCI_DEVICES}/{vaddr}"
         vfs.append(
             VF(
                 index=idx,
                 address=vaddr,
-                driver=host.link_name(f"{vd}/driver"),
-                driver_override=_override(host.read_opt(f"{vd}/driver_override")),
-                netdev=(_netdevs(host, vd) or (None,))[0],
-                iommu_group=_group(host, vd),
-                vendor_id=_hex4(host.read_opt(f"{vd}/vendor")),
-                device_id=_hex4(host.read_opt(f"{vd}/device")),
-                settings=settings[idx] if idx < len(settings) else VFSettings(),
+                driver=driver,
+                driver_override=_override(override.strip() if override is not None else None),
+                netdev=nets[0] if nets else None,
+                iommu_group=int(group) if group and group.isdigit() else None,
+                vendor_id=vendor if vf_device else _hex4(host.read_opt(f"{vd}/vendor")),
+                device_id=vf_device or _hex4(host.read_opt(f"{vd}/device")),
                 attached_to=tuple(attachments.get(vaddr, ())),
             )
         )

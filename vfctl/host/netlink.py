@@ -99,16 +99,49 @@ def vf_info(host: Host, pf_ifname: str) -> list[VFSettings]:
         idx = ip.link_lookup(ifname=pf_ifname)
         if not idx:
             return []
-        msg = ip.get_links(idx[0], ext_mask=1)[0]
-        vfl = msg.get_attr("IFLA_VFINFO_LIST")
-        if not vfl:
-            return []
-        out: dict[int, VFSettings] = {}
-        for vfi in vfl.get_attrs("IFLA_VF_INFO"):
-            s = _from_vfinfo(vfi)
-            if s is not None:
-                out[s[0]] = s[1]
-        return [out.get(i, VFSettings()) for i in range(max(out) + 1)] if out else []
+        return _vf_list(ip.get_links(idx[0], ext_mask=RTEXT_FILTER_VF)[0])
+
+
+# IFLA_EXT_MASK bits (include/uapi/linux/rtnetlink.h): RTEXT_FILTER_VF asks for
+# IFLA_VFINFO_LIST, RTEXT_FILTER_SKIP_STATS leaves out the per-VF counters nobody reads here
+# (net/core/rtnetlink.c, rtnl_fill_vfinfo() skips IFLA_VF_STATS under that bit)
+RTEXT_FILTER_VF = 1
+RTEXT_FILTER_SKIP_STATS = 8
+
+
+def vf_info_all(host: Host, pf_ifnames: list[str]) -> dict[str, list[VFSettings]]:
+    """:func:`vf_info` of several PFs from one RTM_GETLINK dump (not one request per PF)."""
+    if not pf_ifnames:
+        return {}
+    if host.simulated:
+        from vfctl.host import sim
+
+        got = sim.vf_info_all(host.root, pf_ifnames)
+        return {n: [_settings(d) for d in got[n]] for n in pf_ifnames}
+    if str(host.root) != "/" or not os.path.exists("/proc/net/dev"):
+        return {n: [] for n in pf_ifnames}
+    from pyroute2 import IPRoute
+
+    want = set(pf_ifnames)
+    out: dict[str, list[VFSettings]] = {n: [] for n in pf_ifnames}
+    with IPRoute() as ip:
+        for msg in ip.get_links(ext_mask=RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS):
+            name = msg.get_attr("IFLA_IFNAME")
+            if name in want:
+                out[name] = _vf_list(msg)
+    return out
+
+
+def _vf_list(msg: Any) -> list[VFSettings]:
+    vfl = msg.get_attr("IFLA_VFINFO_LIST")
+    if not vfl:
+        return []
+    out: dict[int, VFSettings] = {}
+    for vfi in vfl.get_attrs("IFLA_VF_INFO"):
+        s = _from_vfinfo(vfi)
+        if s is not None:
+            out[s[0]] = s[1]
+    return [out.get(i, VFSettings()) for i in range(max(out) + 1)] if out else []
 
 
 STAT_KEYS = (

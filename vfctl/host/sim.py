@@ -70,6 +70,7 @@ __all__ = [
     "settle",
     "snapshot",
     "vf_info",
+    "vf_info_all",
     "write",
 ]
 
@@ -730,15 +731,25 @@ def _pf_for(st: State, ifname: str) -> tuple[str, Dev]:
 def vf_info(root: Path, pf_ifname: str) -> list[dict[str, Any]]:
     """IFLA_VFINFO_LIST of a PF netdev, one dict per VF index."""
     with _locked(Path(root)) as st:
-        _, dev = _pf_for(st, pf_ifname)
-        sr = dev.get("sriov")
-        if sr is None:
-            return []
-        out = [{"vf": i, **s} for i, s in enumerate(sr["vfs"])]
-        if _spec(st, dev["driver"]).get("vf_ops") == "igb":
-            for x in out:  # igb_ndo_get_vf_config() leaves rss_query_en unreported (-1)
-                x["query_rss"] = None
-        return out
+        return _vf_info(st, pf_ifname)
+
+
+def vf_info_all(root: Path, pf_ifnames: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """vf_info of several PFs at once, as one RTM_GETLINK dump answers them (one state load)."""
+    with _locked(Path(root)) as st:
+        return {n: _vf_info(st, n) for n in pf_ifnames}
+
+
+def _vf_info(st: State, pf_ifname: str) -> list[dict[str, Any]]:
+    _, dev = _pf_for(st, pf_ifname)
+    sr = dev.get("sriov")
+    if sr is None:
+        return []
+    out = [{"vf": i, **s} for i, s in enumerate(sr["vfs"])]
+    if _spec(st, dev["driver"]).get("vf_ops") == "igb":
+        for x in out:  # igb_ndo_get_vf_config() leaves rss_query_en unreported (-1)
+            x["query_rss"] = None
+    return out
 
 
 def vf_stats(root: Path, pf_ifname: str) -> list[dict[str, int] | None]:

@@ -56,3 +56,14 @@ def vf_address(pf: str, offset: int, stride: int, index: int) -> str:
     """The routing-ID rule the SR-IOV capability defines for VF addresses."""
     p = parse(pf)
     return str(PciAddress.from_routing_id(p.domain, p.routing_id + offset + index * stride))
+
+
+def vf_addresses(pf: str, offset: int, stride: int, indexes: list[int]) -> list[str]:
+    """:func:`vf_address` for many indexes of one PF (parsed once: discovery's hot loop)."""
+    p = parse(pf)
+    base = p.routing_id + offset
+    out = []
+    for i in indexes:
+        rid = base + i * stride
+        out.append(f"{p.domain:04x}:{(rid >> 8) & 0xFF:02x}:{(rid >> 3) & 0x1F:02x}.{rid & 7:x}")
+    return out

@@ -1,0 +1,152 @@
+"""The batch VF reads: C and Python twins agree on anything, and both equal Host's own reads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from needs import required
+from simcli import SimHost
+
+from vfctl import discover as disc
+from vfctl.host import vfscan
+from vfctl.host.sysfs import PCI_DEVICES, Host
+
+NewHost = Callable[..., SimHost]
+FLAGS = [0, vfscan.SKIP_DRIVER, vfscan.SKIP_NET, vfscan.SKIP_DRIVER | vfscan.SKIP_NET]
+
+
+@pytest.fixture
+def c_scan() -> None:
+    if vfscan._C_MOD is None:
+        if required("VFCTL_C_EXT"):
+            pytest.fail("the vfctl.host._vfscan extension is required here but not built")
+        pytest.skip("C extension not built")
+
+
+def _busy(h: SimHost) -> None:
+    """Every PF with all its VFs; some VFs on vfio-pci (driver_override set, no netdev)."""
+    for pf in h("list", "--json").json()["pfs"]:
+        assert h("enable", pf["netdev"], str(pf["total_vfs"])).code == 0
+        assert h("bind", pf["netdev"], "vf0-1").code == 0
+
+
+@pytest.fixture
+def busy(new_host: NewHost) -> SimHost:
+    return new_host("vfscan-busy", "default", _busy)
+
+
+def _vf_addrs(h: SimHost) -> list[str]:
+    return [v["address"] for p in h("list", "--json").json()["pfs"] for v in p["vfs"]]
+
+
+@pytest.mark.usefixtures("c_scan")
+@pytest.mark.parametrize("flags", FLAGS)
+def test_twins_agree_on_a_busy_simulated_host(busy: SimHost, flags: int) -> None:
+    devdir = str(busy.root / PCI_DEVICES)
+    addrs = _vf_addrs(busy)
+    assert len(addrs) == 140
+    got = vfscan._C_MOD.scan(devdir, addrs, flags)  # type: ignore[union-attr]
+    assert got == vfscan.scan_python(devdir, addrs, flags)
+    assert {r[0] for r in vfscan.scan_python(devdir, addrs)} == {"vfio-pci", "igbvf", "ixgbevf"}
+    pf = "0000:01:00.0"
+    names = [f"{pf}/virtfn{i}" for i in range(70)]  # past the last VF: None
+    assert vfscan._C_MOD.links(devdir, names) == vfscan.links_python(devdir, names)  # type: ignore[union-attr]
+    net = str(busy.root / "sys/class/net")
+    ifs = sorted(os.listdir(net))
+    assert vfscan._C_MOD.links(net, ifs, True) == vfscan.links_python(net, ifs, True)  # type: ignore[union-attr]
+
+
+def test_discovery_equals_per_vf_host_reads(busy: SimHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batched, bulk-listed and PF-derived facts equal what Host reads file by file."""
+    h = Host(busy.root)
+    for no_c in ("0", "1"):
+        monkeypatch.setattr(vfscan, "HAVE_C", no_c == "0" and vfscan._C_MOD is not None)
+        model = disc.discover(h)
+        n = 0
+        for pf in model.pfs:
+            for v in pf.vfs:
+                vd = f"{PCI_DEVICES}/{v.address}"
+                assert v.address == h.link_name(f"{PCI_DEVICES}/{pf.address}/virtfn{v.index}")
+                assert v.driver == h.link_name(f"{vd}/driver")
+                assert v.driver_override == disc._override(h.read_opt(f"{vd}/driver_override"))
+                assert v.netdev == (h.listdir(f"{vd}/net") or [None])[0]
+                assert v.iommu_group == disc._group(h, vd)
+                # the kernel's rule the simulator follows: a VF's IDs are its PF's vendor
+                # and the PF's SR-IOV VF Device ID (drivers/pci/iov.c)
+                assert v.vendor_id == disc._hex4(h.read_opt(f"{vd}/vendor"))
+                assert v.device_id == disc._hex4(h.read_opt(f"{vd}/device"))
+                n += 1
+        assert n == 140
+
+
+def test_bulk_listings_match_per_vf_links(busy: SimHost) -> None:
+    h = Host(busy.root)
+    flags, drivers, nets = disc._bulk_listings(h, 140)
+    assert flags == vfscan.SKIP_DRIVER | vfscan.SKIP_NET and drivers and nets
+    for a in _vf_addrs(busy):
+        assert drivers.get(a) == h.link_name(f"{PCI_DEVICES}/{a}/driver")
+        assert sorted(nets.get(a, [])) == h.listdir(f"{PCI_DEVICES}/{a}/net")
+    assert disc._bulk_listings(h, 15) == (0, None, None)  # few VFs: one read each is cheaper
+
+
+def _hostile(root: Path) -> list[str]:
+    """VF directories with every odd thing a copied or crafted tree can hold."""
+    outside = root.parent / "outside"
+    outside.write_text("secret\n")
+    names = []
+
+    def vf(name: str) -> Path:
+        d = root / name
+        d.mkdir()
+        names.append(name)
+        return d
+
+    d = vf("0000:00:00.1")
+    os.mkfifo(d / "driver_override")  # a FIFO with no writer: must not block
+    os.symlink("../../drivers/vfio-pci", d / "driver")
+    d = vf("0000:00:00.2")
+    os.symlink(outside, d / "driver_override")  # a symlink: not followed
+    os.symlink("foo/", d / "iommu_group")  # basename ""
+    (d / "net").write_text("not a directory")
+    d = vf("0000:00:00.3")
+    (d / "driver_override").write_bytes(b"\xff\xfe bad utf-8 \n" + b"x" * 9000)  # > 4 KiB
+    (d / "driver").write_text("a file, not a link")
+    (d / "net").mkdir()
+    for i in range(600):  # more than one getdents buffer
+        (d / "net" / f"eth{i:04d}-with-a-long-name-to-fill-the-buffer").mkdir()
+    d = vf("0000:00:00.4")
+    (d / "driver_override").mkdir()
+    os.symlink("../../kernel/iommu_groups/17", d / "iommu_group")
+    (d / "net" / "\udcffbad").mkdir(parents=True)  # a non-UTF-8 netdev name
+    d = vf("0000:00:00.5")
+    (d / "driver_override").write_text("")
+    os.symlink("x" * 200 + "/" + "y" * 200, d / "driver")
+    names.append("0000:00:00.6")  # no directory at all
+    return names
+
+
+@pytest.mark.usefixtures("c_scan")
+@pytest.mark.parametrize("flags", FLAGS)
+def test_twins_agree_on_a_hostile_tree(tmp_path: Path, flags: int) -> None:
+    root = tmp_path / "devices"
+    root.mkdir()
+    names = _hostile(root)
+    got = vfscan._C_MOD.scan(str(root), names, flags)  # type: ignore[union-attr]
+    assert got == vfscan.scan_python(str(root), names, flags)
+    by = dict(zip(names, got, strict=True))
+    assert by["0000:00:00.1"][1] is None  # FIFO refused, without blocking
+    assert by["0000:00:00.2"][1] is None and by["0000:00:00.2"][2] == ""
+    assert by["0000:00:00.3"][1] is not None and len(by["0000:00:00.3"][1]) <= 4096
+    assert len(by["0000:00:00.3"][3]) == 600 * (not flags & vfscan.SKIP_NET)
+    assert by["0000:00:00.4"][1] is None and by["0000:00:00.4"][2] == "17"
+    assert by["0000:00:00.6"] == (None, None, None, [])
+    links = [f"{n}/driver" for n in names] + [f"{n}/iommu_group" for n in names]
+    for full in (False, True):
+        assert vfscan._C_MOD.links(str(root), links, full) == vfscan.links_python(  # type: ignore[union-attr]
+            str(root), links, full
+        )
+    with pytest.raises(FileNotFoundError):
+        vfscan._C_MOD.scan(str(tmp_path / "missing"), names)  # type: ignore[union-attr]

@@ -1,0 +1,424 @@
+/* Batch per-VF sysfs reads for discovery, GIL-free: the C twin of vfctl/host/vfscan.py.
+ *
+ * links(dir, paths, full): readlink of each path relative to dir: basename (virtfnN) or
+ * the whole target (class/net links), or None.
+ * scan(dir, addresses, flags): per VF address, relative to dir (sys/bus/pci/devices):
+ *   readlink  VF/driver           -> driver name (basename) or None
+ *   open+read VF/driver_override  -> raw text (<= 4 KiB) or None
+ *   readlink  VF/iommu_group      -> group name (basename) or None
+ *   open dir  VF/net              -> netdev names, sorted (absent for most VF drivers)
+ * (flags SKIP_DRIVER / SKIP_NET leave driver None / netdevs empty: the caller has them from
+ * one listing for all VFs, which is cheaper when there are many).  Python builds no object
+ * until every read is done.
+ *
+ * Reads follow no symlink at the last component (O_NOFOLLOW), never block (O_NONBLOCK), read
+ * at most 4 KiB, and read only regular files: on sysfs (checked once with fstatfs) the kernel
+ * guarantees that, elsewhere (simulated or copied trees) each file is fstat'ed.  Descriptors
+ * are closed in batches (close_range over runs of our own consecutive descriptors).
+ */
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define SYSFS_MAGIC_ 0x62656572
+#define MAX_ATTR 4096
+#define PENDING 64
+
+/* ---- a growable byte arena: strings are stored as offsets, -1 means None ---- */
+
+struct arena {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+};
+
+static long arena_put(struct arena *a, const char *s, size_t n)
+{
+    if (a->oom)
+        return -1;
+    if (a->len + n + 1 > a->cap) {
+        size_t cap = a->cap ? a->cap : 1 << 16;
+        while (a->len + n + 1 > cap)
+            cap *= 2;
+        char *b = realloc(a->buf, cap);
+        if (b == NULL) {
+            a->oom = true;
+            return -1;
+        }
+        a->buf = b;
+        a->cap = cap;
+    }
+    long at = (long)a->len;
+    memcpy(a->buf + a->len, s, n);
+    a->buf[a->len + n] = '\0';
+    a->len += n + 1;
+    return at;
+}
+
+struct vf {
+    long driver, override, group, nets; /* arena offsets; nets: names back to back */
+    size_t override_len;
+    int nnets;
+};
+
+/* ---- descriptors closed in batches ---- */
+
+struct closer {
+    int fds[PENDING];
+    int n;
+};
+
+static void close_run(int lo, int hi)
+{
+#ifdef SYS_close_range
+    if (hi > lo && syscall(SYS_close_range, (unsigned)lo, (unsigned)hi, 0) == 0)
+        return;
+#endif
+    for (int fd = lo; fd <= hi; fd++)
+        close(fd);
+}
+
+static void flush(struct closer *c)
+{
+    int i = 0;
+    while (i < c->n) {
+        int j = i;
+        while (j + 1 < c->n && c->fds[j + 1] == c->fds[j] + 1)
+            j++;
+        close_run(c->fds[i], c->fds[j]); /* a run of our own open fds: nothing else in it */
+        i = j + 1;
+    }
+    c->n = 0;
+}
+
+static void defer_close(struct closer *c, int fd)
+{
+    if (c->n == PENDING)
+        flush(c);
+    c->fds[c->n++] = fd;
+}
+
+static int open_at(struct closer *c, int dirfd, const char *path, int flags)
+{
+    int fd = openat(dirfd, path, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && c->n) {
+        flush(c);
+        fd = openat(dirfd, path, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    }
+    return fd;
+}
+
+/* ---- the reads ---- */
+
+#define SKIP_DRIVER 1 /* the caller has the drivers' own lists (drivers/<drv>/<bdf>) */
+#define SKIP_NET 2    /* the caller has sys/class/net's links */
+
+struct scan {
+    int devfd;
+    int flags;
+    bool check_regular;
+    struct arena a;
+    struct closer c;
+};
+
+static long link_to(struct scan *s, const char *path, bool full)
+{
+    char buf[PATH_MAX];
+    ssize_t n = readlinkat(s->devfd, path, buf, sizeof buf - 1);
+    if (n < 0)
+        return -1;
+    size_t start = full ? 0 : (size_t)n;
+    while (start > 0 && buf[start - 1] != '/')
+        start--;
+    return arena_put(&s->a, buf + start, (size_t)n - start);
+}
+
+static long link_base(struct scan *s, const char *path) { return link_to(s, path, false); }
+
+static long read_attr(struct scan *s, const char *path, size_t *len)
+{
+    int fd = open_at(&s->c, s->devfd, path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (s->check_regular && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        defer_close(&s->c, fd);
+        return -1;
+    }
+    char buf[MAX_ATTR];
+    ssize_t n;
+    do {
+        n = read(fd, buf, sizeof buf);
+    } while (n < 0 && errno == EINTR);
+    defer_close(&s->c, fd);
+    if (n < 0)
+        return -1;
+    *len = (size_t)n;
+    return arena_put(&s->a, buf, (size_t)n);
+}
+
+static int list_dir(struct scan *s, const char *path, long *first)
+{
+    int fd = open_at(&s->c, s->devfd, path, O_RDONLY | O_DIRECTORY);
+    *first = -1;
+    if (fd < 0)
+        return 0;
+    char buf[8192];
+    int count = 0;
+    for (;;) {
+        long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        for (long off = 0; off < n;) {
+            struct dirent64 *d = (struct dirent64 *)(buf + off);
+            off += d->d_reclen;
+            if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
+                continue;
+            long at = arena_put(&s->a, d->d_name, strlen(d->d_name));
+            if (*first < 0)
+                *first = at;
+            count++;
+        }
+    }
+    defer_close(&s->c, fd);
+    return count;
+}
+
+static void scan_vf(struct scan *s, const char *name, struct vf *v)
+{
+    char path[PATH_MAX];
+    v->driver = v->override = v->group = v->nets = -1;
+    v->nnets = 0;
+    if (!(s->flags & SKIP_DRIVER)) {
+        snprintf(path, sizeof path, "%s/driver", name);
+        v->driver = link_base(s, path);
+    }
+    snprintf(path, sizeof path, "%s/driver_override", name);
+    v->override = read_attr(s, path, &v->override_len);
+    snprintf(path, sizeof path, "%s/iommu_group", name);
+    v->group = link_base(s, path);
+    if (!(s->flags & SKIP_NET)) {
+        snprintf(path, sizeof path, "%s/net", name);
+        v->nnets = list_dir(s, path, &v->nets);
+    }
+}
+
+/* ---- Python ---- */
+
+static PyObject *str_or_none(const struct arena *a, long at)
+{
+    if (at < 0)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeFSDefault(a->buf + at);
+}
+
+static PyObject *build_vf(const struct arena *a, const struct vf *v)
+{
+    PyObject *nets = PyList_New(v->nnets);
+    if (nets == NULL)
+        return NULL;
+    long at = v->nets;
+    for (int i = 0; i < v->nnets; i++) {
+        PyObject *n = PyUnicode_DecodeFSDefault(a->buf + at);
+        if (n == NULL) {
+            Py_DECREF(nets);
+            return NULL;
+        }
+        PyList_SET_ITEM(nets, i, n);
+        at += (long)strlen(a->buf + at) + 1;
+    }
+    if (PyList_Sort(nets) < 0) {
+        Py_DECREF(nets);
+        return NULL;
+    }
+    PyObject *override;
+    if (v->override < 0) {
+        override = Py_NewRef(Py_None);
+    } else {
+        override = PyUnicode_DecodeUTF8(a->buf + v->override, (Py_ssize_t)v->override_len,
+                                        "replace");
+    }
+    if (override == NULL) {
+        Py_DECREF(nets);
+        return NULL;
+    }
+    return Py_BuildValue("(NNNN)", str_or_none(a, v->driver), override, str_or_none(a, v->group),
+                         nets);
+}
+
+/* Paths of a sequence as bytes objects (a new list), or NULL with an exception set. */
+static PyObject *fs_paths(PyObject *seq_obj, const char ***out)
+{
+    PyObject *seq = PySequence_Fast(seq_obj, "expected a sequence of names");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *list = PyList_New(n);
+    *out = PyMem_Calloc((size_t)n + 1, sizeof **out);
+    for (Py_ssize_t i = 0; list != NULL && *out != NULL && i < n; i++) {
+        PyObject *b = NULL;
+        if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(seq, i), &b)) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, b);
+        (*out)[i] = PyBytes_AS_STRING(b);
+    }
+    Py_DECREF(seq);
+    if (*out == NULL) {
+        Py_XDECREF(list);
+        return PyErr_NoMemory();
+    }
+    if (list == NULL) {
+        PyMem_Free(*out);
+        *out = NULL;
+    }
+    return list;
+}
+
+static int open_dir(struct scan *s, PyObject *dir_obj)
+{
+    PyObject *dir_bytes = NULL;
+    if (!PyUnicode_FSConverter(dir_obj, &dir_bytes))
+        return -1;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    s->devfd = open(PyBytes_AS_STRING(dir_bytes), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct statfs fs;
+    if (s->devfd < 0)
+        err = errno;
+    else
+        s->check_regular = fstatfs(s->devfd, &fs) != 0 || fs.f_type != SYSFS_MAGIC_;
+    Py_END_ALLOW_THREADS
+    Py_DECREF(dir_bytes);
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, dir_obj);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(links_doc, "links(dir: str, paths: list[str], full: bool = False) -> list[str | None]\n\n"
+                        "Basename (or all) of each relative path's symlink target, or None;\n"
+                        "GIL-free.");
+
+static PyObject *py_links(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *dir_obj, *paths_obj, *out = NULL;
+    int full = 0;
+    if (!PyArg_ParseTuple(args, "OO|p:links", &dir_obj, &paths_obj, &full))
+        return NULL;
+    const char **paths = NULL;
+    PyObject *keep = fs_paths(paths_obj, &paths);
+    if (keep == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(keep);
+    struct scan s = {.devfd = -1};
+    long *at = PyMem_RawCalloc((size_t)n + 1, sizeof *at);
+    if (at == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (open_dir(&s, dir_obj) < 0)
+        goto done;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        at[i] = link_to(&s, paths[i], full);
+    close(s.devfd);
+    Py_END_ALLOW_THREADS
+    if (s.a.oom) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    out = PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *v = str_or_none(&s.a, at[i]);
+        if (v == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, v);
+    }
+done:
+    PyMem_RawFree(at);
+    PyMem_Free(paths);
+    Py_DECREF(keep);
+    free(s.a.buf);
+    return out;
+}
+
+PyDoc_STRVAR(scan_doc,
+             "scan(dir: str, addresses: list[str], flags: int = 0) -> list[tuple]\n\n"
+             "Per VF address: (driver, driver_override, iommu_group, netdevs); GIL-free.\n"
+             "Same results as vfctl.host.vfscan.scan_python().");
+
+static PyObject *py_scan(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *dir_obj, *addrs_obj, *out = NULL;
+    int flags = 0;
+    if (!PyArg_ParseTuple(args, "OO|i:scan", &dir_obj, &addrs_obj, &flags))
+        return NULL;
+    const char **addrs = NULL;
+    PyObject *keep = fs_paths(addrs_obj, &addrs);
+    if (keep == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(keep);
+    struct scan s = {.devfd = -1, .flags = flags};
+    struct vf *vfs = PyMem_RawCalloc((size_t)n + 1, sizeof *vfs);
+    if (vfs == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (open_dir(&s, dir_obj) < 0)
+        goto done;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        scan_vf(&s, addrs[i], &vfs[i]);
+    flush(&s.c);
+    close(s.devfd);
+    Py_END_ALLOW_THREADS
+    if (s.a.oom) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    out = PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *t = build_vf(&s.a, &vfs[i]);
+        if (t == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, t);
+    }
+done:
+    PyMem_RawFree(vfs);
+    PyMem_Free(addrs);
+    Py_DECREF(keep);
+    free(s.a.buf);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"links", py_links, METH_VARARGS, links_doc},
+    {"scan", py_scan, METH_VARARGS, scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_vfscan", "Batch per-VF sysfs reads; see vfctl/host/vfscan.py.",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__vfscan(void) { return PyModule_Create(&module); }

@@ -1,0 +1,114 @@
+"""Batch per-VF sysfs reads for discovery: the pure-Python twin of the C extension ``_vfscan``.
+
+Per VF, discovery needs five facts the PF cannot tell: its address (``virtfnN``, the kernel's
+truth), driver, driver_override, IOMMU group and netdevs.  Both implementations make the same
+reads, with the same safety rules as every other sysfs read (no symlink at the last component,
+no blocking, at most 4 KiB, regular files only), and return identical tuples, which a
+differential test checks (tests/host/test_vfscan.py).  The C one releases the GIL, builds no
+Python object until every read is done and closes descriptors in batches, so it costs a few
+syscalls per VF; this one is the oracle and the fallback (``VFCTL_NO_C=1`` or not built).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import stat
+from collections.abc import Sequence
+from types import ModuleType
+
+Raw = tuple[str | None, str | None, str | None, list[str]]  # driver, override, group, netdevs
+
+MAX_ATTR = 4096
+SKIP_DRIVER = 1  # the caller lists drivers/<drv>/ instead (one listing for all VFs)
+SKIP_NET = 2  # the caller resolves sys/class/net's links instead
+_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+
+_C_MOD: ModuleType | None
+try:  # pragma: no cover - depends on the build
+    _C_MOD = importlib.import_module("vfctl.host._vfscan")
+except ImportError:  # pragma: no cover - depends on the build
+    _C_MOD = None
+
+HAVE_C = _C_MOD is not None and os.environ.get("VFCTL_NO_C") != "1"
+
+
+def _link_base(dirfd: int, path: str, full: bool = False) -> str | None:
+    try:
+        target = os.readlink(path, dir_fd=dirfd)
+    except OSError:
+        return None
+    return target if full else target.rsplit("/", 1)[-1]
+
+
+def _read_attr(dirfd: int, path: str) -> str | None:
+    try:
+        fd = os.open(path, _FLAGS, dir_fd=dirfd)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, MAX_ATTR).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _list_dir(dirfd: int, path: str) -> list[str]:
+    try:
+        fd = os.open(path, _FLAGS | os.O_DIRECTORY, dir_fd=dirfd)
+    except OSError:
+        return []
+    try:
+        return sorted(os.listdir(fd))
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+
+
+def odd(addr: str) -> bool:
+    """A virtfn target no read should go through (left to Host, which refuses or reads it)."""
+    return addr in ("", ".", "..") or len(addr.encode(errors="surrogateescape")) > 255
+
+
+def links_python(directory: str, paths: Sequence[str], full: bool = False) -> list[str | None]:
+    """Basename (or, ``full``, all) of each relative path's symlink target, or None."""
+    dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return [_link_base(dirfd, p, full) for p in paths]
+    finally:
+        os.close(dirfd)
+
+
+def scan_python(directory: str, addresses: Sequence[str], flags: int = 0) -> list[Raw]:
+    """Per VF address: (driver, driver_override, iommu_group, netdevs)."""
+    dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return [
+            (
+                None if flags & SKIP_DRIVER else _link_base(dirfd, f"{a}/driver"),
+                _read_attr(dirfd, f"{a}/driver_override"),
+                _link_base(dirfd, f"{a}/iommu_group"),
+                [] if flags & SKIP_NET else _list_dir(dirfd, f"{a}/net"),
+            )
+            for a in addresses
+        ]
+    finally:
+        os.close(dirfd)
+
+
+def links(directory: str, paths: Sequence[str], full: bool = False) -> list[str | None]:
+    """The C batch when built (and not disabled), else the Python twin; same results."""
+    if HAVE_C:
+        return _C_MOD.links(directory, list(paths), full)  # type: ignore[union-attr,no-any-return]
+    return links_python(directory, paths, full)
+
+
+def scan(directory: str, addresses: Sequence[str], flags: int = 0) -> list[Raw]:
+    """The C batch when built (and not disabled), else the Python twin; same results."""
+    if HAVE_C:
+        return _C_MOD.scan(directory, list(addresses), flags)  # type: ignore[union-attr,no-any-return]
+    return scan_python(directory, addresses, flags)
