@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import gentree  # noqa: E402
+import gentree
 
 STAMP = "hosttree v1\n"
 NET_VFS = 2

@@ -1,3 +1,3 @@
-from vfctl.cli import main
+from vfctl.entry import main
 
 main()

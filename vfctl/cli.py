@@ -162,6 +162,7 @@ def model(
     from vfctl.host import netlink
 
     inv = inventory(h, lenient) if with_backends else {}  # one round of VM-manager calls
+    h.settle()  # a simulated host runs pending probes first, as a kernel would by itself
     m = discover(h, inv, with_devices=with_devices)
     info = netlink.vf_info_all(h, [pf.netdev for pf in m.pfs if pf.netdev and pf.num_vfs])
     return with_vf_info(m, info) if any(info.values()) else m

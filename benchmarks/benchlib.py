@@ -1,0 +1,68 @@
+"""Shared by the end-to-end benchmarks: timed child runs, medians, verdict lines.
+
+Each run is a child process measured with ``os.wait4``: wall time, CPU time (user + system,
+the child's own) and peak RSS. On this shared 2-core machine wall time mostly measures the
+queue for a CPU, so ratios are taken on CPU time, with the candidate and its baseline run
+alternately in the same loop (both see the same load) and the median of each reported.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class Sample:
+    wall_ms: float
+    cpu_ms: float
+    rss_mb: float
+
+
+def run(cmd: Sequence[str], env: dict[str, str] | None = None) -> Sample:
+    """One run of ``cmd`` (stdout discarded); raises when it fails."""
+    t = time.perf_counter()
+    p = subprocess.Popen(list(cmd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = (time.perf_counter() - t) * 1000
+    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+    if p.stderr:
+        p.stderr.close()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {err.strip()[:400]}")
+    return Sample(wall, (ru.ru_utime + ru.ru_stime) * 1000, ru.ru_maxrss / 1024)
+
+
+@dataclass
+class Pair:
+    base: list[Sample]
+    cand: list[Sample]
+
+    def med(self, which: str, attr: str = "cpu_ms") -> float:
+        return statistics.median(getattr(s, attr) for s in getattr(self, which))
+
+
+def pair(
+    base: Sequence[str], cand: Sequence[str], env: dict[str, str] | None, n: int
+) -> Pair:
+    """Baseline and candidate, alternately, ``n`` times each (after one warm-up of each)."""
+    run(base, env)
+    run(cand, env)
+    out = Pair([], [])
+    for _ in range(n):
+        out.base.append(run(base, env))
+        out.cand.append(run(cand, env))
+    return out
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def row(label: str, value: str, target: str, ok: bool) -> None:
+    print(f"  {label:<44} {value:<34} target {target:<12} {verdict(ok)}")

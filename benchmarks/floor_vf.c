@@ -1,0 +1,84 @@
+/* The syscall floor of `vfctl list --all` per VF: what no listing of VFs can skip.
+ * Per PF (listed in PFS_FILE with its VF count): per VF index N, relative to the devices dir:
+ *   readlink PF/virtfnN                    (the VF's address: the kernel's truth)
+ *   readlink VF/iommu_group                (no other file tells a VF's group)
+ *   open + [fstat] + read VF/driver_override (user-set, nothing else shows it; fstat only
+ *                                           off sysfs, the regular-file check), close
+ * Driver, netdevs, vendor and device come from listings and the PF, so they add nothing per VF.
+ * Prints the best elapsed seconds of REPEATS and the syscalls made in one repeat.
+ * Build: cc -O2 -o floor_vf floor_vf.c;  run: ./floor_vf DEVICES_DIR PFS_FILE REPEATS FSTAT */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s DEVICES_DIR PFS_FILE REPEATS FSTAT\n", argv[0]);
+        return 2;
+    }
+    int dir = open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    FILE *f = fopen(argv[2], "r");
+    if (dir < 0 || f == NULL) {
+        perror("open");
+        return 1;
+    }
+    char pfs[1024][16];
+    int nvfs[1024], npf = 0;
+    while (npf < 1024 && fscanf(f, "%15s %d", pfs[npf], &nvfs[npf]) == 2)
+        npf++;
+    fclose(f);
+    int repeats = atoi(argv[3]), with_fstat = atoi(argv[4]);
+    double best = -1;
+    long calls = 0;
+    char path[PATH_MAX + 32], target[PATH_MAX], buf[4096];
+    for (int r = 0; r < (repeats > 0 ? repeats : 1); r++) {
+        struct timespec a, b;
+        calls = 0;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        for (int p = 0; p < npf; p++) {
+            for (int i = 0; i < nvfs[p]; i++) {
+                snprintf(path, sizeof path, "%s/virtfn%d", pfs[p], i);
+                ssize_t n = readlinkat(dir, path, target, sizeof target - 1);
+                calls++;
+                if (n < 0)
+                    continue;
+                target[n] = '\0';
+                const char *vf = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
+                snprintf(path, sizeof path, "%s/iommu_group", vf);
+                calls++;
+                if (readlinkat(dir, path, buf, sizeof buf) < 0)
+                    buf[0] = '\0';
+                snprintf(path, sizeof path, "%s/driver_override", vf);
+                int fd = openat(dir, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+                calls++;
+                if (fd < 0)
+                    continue;
+                struct stat st;
+                if (with_fstat) {
+                    calls++;
+                    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+                        close(fd);
+                        continue;
+                    }
+                }
+                calls += 2;
+                if (read(fd, buf, sizeof buf) < 0)
+                    buf[0] = '\0';
+                close(fd);
+            }
+        }
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double t = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+        if (best < 0 || t < best)
+            best = t;
+    }
+    printf("%.6f %ld\n", best, calls);
+    return 0;
+}
