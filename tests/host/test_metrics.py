@@ -17,6 +17,7 @@ from vfctl.discover import discover
 from vfctl.host.sysfs import Host
 from vfctl.model import Attachment
 
+
 def parse(text: str) -> dict[str, Any]:
     """family name → (type, [(sample name, labels, value)]); raises on invalid exposition."""
     out = {}
