@@ -635,11 +635,17 @@ def _attach_cmd(
         b = S.extra.get(f"backend:{name}") or backends.create(name, backend_cfg())
         S.extra[f"backend:{name}"] = b
         p = resolve_pf(m, pf, h)
-        idx = parse_vf_selector(vf, p)
-        if len(idx) != 1:
-            raise UsageError(f"vfctl {verb} takes one VF, got {vf!r}")
-        v = p.vf(idx[0])
-        assert v is not None
+        if vf.strip().lower() == "any" and verb == "attach":
+            from vfctl import cli_pool, pools
+
+            v = pools.lowest_free(h, p, cli_pool.pooled_addresses(h, b, p))
+        else:
+            idx = parse_vf_selector(vf, p)
+            if len(idx) != 1:
+                raise UsageError(f"vfctl {verb} takes one VF, got {vf!r}")
+            found = p.vf(idx[0])
+            assert found is not None
+            v = found
         req = AttachRequest(vm=vm, pf=p, vf=v, force=force, options=options)
         acts = b.plan_attach(req) if verb == "attach" else b.plan_detach(req)
         state["backend"] = b
@@ -679,8 +685,9 @@ def VfArg(default: Any = ...) -> Any:
 @app.command()
 def attach(
     vm: str = VmArg(),
-    pf: str = PfArg(),
-    vf: str = VfArg(),
+    pf: Optional[str] = PfArg(None),
+    vf: Optional[str] = typer.Argument(None, help="VF: vf3, 3, its PCI address, or any."),
+    pool: Optional[str] = typer.Option(None, "--pool", help="A VF of this vfctl pool instead."),
     mode: str = typer.Option("hostdev", "--mode", help="libvirt: hostdev or interface."),
     live: bool = typer.Option(False, "--live", help="libvirt: the running domain only."),
     config: bool = typer.Option(False, "--config", help="libvirt: persistent config only."),
@@ -724,16 +731,40 @@ def attach(
         }
         if live and config:
             opts["live"], opts["config"] = True, True
+        if pool is not None or pf is None or vf is None:
+            _pool_verb("attach", vm, pf, vf, pool, opts, check, json_, wait)
+            return
         _attach_cmd("attach", vm, pf, vf, opts, force, check, json_, wait)
 
     guarded(json_, True, go)
 
 
+def _pool_verb(
+    verb: str,
+    vm: str,
+    pf: str | None,
+    vf: str | None,
+    pool: str | None,
+    opts: dict[str, Any],
+    check: bool,
+    json_: bool,
+    wait: float,
+) -> None:
+    if pool is None:
+        raise UsageError(f"vfctl {verb} needs PF and VF, or --pool NAME")
+    if pf is not None or vf is not None:
+        raise UsageError(f"vfctl {verb} --pool takes no PF or VF (the VM manager picks the VF)")
+    from vfctl import cli_pool
+
+    cli_pool.attach_pool(verb, vm, pool, opts, check, json_, wait)
+
+
 @app.command()
 def detach(
     vm: str = VmArg(),
-    pf: str = PfArg(),
-    vf: str = VfArg(),
+    pf: Optional[str] = PfArg(None),
+    vf: Optional[str] = VfArg(None),
+    pool: Optional[str] = typer.Option(None, "--pool", help="The interface/slot of this pool."),
     live: bool = typer.Option(False, "--live", help="libvirt: the running domain only."),
     config: bool = typer.Option(False, "--config", help="libvirt: persistent config only."),
     check: bool = CheckOpt(False),
@@ -742,7 +773,14 @@ def detach(
 ) -> None:
     """Detach a VF from a VM (the exact element that holds it)."""
     opts = {"live": live or None, "config": config or None, "pve_node": S.pve_node}
-    guarded(json_, True, lambda: _attach_cmd("detach", vm, pf, vf, opts, False, check, json_, wait))
+
+    def go() -> None:
+        if pool is not None or pf is None or vf is None:
+            _pool_verb("detach", vm, pf, vf, pool, opts, check, json_, wait)
+            return
+        _attach_cmd("detach", vm, pf, vf, opts, False, check, json_, wait)
+
+    guarded(json_, True, go)
 
 
 @app.command()
@@ -876,4 +914,5 @@ if __name__ == "__main__":
 
 
 from vfctl import cli_ops as _cli_ops  # noqa: E402,F401  (registers history/undo/confirm/…)
+from vfctl import cli_pool as _cli_pool  # noqa: E402,F401  (registers pool commands)
 from vfctl import cli_profile as _cli_profile  # noqa: E402,F401  (registers profile commands)

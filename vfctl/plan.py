@@ -154,6 +154,8 @@ OP_MODULES = {
     "netlink": "vfctl.vfsettings",
     "libvirt": "vfctl.backends.libvirt",
     "proxmox": "vfctl.backends.proxmox",
+    "libvirt_pool": "vfctl.backends.libvirt_pool",
+    "pve_pool": "vfctl.backends.pve_pool",
 }
 
 

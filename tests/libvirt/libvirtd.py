@@ -101,7 +101,11 @@ class Libvirtd:
     """One isolated daemon; ``uri`` is valid between ``start()`` and ``stop()``."""
 
     def __init__(
-        self, workdir: Path, cache_dir: Path | None = None, host_dirs: bool = True
+        self,
+        workdir: Path,
+        cache_dir: Path | None = None,
+        host_dirs: bool = True,
+        pci_root: Path | None = None,
     ) -> None:
         """``host_dirs=False``: mount points missing on the host (a libvirt installed without
         its system service lacks /run/libvirt and /var/{lib,cache,log}/libvirt) are made inside
@@ -109,6 +113,9 @@ class Libvirtd:
         self.dir = Path(workdir).absolute()
         self.cache_dir = Path(cache_dir or os.environ.get("VFCTL_LIBVIRTD_CACHE") or DEFAULT_CACHE)
         self.host_dirs = host_dirs
+        # a simulated host whose PCI tree the daemon sees as /sys/bus/pci (hostdev networks
+        # are checked against sysfs: every listed address must be an SR-IOV VF)
+        self.pci_root = pci_root
         self.sock_dir = self.dir / "sock"
         self.uri = f"qemu:///system?socket={self.sock_dir}/libvirt-sock"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -157,6 +164,7 @@ class Libvirtd:
                 str(self.dir),
                 str(self.cache_dir),
                 *([] if self.host_dirs else ["--overlay"]),
+                *([] if self.pci_root is None else ["--pci-root", str(self.pci_root)]),
             ],
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -254,7 +262,20 @@ def _mount_points_in_overlays(workdir: Path) -> None:
         os.makedirs(target, exist_ok=True)
 
 
-def _subreaper(workdir: Path, cache_dir: Path, overlay: bool) -> int:
+def _pci_binds(root: Path) -> list[tuple[Path, str]]:
+    """The simulated host's PCI bus and device trees over the real ones, in this namespace only.
+
+    Its ``sys/bus/pci/devices`` links are relative (``../../../devices/pci0000:00/…``), so the
+    device tree goes over the real root of the same name (which must exist to mount on).
+    """
+    out: list[tuple[Path, str]] = [(root / "sys/bus/pci", "/sys/bus/pci")]
+    for top in sorted((root / "sys/devices").iterdir()):
+        if top.name.startswith("pci") and os.path.isdir(f"/sys/devices/{top.name}"):
+            out.append((top, f"/sys/devices/{top.name}"))
+    return out
+
+
+def _subreaper(workdir: Path, cache_dir: Path, overlay: bool, pci_root: Path | None) -> int:
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the test process died: take everything down
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     if overlay:
@@ -265,6 +286,8 @@ def _subreaper(workdir: Path, cache_dir: Path, overlay: bool) -> int:
         (workdir / "passwd", "/etc/passwd"),
         (workdir / "group", "/etc/group"),
     ]
+    if pci_root is not None:
+        binds += _pci_binds(pci_root)
     for src, dst in binds:
         subprocess.run(["mount", "--bind", str(src), dst], check=True)
 
@@ -343,7 +366,9 @@ def _stop_on_signals() -> None:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--subreaper"]:
-        return _subreaper(Path(argv[1]), Path(argv[2]), argv[3:4] == ["--overlay"])
+        rest = argv[3:]
+        pci = Path(rest[rest.index("--pci-root") + 1]) if "--pci-root" in rest else None
+        return _subreaper(Path(argv[1]), Path(argv[2]), "--overlay" in rest, pci)
     args = _parse(argv)
     if args.check:
         why = cannot_run()

@@ -258,6 +258,18 @@ class ForwardAddressXml(XmlObject):
         d, b, s, f = parts
         return f"{d:04x}:{b:02x}:{s:02x}.{f:x}"
 
+    @classmethod
+    def of(cls, address: str) -> ForwardAddressXml:
+        """From ``dddd:bb:dd.f``."""
+        dom, bus, rest = address.split(":")
+        slot, fn = rest.split(".")
+        return cls(domain=int(dom, 16), bus=int(bus, 16), slot=int(slot, 16), function=int(fn, 16))
+
+
+POOL_NS = "urn:vfctl:pool:1"  # vfctl's mark on the hostdev networks it made (and may change)
+ET.register_namespace("vfctl", POOL_NS)
+_MARK = f"metadata/{{{POOL_NS}}}pool"
+
 
 class NetworkXml(XmlObject):
     """A libvirt ``<network>``; a VF pool when ``forward_mode == 'hostdev'``."""
@@ -269,6 +281,19 @@ class NetworkXml(XmlObject):
     forward_managed = XmlProperty("forward@managed", YES_NO)
     pf_dev = XmlProperty("forward/pf@dev", STR)
     addresses = XmlChildList("forward", ForwardAddressXml)
+    vlan_tag = XmlProperty("vlan/tag@id", INT)
+    pool_pf = XmlProperty(f"{_MARK}@pf", STR)  # vfctl's pool marker: the PF, and the settings
+    pool_settings = XmlProperty(f"{_MARK}@settings", STR)
+
+
+class NetworkInterfaceXml(XmlObject):
+    """``<interface type='network'>``: the guest gets whichever free VF the network hands out."""
+
+    TAG = "interface"
+    type = XmlProperty("@type", STR, default="network")
+    mac = XmlProperty("mac@address", STR)
+    network = XmlProperty("source@network", STR)
+    alias = XmlProperty("alias@name", STR)
 
 
 @dataclass(frozen=True)
@@ -279,6 +304,37 @@ class FoundDevice:
     address: str
     xml: str
     device: HostdevXml | HostdevInterfaceXml
+
+
+@dataclass(frozen=True)
+class FoundInterface:
+    """An ``<interface>`` drawing from a libvirt network, with its exact element text.
+
+    In a running domain's live XML libvirt shows the actual device (``type='hostdev'`` with the
+    VF's address under ``<source network=…>``); the inactive XML keeps ``type='network'``.
+    """
+
+    network: str
+    xml: str
+    mac: str | None
+
+
+def network_interfaces(domain_xml: str) -> Iterator[FoundInterface]:
+    """Every ``<interface>`` whose ``<source network=…>`` names a network."""
+    root = ET.fromstring(domain_xml)
+    for el in root.iterfind("devices/interface"):
+        src = el.find("source")
+        name = src.get("network") if src is not None else None
+        if not name:
+            continue
+        mac = el.find("mac")
+        exact = copy.deepcopy(el)
+        exact.tail = None
+        yield FoundInterface(
+            name,
+            ET.tostring(exact, encoding="unicode"),
+            None if mac is None else mac.get("address"),
+        )
 
 
 def pci_devices(domain_xml: str) -> Iterator[FoundDevice]:
