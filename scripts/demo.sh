@@ -89,7 +89,7 @@ if [ "$(id -u)" = 0 ]; then
     fi
 fi
 if [ -z "$skip" ]; then
-    why=$(python tests/libvirt/libvirtd.py --check) || skip=$why
+    why=$(python tests/libvirt/libvirtd.py --check "$DIR/libvirtd") || skip=$why
 fi
 if [ -z "$skip" ] && ! python -c 'import libvirt' 2>/dev/null; then
     skip="libvirt-python is not installed in .venv"

@@ -33,6 +33,8 @@ HOST_PATHS = (
     "/var/cache/libvirt",
     "/var/log/libvirt",
     "/var/tmp/vfctl-test-libvirtd-cache",
+    "/var/lib/vfctl",  # vfctl's history and state live under its root: the simulated host
+    "/run/vfctl",
     os.path.expanduser("~/.cache/libvirt"),
     os.path.expanduser("~/.config/libvirt"),
 )
@@ -253,6 +255,14 @@ def test_as_a_normal_user_the_host_part_runs_and_the_vm_part_says_why() -> None:
         assert_host_part_only(demo, d, "the isolated libvirtd needs root")
     finally:
         shutil.rmtree(top)
+
+
+def test_a_directory_libvirt_cannot_use_skips_the_vm_part_saying_why(tmp_path: Path) -> None:
+    if not PYTHON.exists():
+        missing("no .venv: run `make venv-dev`")
+    d = tmp_path / "a demo"  # a space: no libvirt socket URI can name it
+    demo = run_demo(d)
+    assert_host_part_only(demo, d, f"'{d}/libvirtd': only letters, digits and ._+-/ work")
 
 
 def test_refuses_a_directory_that_is_not_the_demos(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -38,6 +39,9 @@ TARGETS = {
     "log": "/var/log/libvirt",
 }
 DEFAULT_CACHE = "/var/tmp/vfctl-test-libvirtd-cache"
+# the directory goes into a URI and libvirtd.conf unquoted, and its sockets into sun_path
+SAFE_PATH = re.compile(r"[A-Za-z0-9._+/-]+")
+SUN_PATH_MAX = 107
 
 
 class LibvirtdError(RuntimeError):
@@ -50,8 +54,21 @@ def missing_tools() -> list[str]:
     return [t for t in tools if shutil.which(t) is None]
 
 
-def cannot_run() -> str | None:
-    """Why this machine cannot run the isolated daemon, or None."""
+def unusable_dir(workdir: Path) -> str | None:
+    """Why WORKDIR cannot hold the daemon, or None."""
+    path = Path(workdir).absolute()
+    if not SAFE_PATH.fullmatch(str(path)):
+        return f"{str(path)!r}: only letters, digits and ._+-/ work in a libvirt socket URI"
+    longest = path / "sock" / "libvirt-admin-sock"
+    if len(os.fsencode(longest)) > SUN_PATH_MAX:
+        return f"{longest}: longer than a unix socket path may be ({SUN_PATH_MAX} bytes)"
+    return None
+
+
+def cannot_run(workdir: Path | None = None) -> str | None:
+    """Why this machine (and WORKDIR, when given) cannot run the isolated daemon, or None."""
+    if workdir is not None and (why := unusable_dir(workdir)):
+        return why
     missing = missing_tools()
     if missing:
         return f"missing executables: {', '.join(missing)}"
@@ -146,7 +163,7 @@ class Libvirtd:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start and wait until ``virsh version`` answers; LibvirtdError with the log otherwise."""
-        why = cannot_run()
+        why = cannot_run(self.dir)
         if why:
             raise LibvirtdError(why)
         self._prepare()
@@ -251,7 +268,9 @@ def _mount_points_in_overlays(workdir: Path) -> None:
         return
     layers = workdir / "overlay"
     layers.mkdir(exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700", "vfctl-libvirtd", layers], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "mode=0700", "vfctl-libvirtd", layers], check=True
+    )
     for i, parent in enumerate(parents):
         up, wk = layers / f"{i}.up", layers / f"{i}.work"
         up.mkdir()
@@ -350,7 +369,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "--no-host-dirs", action="store_true", help="never create mount points on the host"
     )
     ap.add_argument("--with-parent", action="store_true", help="stop when the parent dies")
-    ap.add_argument("--check", action="store_true", help="say why this machine cannot run it")
+    ap.add_argument(
+        "--check", action="store_true", help="say why this machine (and DIR) cannot run it"
+    )
     return ap.parse_args(argv)
 
 
@@ -371,7 +392,7 @@ def main(argv: list[str]) -> int:
         return _subreaper(Path(argv[1]), Path(argv[2]), "--overlay" in rest, pci)
     args = _parse(argv)
     if args.check:
-        why = cannot_run()
+        why = cannot_run(args.dir)
         print(why or "ok")
         return 1 if why else 0
     if args.dir is None:
