@@ -256,6 +256,9 @@ def run_plan(
     from vfctl.host.lock import host_lock
 
     def go() -> None:
+        from vfctl.inputs import seconds
+
+        seconds(wait, "--wait")
         if confirm is not None and not check:
             confirm_mod.check_seconds(confirm)
         h = host()
@@ -483,6 +486,9 @@ def _numvfs_cmd(
     from vfctl.discover import resolve_pf
 
     def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None]]:
+        from vfctl.inputs import seconds
+
+        seconds(timeout, "--timeout")
         p = resolve_pf(m, pf, h)
         acts = hostops.plan_numvfs(
             h, p, count, force=force, force_host_nic=force_host_nic, timeout=timeout,
@@ -507,9 +513,9 @@ def _bind_cmd(
     from vfctl.discover import parse_vf_selector, resolve_pf
 
     if driver is not None:
-        from vfctl.host.sysfs import check_name
+        from vfctl.inputs import driver_name
 
-        check_name(driver, "driver")
+        driver_name(driver, "--driver")
 
     def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None]]:
         p = resolve_pf(m, pf, h)
@@ -790,6 +796,9 @@ def recover(json_: bool = JsonOpt(False), wait: float = WaitOpt(30.0)) -> None:
     from vfctl.host.lock import host_lock
 
     def go() -> None:
+        from vfctl.inputs import seconds
+
+        seconds(wait, "--wait")
         h = host()
         with host_lock(h, wait):
             from vfctl.cli_ops import revert_pending

@@ -52,7 +52,7 @@ def DetailedOpt() -> Any:
 def _load(path: str) -> Any:
     from vfctl import profile
 
-    return profile.load(path, sys.stdin.read() if path == "-" else None)
+    return profile.load(path)
 
 
 def _backend_getter() -> Callable[[str], Any]:
@@ -274,14 +274,10 @@ def persist_enable(
     """Install PROFILE as /etc/vfctl/profile.yaml and a boot unit that applies it."""
 
     def go() -> None:
-        from vfctl import persist
+        from vfctl import persist, profile
 
-        text = sys.stdin.read() if path == "-" else None
-        from vfctl import profile
-
-        prof = profile.load(path, text)
-        raw = text if text is not None else Path(path).read_text(encoding="utf-8")
-        del prof
+        raw = profile.read(path)  # bounded, regular file or stdin, read once
+        profile.loads(raw, "<stdin>" if path == "-" else path)
         root = _root()
         program = exe or _exe()
         if not os.path.isabs(program):

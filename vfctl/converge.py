@@ -31,7 +31,16 @@ from vfctl.host.sysfs import Host
 from vfctl.model import PF, VF, HostModel, VFSettings
 from vfctl.pci import address as pciaddr
 from vfctl.plan import Action
-from vfctl.profile import SETTING_KEYS, Path_, Problem, Profile, ProfileInvalid, desired_of, vf_ids
+from vfctl.profile import (
+    SETTING_KEYS,
+    Path_,
+    Problem,
+    Profile,
+    ProfileInvalid,
+    desired_of,
+    vf_bounds,
+    vf_ids,
+)
 
 PHASES = ("autoprobe", "numvfs", "settings", "bind", "attach")
 DEFAULT_DRIVER = "default"
@@ -148,17 +157,17 @@ def resolve(prof: Profile, model: HostModel, host: Host) -> list[Target]:
         count = pf.num_vfs if total is None else total
         own: dict[int, tuple[Mapping[str, Any], Path_]] = {}
         for vi, vf in enumerate(entry.get("vfs") or []):
-            ids = vf_ids(vf["id"])
-            if ids and max(ids) >= count:
+            hi = vf_bounds(vf["id"])[1]
+            if hi >= count:  # checked before the range is expanded
                 why = "it has" if total is None else "total-vfs is"
                 problems.append(
                     prof.problem(
                         (*at, "vfs", vi, "id"),
-                        f"VF id {max(ids)} is out of range for {name}: {why} {count}",
+                        f"VF id {hi} is out of range for {name}: {why} {count}",
                     )
                 )
                 continue
-            for i in ids:
+            for i in vf_ids(vf["id"]):
                 own[i] = (vf, (*at, "vfs", vi))
         wants = []
         for i in range(count):
@@ -524,7 +533,10 @@ def export(model: HostModel, pfs: Sequence[PF] | None = None) -> dict[str, Any]:
 
 def dump_profile(doc: Mapping[str, Any], comment: str = "") -> str:
     head = f"# {comment}\n" if comment else ""
-    return head + yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False)
+    from vfctl.profile_yaml import Dumper12
+
+    text = yaml.dump(dict(doc), Dumper=Dumper12, sort_keys=False, default_flow_style=False)
+    return head + text
 
 
 # the comparisons drift.py makes are the ones verify and --diff make: one normalisation

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from vfctl import profile_yaml
 from vfctl.errors import UsageError
 
 SCHEMA_ID = "urn:vfctl:profile:1"
@@ -68,7 +69,8 @@ def _e(doc: str, *values: str) -> T:
 MAC_RE = r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$"
 HEX4 = r"^[0-9a-fA-F]{4}$"
 PCI_RE = r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$"
-RANGE_RE = r"^[0-9]+-[0-9]+$"
+RANGE_RE = r"^[0-9]{1,10}-[0-9]{1,10}$"
+MAX_VF_ID = 65535  # NumVFs/TotalVFs are 16-bit registers (PCIe SR-IOV capability)
 
 # VF keys shared by ``defaults`` and each ``vfs`` entry (nmstate's names where it has them)
 SETTING_KEYS: tuple[tuple[str, str], ...] = (
@@ -95,7 +97,7 @@ _VF_SETTINGS: tuple[tuple[str, T], ...] = (
                 T("string", enum=("auto",)),
                 T("string", label="a MAC address", pattern=MAC_RE),
             ),
-            hint="quote MACs: YAML reads some unquoted MACs as numbers",
+            hint="quote MACs",
         ),
     ),
     ("vlan-id", _i("802.1Q VLAN the PF tags the VF's traffic with; 0 = untagged.", 0, 4094)),
@@ -112,7 +114,8 @@ _VF_SETTINGS: tuple[tuple[str, T], ...] = (
         _s(
             "Driver to bind the VF to through driver_override (`vfio-pci` for passthrough), or "
             "`default` to clear the override and let the kernel pick the VF's own driver.",
-            pattern=r"^[A-Za-z0-9_.-]+$",
+            pattern=r"^[A-Za-z0-9_-]{1,55}$",
+            label="a kernel module name",
         ),
     ),
 )
@@ -195,7 +198,10 @@ VF_ENTRY = T(
             T(
                 "any-of",
                 'VF index (0-based), or an inclusive range like `"0-3"`.',
-                options=(_i("", 0), T("string", label='a range like "0-3"', pattern=RANGE_RE)),
+                options=(
+                    _i("", 0, MAX_VF_ID),
+                    T("string", label='a range like "0-3"', pattern=RANGE_RE),
+                ),
             ),
         ),
         *_VF_SETTINGS,
@@ -488,14 +494,20 @@ class _Walker:
         assert isinstance(node, yaml.ScalarNode)
         v: Any = node.value
         if t.kind == "integer":
-            v = _CONS.construct_yaml_int(node)
+            if not _INT.fullmatch(v):  # an explicit !!int tag on something else
+                self.err(node, path, f"invalid integer {_show(node)}")
+                return None
+            v = profile_yaml.to_int(v)
         elif t.kind == "boolean":
-            v = _CONS.construct_yaml_bool(node)
+            if not _BOOL.fullmatch(v):
+                self.err(node, path, f"invalid boolean {_show(node)}: true or false")
+                return None
+            v = profile_yaml.to_bool(v)
         if t.const is not None and v != t.const:
             self.err(node, path, f"must be {t.const!r}, got {_show(node)}")
         if t.enum and v not in t.enum:
             self.err(node, path, f"invalid value {_show(node)}: {', '.join(t.enum)}")
-        if t.pattern and not re.search(t.pattern, str(v)):
+        if t.pattern and not re.fullmatch(t.pattern, str(v)):
             self.err(
                 node, path, f"invalid value {_show(node)}" + (f" ({t.hint})" if t.hint else "")
             )
@@ -506,7 +518,8 @@ class _Walker:
         return v
 
 
-_CONS = yaml.constructor.SafeConstructor()
+_INT = re.compile(r"[-+]?[0-9]{1,20}|0o[0-7]{1,20}|0x[0-9a-fA-F]{1,16}")
+_BOOL = re.compile(r"true|True|TRUE|false|False|FALSE")
 _TAGS = {
     "string": "tag:yaml.org,2002:str",
     "integer": "tag:yaml.org,2002:int",
@@ -568,7 +581,9 @@ def _close(key: str, known: Sequence[str]) -> str | None:
 def loads(text: str, file: str = "<profile>") -> Profile:
     """Parse and check a profile; ProfileInvalid (exit 2) lists every problem found."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = profile_yaml.compose(text)
+    except profile_yaml.YamlRefused as e:
+        raise ProfileInvalid([Problem(file, *e.loc, "", e.message)]) from None
     except yaml.MarkedYAMLError as e:
         m = e.problem_mark or e.context_mark
         line, col = (m.line + 1, m.column + 1) if m else (1, 1)
@@ -595,28 +610,41 @@ def loads(text: str, file: str = "<profile>") -> Profile:
     return prof
 
 
-def load(path: str, stdin_text: str | None = None) -> Profile:
-    """From a file, or ``-`` for standard input (then ``stdin_text`` holds it)."""
-    if path == "-":
-        return loads(stdin_text or "", "<stdin>")
+def read(path: str) -> str:
+    """A profile's text from a file or ``-`` (stdin): bounded, never truncated, never blocking."""
+    name = "<stdin>" if path == "-" else path
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read(4 << 20)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such profile") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: cannot read: {e}") from None
-    return loads(text, path)
+        return profile_yaml.read_profile(path)
+    except profile_yaml.YamlRefused as e:
+        raise ProfileInvalid([Problem(name, *e.loc, "", e.message)]) from None
+
+
+def load(path: str, stdin_text: str | None = None) -> Profile:
+    """From a file, or ``-`` for standard input (``stdin_text``, when given, holds it)."""
+    if path == "-":
+        return loads(stdin_text if stdin_text is not None else read(path), "<stdin>")
+    return loads(read(path), path)
 
 
 # ---------------------------------------------------------------- checks across nodes
 
 
-def vf_ids(spec: Any) -> list[int]:
-    """The indexes a VF entry's ``id`` names (an int or an inclusive ``a-b`` range)."""
+def vf_bounds(spec: Any) -> tuple[int, int]:
+    """First and last index a VF entry's ``id`` names, without expanding the range."""
     if isinstance(spec, int):
-        return [spec]
+        return spec, spec
     lo, hi = (int(x) for x in str(spec).split("-"))
+    return lo, hi
+
+
+def vf_ids(spec: Any) -> list[int]:
+    """The indexes a VF entry's ``id`` names (an int or an inclusive ``a-b`` range).
+
+    Only for ranges already checked against the PF (at most MAX_VF_ID + 1 ids).
+    """
+    lo, hi = vf_bounds(spec)
+    if hi > MAX_VF_ID:
+        raise ValueError(f"VF id {hi} above {MAX_VF_ID}")
     return list(range(lo, hi + 1))
 
 
@@ -649,6 +677,32 @@ def _settings_problems(
             yield prof.problem(at, e.message)
 
 
+class _Spans:
+    """Disjoint id ranges, sorted: overlap checks in O(log n), never one entry per id."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.where: list[Path_] = []
+
+    def first_overlap(self, lo: int, hi: int) -> tuple[int, Path_] | None:
+        """The smallest id of [lo, hi] already taken, and where."""
+        import bisect
+
+        k = bisect.bisect_left(self.ends, lo)  # ends are sorted too: the spans are disjoint
+        if k < len(self.starts) and self.starts[k] <= hi:
+            return max(lo, self.starts[k]), self.where[k]
+        return None
+
+    def add(self, lo: int, hi: int, where: Path_) -> None:
+        import bisect
+
+        k = bisect.bisect_left(self.starts, lo)
+        self.starts.insert(k, lo)
+        self.ends.insert(k, hi)
+        self.where.insert(k, where)
+
+
 def semantic_problems(prof: Profile) -> Iterator[Problem]:
     d = prof.defaults
     mac = d.get("mac-address")
@@ -662,40 +716,44 @@ def semantic_problems(prof: Profile) -> Iterator[Problem]:
     macs: dict[str, Path_] = {}
     for pi, pf in enumerate(prof.pfs):
         total = pf.get("total-vfs")
-        seen: dict[int, Path_] = {}
+        spans = _Spans()
         for vi, vf in enumerate(pf.get("vfs") or []):
             at: Path_ = ("pfs", pi, "vfs", vi)
-            ids_ok = True
-            if isinstance(vf.get("id"), str):
-                lo, hi = (int(x) for x in vf["id"].split("-"))
+            n_ids = 0
+            if vf.get("id") is not None:
+                lo, hi = vf_bounds(vf["id"])
                 if hi < lo:
                     yield prof.problem((*at, "id"), f"invalid range {vf['id']!r}: end before start")
-                    ids_ok = False
-            ids = vf_ids(vf["id"]) if ids_ok else []
-            for i in ids:
-                if i in seen:
-                    line = prof.locs.get(seen[i], (0, 0))[0]
-                    yield prof.problem((*at, "id"), f"duplicate VF id {i} (also at line {line})")
-                    break
-            for i in ids:
-                seen.setdefault(i, (*at, "id"))
-            if total is not None and ids and max(ids) >= total:
-                yield prof.problem(
-                    (*at, "id"),
-                    f"VF id {max(ids)} is out of range: total-vfs is {total} (ids 0-{total - 1})"
-                    if total
-                    else f"VF id {max(ids)} is out of range: total-vfs is 0",
-                )
+                elif hi > MAX_VF_ID:
+                    yield prof.problem(
+                        (*at, "id"), f"VF id {hi} is out of range: VF ids are 0-{MAX_VF_ID}"
+                    )
+                else:
+                    n_ids = hi - lo + 1
+                    dup = spans.first_overlap(lo, hi)
+                    if dup is not None:
+                        line = prof.locs.get(dup[1], (0, 0))[0]
+                        yield prof.problem(
+                            (*at, "id"), f"duplicate VF id {dup[0]} (also at line {line})"
+                        )
+                    else:
+                        spans.add(lo, hi, (*at, "id"))
+                    if total is not None and hi >= total:
+                        yield prof.problem(
+                            (*at, "id"),
+                            f"VF id {hi} is out of range: total-vfs is {total} (ids 0-{total - 1})"
+                            if total
+                            else f"VF id {hi} is out of range: total-vfs is 0",
+                        )
             merged = {**{k: v for k, v in d.items() if k != "drivers-autoprobe"}, **vf}
             yield from _settings_problems(prof, at, merged, own=vf)
             m = vf.get("mac-address")
             if m is not None and m != "auto":
                 norm = m.lower().replace("-", ":")
-                if len(ids) > 1:
+                if n_ids > 1:
                     yield prof.problem(
                         (*at, "mac-address"),
-                        f"a fixed MAC on {len(ids)} VFs "
-                        "would repeat it; use auto or one entry per VF",
+                        f"a fixed MAC on {n_ids} VFs would repeat it; use auto or one entry per VF",
                     )
                 elif norm in macs:
                     line = prof.locs.get(macs[norm], (0, 0))[0]
@@ -705,9 +763,9 @@ def semantic_problems(prof: Profile) -> Iterator[Problem]:
                 macs.setdefault(norm, (*at, "mac-address"))
             att = vf.get("attach")
             if att is not None:
-                if len(ids) > 1 and att.get("slot") is not None:
+                if n_ids > 1 and att.get("slot") is not None:
                     yield prof.problem(
-                        (*at, "attach", "slot"), f"{len(ids)} VFs cannot share one slot"
+                        (*at, "attach", "slot"), f"{n_ids} VFs cannot share one slot"
                     )
                 if att.get("slot") is not None:
                     key = (att["backend"], str(att["vm"]).lower().removeprefix("vm"), att["slot"])

@@ -48,7 +48,7 @@ def validate(d: Desired) -> Desired:
     mac = d.mac
     if mac is not None and mac != "auto":
         mac = mac.strip().lower().replace("-", ":")
-        if not _MAC.match(mac):
+        if not _MAC.fullmatch(mac):
             raise UsageError(
                 f"invalid MAC {d.mac!r}: expected six hex pairs like 02:00:00:00:00:01"
             )

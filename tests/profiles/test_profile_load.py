@@ -45,7 +45,7 @@ CASES = [
         "expected true or false",
     ),
     (
-        HEAD + "    vfs:\n      - id: 1\n        mac-address: 52:54:00:12:34:56\n",
+        HEAD + "    vfs:\n      - id: 1\n        mac-address: 525400123456\n",
         6,
         22,
         "pfs[0].vfs[0].mac-address",

@@ -185,7 +185,7 @@ def wanted_device(req: AttachRequest) -> HostdevXml | HostdevInterfaceXml:
         if mac is None:
             current = (req.vf.settings.mac or "").lower()
             mac = current if current and current != "00:00:00:00:00:00" else None
-        if mac is not None and not _MAC.match(str(mac).lower()):
+        if mac is not None and not _MAC.fullmatch(str(mac).lower()):
             raise UsageError(f"invalid MAC address {mac!r}: expected xx:xx:xx:xx:xx:xx")
         if vlan is not None and not (0 <= int(vlan) <= 4095):
             raise UsageError(f"invalid VLAN {vlan!r}: expected 0-4095")
@@ -304,7 +304,7 @@ class LibvirtBackend:
         """A domain by name or UUID; NotFoundError (exit 3) otherwise."""
         import libvirt
 
-        for how, arg in (("name", vm), ("uuid", vm if _UUID.match(vm) else None)):
+        for how, arg in (("name", vm), ("uuid", vm if _UUID.fullmatch(vm) else None)):
             if arg is None:
                 continue
             try:

@@ -59,7 +59,7 @@ def is_q35(machine: Any) -> bool:
 def resolve_vm(resources: list[Mapping[str, Any]], spec: str) -> Mapping[str, Any]:
     """``101``/``vm101``/name -> the one qemu resource; NotFound (3) or ambiguous (2)."""
     qemu = [r for r in resources if r.get("type") == "qemu"]
-    m = _VMREF.match(spec.strip())
+    m = _VMREF.fullmatch(spec.strip())
     hits = {int(r["vmid"]): r for r in qemu if m and int(r["vmid"]) == int(m[1])}
     hits.update({int(r["vmid"]): r for r in qemu if r.get("name") == spec})
     if not hits:
@@ -236,7 +236,7 @@ class ProxmoxBackend:
         h = self._hostpci_value(cfg, vmid, opts)
         if opts.get("mapping") or not self.api.is_root:
             mid = str(opts.get("mapping") or mapping_id_for(req.pf, req.vf))
-            if not _CONFIGID.match(mid):
+            if not _CONFIGID.fullmatch(mid):
                 raise UsageError(
                     f"mapping id {mid!r} is invalid: a letter, then letters, digits, '-' or '_'"
                 )

@@ -89,10 +89,10 @@ def parse_hostpci(text: str) -> HostPci:
     if "host" in kv:
         host = tuple(kv.pop("host").split(";"))
         for hid in host:
-            if not _HOSTPCIID.match(hid):
+            if not _HOSTPCIID.fullmatch(hid):
                 raise PropertyStringError(f"invalid host PCI id {hid!r}")
     mapping = kv.pop("mapping", None)
-    if mapping is not None and not _CONFIGID.match(mapping):
+    if mapping is not None and not _CONFIGID.fullmatch(mapping):
         raise PropertyStringError(f"invalid mapping id {mapping!r}")
     bools = {k: parse_bool(kv.pop(k)) if k in kv else None for k in ("pcie", "rombar", "x-vga")}
     driver = kv.pop("driver", None)
@@ -129,7 +129,7 @@ def format_hostpci(h: HostPci) -> str:
 
 def normalize_hostpci_id(hid: str) -> str:
     """``03:10.2`` -> ``0000:03:10.2``; a function-less ID keeps having no function."""
-    m = _HOSTPCIID.match(hid.lower())
+    m = _HOSTPCIID.fullmatch(hid.lower())
     if not m:
         raise PropertyStringError(f"invalid host PCI id {hid!r}")
     dom, bus, dev, fn = m.groups()

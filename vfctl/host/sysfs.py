@@ -141,7 +141,9 @@ class Host:
 
     def modprobe(self, module: str) -> None:
         """Load a kernel module (simulated hosts load it in the simulator)."""
-        check_name(module, "module")
+        from vfctl.inputs import driver_name
+
+        driver_name(module, "module")
         if self.simulated:
             from vfctl.host import sim
 

@@ -34,12 +34,12 @@ class PciAddress:
 
 
 def looks_like_address(text: str) -> bool:
-    return _RE.match(text) is not None
+    return _RE.fullmatch(text) is not None
 
 
 def parse(text: str) -> PciAddress:
     """Parse ``0000:03:00.0`` or ``03:00.0``; UsageError otherwise."""
-    m = _RE.match(text.strip())
+    m = _RE.fullmatch(text.strip())
     if not m:
         raise UsageError(f"malformed PCI address {text!r}: expected dddd:bb:dd.f or bb:dd.f")
     dev = int(m["dev"], 16)

@@ -1,0 +1,42 @@
+"""Run vfctl as a separate process under resource limits: memory and CPU, never wall time."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+from clirun import Run
+
+MEM_LIMIT = 400 << 20  # address space: the interpreter alone maps ~60 MB here
+CPU_SECONDS = 20  # CPU time, not wall time: a loaded CI machine does not make it flaky
+
+
+def _limits() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEM_LIMIT, MEM_LIMIT))
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
+
+
+def vfctl(
+    *args: str,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    root: Path | None = None,
+    limits: bool = True,
+    timeout: float = 120,
+) -> Run:
+    """vfctl in a child process; a hang or a resource overrun fails the test, not the machine."""
+    full = {**os.environ, **(env or {})}
+    pre = ["--root", str(root)] if root is not None else []
+    p = subprocess.run(
+        [sys.executable, "-m", "vfctl", *pre, *args],
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        env=full,
+        preexec_fn=_limits if limits else None,
+        timeout=timeout,
+        check=False,
+    )
+    return Run(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
