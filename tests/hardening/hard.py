@@ -40,3 +40,15 @@ def vfctl(
         check=False,
     )
     return Run(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
+
+
+def cli(root: Path, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> Run:
+    """vfctl in-process (typer's runner) on a host root, as an admin would type it."""
+    from typer.testing import CliRunner
+
+    from vfctl.cli import app
+
+    r = CliRunner().invoke(app, ["--root", str(root), *args], env=env, input=stdin)
+    if r.exception and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return Run(r.exit_code, r.stdout, r.stderr)

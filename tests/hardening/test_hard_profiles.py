@@ -59,7 +59,8 @@ def test_bad_profile_exit_2_located_bounded(name: str, tmp_path: Path) -> None:
 def test_yaml_12_numbers_in_a_valid_profile() -> None:
     """1.2 core schema: 0o17 is octal, 010 is ten, an unquoted MAC is a string."""
     p = profile.loads(
-        HEAD + "    vfs:\n      - id: 0o3\n        vlan-id: 010\n        mac-address: 02:00:00:00:00:0a\n"
+        HEAD
+        + "    vfs:\n      - id: 0o3\n        vlan-id: 010\n        mac-address: 02:00:00:00:00:0a\n"
     )
     vf = p.pfs[0]["vfs"][0]
     assert (vf["id"], vf["vlan-id"], vf["mac-address"]) == (3, 10, "02:00:00:00:00:0a")

@@ -148,12 +148,12 @@ def test_files_identical_including_reads(tmp_path: Path) -> None:
                 ] = rng.randrange(256)
             blobs.append(bytes(b[: rng.choice([64, 256, 4096])]))
     paths = _write(tmp_path, blobs)
-    paths += [str(tmp_path / "missing" / "config"), str(tmp_path)]  # ENOENT, EISDIR
+    paths += [str(tmp_path / "missing" / "config"), str(tmp_path)]  # ENOENT, a directory
     c_docs = py.parse_files_c(paths)
     assert c_docs == py.parse_files_python(paths)
     assert {d["error"] for d in c_docs[-2:]} == {
         f"cannot open: {os.strerror(2)}",
-        f"cannot read: {os.strerror(21)}",
+        "cannot open: not a regular file",  # sysfs config files are regular files
     }
     short = [d for d in c_docs if "error" in d and d["error"].startswith("short read")]
     assert len(short) == 3 * len(CORPUS)

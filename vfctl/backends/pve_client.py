@@ -9,6 +9,7 @@ and never stored in params, journals, messages or argv.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 from collections.abc import Iterator, Mapping
@@ -19,6 +20,59 @@ from vfctl.errors import BackendError, UsageError
 
 DEFAULT_TIMEOUT = 15
 DIGEST_MISMATCH = "detected modified configuration"
+
+# PVE's own formats (pve-access-control, PVE/Auth/Plugin.pm: $user_regex, $realm_regex; and
+# PVE/AccessControl.pm: $token_subid_regex is the realm pattern); userids are at most 64 long.
+USERID_RE = re.compile(r"[^\s:/!]{1,64}@[A-Za-z][A-Za-z0-9.\-_]{1,31}")
+TOKEN_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9.\-_]{1,63}")
+# PVE token secrets are UUIDs; accept any printable ASCII without spaces, nothing that could end
+# a header line or smuggle a second one.
+SECRET_RE = re.compile(r"[\x21-\x7e]{1,512}")
+MAX_TOKEN_FILE = 4096
+
+
+def _timeout(env: Mapping[str, str]) -> int:
+    raw = env.get("VFCTL_PVE_TIMEOUT")
+    if raw is None or raw.strip() == "":
+        return DEFAULT_TIMEOUT
+    if not re.fullmatch(r"[0-9]{1,5}", raw.strip()) or not 1 <= int(raw) <= 3600:
+        raise UsageError(f"invalid VFCTL_PVE_TIMEOUT {raw[:20]!r}: whole seconds from 1 to 3600")
+    return int(raw)
+
+
+def check_secret(secret: str, source: str) -> str:
+    """The stripped secret, or UsageError naming the source only (the value is never shown)."""
+    secret = secret.strip()
+    if not secret:
+        raise UsageError(f"{source} holds no API token secret (empty or whitespace only)")
+    if SECRET_RE.fullmatch(secret) is None:
+        raise UsageError(
+            f"{source} is not a valid API token secret: it must be one line of printable "
+            "characters without spaces (a UUID, as `pveum user token add` prints it)"
+        )
+    return secret
+
+
+_SCRUB = (
+    (re.compile(r"PVEAPIToken=\S*", re.I), "PVEAPIToken=<redacted>"),
+    (
+        re.compile(r"(Authorization|Cookie|CSRFPreventionToken)\s*[:=]\s*[^'\"\r\n,;]+", re.I),
+        r"\1: <redacted>",
+    ),
+    (re.compile(r"(https?://[^\s?#'\"]*)[?#][^\s'\"]*"), r"\1?<redacted>"),
+    (re.compile(r"[\x00-\x1f\x7f]+"), " "),
+)
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """Exception text made safe to print or journal: no secret, header, URL query or body dump."""
+    for s in secrets:
+        if s:
+            text = text.replace(s, "<redacted>")
+            text = text.replace(repr(s)[1:-1], "<redacted>")
+    for pat, repl in _SCRUB:
+        text = pat.sub(repl, text)
+    return text if len(text) <= 300 else text[:300] + "…"
 
 
 @dataclass(frozen=True)
@@ -61,7 +115,7 @@ def settings_from_env(
 ) -> PveSettings:
     """Token/https when ``VFCTL_PVE_HOST`` is set, else ``pvesh`` as root on this node."""
     node = node or env.get("VFCTL_PVE_NODE") or local_node_name()
-    timeout = int(env.get("VFCTL_PVE_TIMEOUT", DEFAULT_TIMEOUT))
+    timeout = _timeout(env)
     host = env.get("VFCTL_PVE_HOST")
     if host:
         user, tname = env.get("VFCTL_PVE_USER"), env.get("VFCTL_PVE_TOKEN_NAME")
@@ -70,8 +124,16 @@ def settings_from_env(
                 "VFCTL_PVE_HOST is set: VFCTL_PVE_USER and VFCTL_PVE_TOKEN_NAME "
                 "are needed too (API token authentication)"
             )
-        if "@" not in user or "!" in user:
-            raise UsageError(f"VFCTL_PVE_USER {user!r} must look like user@realm (no '!')")
+        if USERID_RE.fullmatch(user) is None:
+            raise UsageError(
+                f"VFCTL_PVE_USER {user[:70]!r} must look like user@realm "
+                "(no spaces, ':', '/' or '!'; the realm a letter then letters, digits, '.-_')"
+            )
+        if TOKEN_NAME_RE.fullmatch(tname) is None:
+            raise UsageError(
+                f"VFCTL_PVE_TOKEN_NAME {tname[:70]!r} is not a token name "
+                "(a letter, then letters, digits, '.', '-' or '_'; the part after '!')"
+            )
         if not env.get("VFCTL_PVE_TOKEN_VALUE") and not env.get("VFCTL_PVE_TOKEN_FILE"):
             raise UsageError(
                 "no API token secret: set VFCTL_PVE_TOKEN_VALUE or "
@@ -102,12 +164,12 @@ def read_token_secret(s: PveSettings, env: Mapping[str, str]) -> str:
     """The secret: ``VFCTL_PVE_TOKEN_VALUE``, else the token file (refused if group/world-accessible)."""
     value = env.get("VFCTL_PVE_TOKEN_VALUE")
     if value:
-        return value.strip()
+        return check_secret(value, "VFCTL_PVE_TOKEN_VALUE")
     path = s.token_file or env.get("VFCTL_PVE_TOKEN_FILE")
     if not path:
         raise UsageError("no API token secret: set VFCTL_PVE_TOKEN_VALUE or VFCTL_PVE_TOKEN_FILE")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise UsageError(f"token file {path}: {os.strerror(exc.errno or 0)}") from None
     try:
@@ -119,15 +181,16 @@ def read_token_secret(s: PveSettings, env: Mapping[str, str]) -> str:
                 f"token file {path} is accessible by group/others "
                 f"(mode {stat.S_IMODE(st.st_mode):04o}): chmod 600 it"
             )
-        with os.fdopen(fd, "r", encoding="utf-8") as f:
-            fd = -1
-            secret = f.read().strip()
+        if st.st_size > MAX_TOKEN_FILE:
+            raise UsageError(f"token file {path} is larger than {MAX_TOKEN_FILE} bytes")
+        data = os.read(fd, MAX_TOKEN_FILE + 1)
     finally:
-        if fd >= 0:
-            os.close(fd)
-    if not secret:
-        raise UsageError(f"token file {path} is empty")
-    return secret
+        os.close(fd)
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise UsageError(f"token file {path} is not a valid API token secret (not ASCII)") from None
+    return check_secret(text, f"token file {path}")
 
 
 class PveApiError(BackendError):
@@ -166,6 +229,7 @@ class PveApi:
 
     def __init__(self, settings: PveSettings, env: Mapping[str, str]) -> None:
         self.settings = settings
+        self._secret: str | None = None  # only to scrub it from error text
         from proxmoxer import ProxmoxAPI  # lazy: `vfctl list` must not need proxmoxer
 
         try:
@@ -174,6 +238,7 @@ class PveApi:
                 self._prox = ProxmoxAPI(backend="local", service="PVE", timeout=settings.timeout)
             else:
                 secret = read_token_secret(settings, env)
+                self._secret = secret
                 self.identity = f"{settings.user}!{settings.token_name}"
                 verify: bool | str = False if settings.insecure else (settings.ca or True)
                 if settings.insecure:  # asked for explicitly: one notice, not one per request
@@ -191,7 +256,9 @@ class PveApi:
                     timeout=settings.timeout,
                 )
         except NotImplementedError as exc:
-            raise BackendError(f"Proxmox connection settings rejected: {exc}") from None
+            raise BackendError(
+                f"Proxmox connection settings rejected: {scrub(str(exc), self._secret)}"
+            ) from None
 
     @property
     def is_root(self) -> bool:
@@ -221,13 +288,22 @@ class PveApi:
                 return res._request(method, data=_Repeated(params))
             return getattr(res, method.lower())(**params)
         except ResourceException as exc:
-            raise _resource_error(exc, where, self.identity) from None
+            e = _resource_error(exc, where, self.identity)
+            e.message = scrub(e.message, self._secret)
+            e.text = scrub(e.text, self._secret)
+            e.args = (e.message,)
+            raise e from None
         except AuthenticationError as exc:
-            raise BackendError(f"{where}: authentication failed: {exc}") from None
+            raise BackendError(
+                f"{where}: authentication failed: {scrub(str(exc), self._secret)}"
+            ) from None
         except FileNotFoundError:
             raise BackendError(f"{where}: pvesh not found (is this a Proxmox VE node?)") from None
         except Exception as exc:
-            raise _transport_error(exc, where) from None
+            e2 = _transport_error(exc, where)
+            e2.message = scrub(e2.message, self._secret)
+            e2.args = (e2.message,)
+            raise e2 from None
 
 
 def _resource_error(exc: Any, where: str, identity: str) -> PveApiError:

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Register layout: same names and values as vfctl/pci/regs.py. */
@@ -116,7 +117,7 @@
 #define PCI_BASE_ADDRESS_MEM_PREFETCH 0x8u
 #define PCI_BASE_ADDRESS_MEM_MASK 0xfffffff0u
 
-#define MAX_ERRORS 16 /* the walk can report at most 13 */
+#define MAX_ERRORS 16 /* listed; more are counted (MORE_ERRORS), as configspace.py does */
 #define ERROR_LEN 96
 #define CHUNK 256     /* devices decoded per GIL release */
 
@@ -357,7 +358,7 @@ struct pcie {
     uint16_t lnksta;
 };
 
-enum status { ST_OK, ST_OPEN_FAILED, ST_READ_FAILED, ST_SHORT };
+enum status { ST_OK, ST_OPEN_FAILED, ST_NOT_REGULAR, ST_READ_FAILED, ST_SHORT };
 
 struct result {
     enum status status;
@@ -370,7 +371,7 @@ struct result {
     struct sriov sriov;
     struct ari ari;
     struct acs acs;
-    int n_std, n_ext, n_err;
+    int n_std, n_ext, n_err, n_err_more;
     struct std_cap std[PCI_CAP_MAX_ENTRIES];
     struct ext_cap ext[PCI_EXT_CAP_MAX_ENTRIES];
     char err[MAX_ERRORS][ERROR_LEN];
@@ -428,8 +429,10 @@ static uint32_t le32(const uint8_t *p)
 
 static void add_error(struct result *r, const char *fmt, ...)
 {
-    if (r->n_err >= MAX_ERRORS)
+    if (r->n_err >= MAX_ERRORS) {
+        r->n_err_more++;
         return;
+    }
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->err[r->n_err++], ERROR_LEN, fmt, ap);
@@ -701,12 +704,21 @@ static void parse_path(const char *path, struct result *r)
 
     memset(r, 0, offsetof(struct result, std)); /* the arrays are filled up to their counts */
     r->n_err = 0;
+    r->n_err_more = 0;
     r->bytes_read = 0;
     r->reads = 0;
-    s.fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO in place of a config file must not block the run; sysfs config
+     * attributes are regular files, anything else is refused */
+    s.fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (s.fd < 0) {
         r->status = ST_OPEN_FAILED;
         r->err_no = errno;
+        return;
+    }
+    struct stat st;
+    if (fstat(s.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        r->status = ST_NOT_REGULAR;
+        close(s.fd);
         return;
     }
     parse_source(&s);
@@ -911,7 +923,7 @@ fail:
 
 static PyObject *build_errors(const struct result *r)
 {
-    PyObject *list = PyList_New(r->n_err);
+    PyObject *list = PyList_New(r->n_err + (r->n_err_more > 0));
     if (list == NULL)
         return NULL;
     for (int i = 0; i < r->n_err; i++) {
@@ -921,6 +933,14 @@ static PyObject *build_errors(const struct result *r)
             return NULL;
         }
         PyList_SET_ITEM(list, i, s);
+    }
+    if (r->n_err_more > 0) {
+        PyObject *s = PyUnicode_FromFormat("%d more errors not listed", r->n_err_more);
+        if (s == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, r->n_err, s);
     }
     return list;
 }
@@ -965,6 +985,8 @@ static PyObject *build_file_doc(PyObject *path, const struct result *r)
         PyObject *msg;
         if (r->status == ST_OPEN_FAILED)
             msg = PyUnicode_FromFormat("cannot open: %s", strerror(r->err_no));
+        else if (r->status == ST_NOT_REGULAR)
+            msg = PyUnicode_FromString("cannot open: not a regular file");
         else if (r->status == ST_READ_FAILED)
             msg = PyUnicode_FromFormat("cannot read: %s", strerror(r->err_no));
         else

@@ -15,6 +15,7 @@ import errno
 import importlib
 import os
 import re
+import stat
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ except ImportError:  # pragma: no cover - depends on the build
     _C_PARSE_FILES = None
 
 HAVE_C = _C_PARSE_FILES is not None and os.environ.get("VFCTL_NO_C") != "1"
+MAX_ERRORS = 16  # errors listed per document; the rest are counted (C: MAX_ERRORS)
 
 Doc = dict[str, Any]
 Fetch = Callable[[int, int], bytes | None]
@@ -350,7 +352,15 @@ def _walk(fetch: Fetch, hdr: bytes) -> Doc:
     if doc["pcie"] is not None:
         _walk_extended(fetch, doc, st)
     doc["truncated"] = st.truncated
+    doc["errors"] = _capped(st.errors)
     return doc
+
+
+def _capped(errors: list[str]) -> list[str]:
+    """At most MAX_ERRORS listed and the rest counted, exactly as the C extension does."""
+    if len(errors) <= MAX_ERRORS:
+        return errors
+    return [*errors[:MAX_ERRORS], f"{len(errors) - MAX_ERRORS} more errors not listed"]
 
 
 def _walk_standard(fetch: Fetch, pos: int, htype: int, doc: Doc, st: _Walk) -> None:
@@ -446,10 +456,17 @@ def parse(data: bytes) -> Doc:
 
 
 def _parse_file(path: str) -> Doc:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:  # O_NONBLOCK: a FIFO in place of a config file must not block the run
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
         return {"path": path, "error": f"cannot open: {os.strerror(e.errno or errno.EIO)}"}
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:  # sysfs config attributes are regular files
+        os.close(fd)
+        return {"path": path, "error": "cannot open: not a regular file"}
     counters = [0, 0]  # bytes read, pread calls
     failed: list[int] = []
 
