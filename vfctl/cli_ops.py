@@ -272,7 +272,7 @@ __all__ = ["after_apply", "fail", "revert_pending"]
 def _drift_entries(h: Any, m: HostModel, path: str) -> list[dict[str, Any]]:
     from vfctl import converge, drift, profile
 
-    prof = profile.load(path, sys.stdin.read() if path == "-" else None)
+    prof = profile.load(path)  # bounded: a file or stdin, never truncated
     converge.check_host(prof, h)
     return drift.compare(converge.resolve(prof, m, h), h)
 
