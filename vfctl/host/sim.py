@@ -116,22 +116,69 @@ def _simdir(root: Path) -> Path:
     return root / MARKER
 
 
+PENDING = "render-pending"  # write-ahead intent: the saved state is not fully on disk yet
+
+
 @contextlib.contextmanager
 def _locked(root: Path) -> Iterator[State]:
-    """Load state under an exclusive flock, yield it, render and save it on the way out."""
+    """Load state under an exclusive flock, yield it, then make it durable and render it.
+
+    Crash safety (kill -9 anywhere): the intent marker is created before the new state is
+    saved and removed only after the tree matches it, so whoever finds the marker re-renders
+    the whole tree from the saved state (idempotent) before anything reads or changes it.
+    """
     sd = _simdir(root)
     if not sd.is_dir():
         raise _oserr(errno.ENOENT, f"{root} is not a simulated host (no {MARKER}/)")
-    fd = os.open(sd / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(sd / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         st: State = json.loads((sd / "state.json").read_text())
+        if (sd / PENDING).exists():
+            _commit(root, st, full=True)  # a killed writer: finish its render first
         try:
             _settle(st)
             yield st
         finally:
-            _render(root, st)
-            _save(root, st)
+            _commit(root, st)
+    finally:
+        os.close(fd)
+
+
+def _commit(root: Path, st: State, full: bool = False) -> None:
+    """Intent marker, state, config patches and tree, in an order a kill cannot break."""
+    sd = _simdir(root)
+    if full:
+        st["_fp"] = {}  # the tree may be half-rendered anywhere: compare every part
+    (sd / PENDING).touch()
+    _save(root, st)
+    for bdf, num in st.get("config_patches", []):
+        if bdf in st["devices"]:
+            _patch_config(root, st["devices"][bdf], num)
+    _render(root, st)
+    st.pop("config_patches", None)
+    _save(root, st)
+    os.unlink(sd / PENDING)
+
+
+def repair(root: Path) -> None:
+    """Finish the render of a writer killed mid-way (a no-op when none was): readers call it."""
+    sd = _simdir(Path(root))
+    if not (sd / PENDING).exists():
+        return
+    with contextlib.suppress(OSError), _locked_raw(Path(root)) as st:
+        if (sd / PENDING).exists():
+            _commit(Path(root), st, full=True)
+
+
+@contextlib.contextmanager
+def _locked_raw(root: Path) -> Iterator[State]:
+    """State under the flock, without settling pending binds or rendering on the way out."""
+    sd = _simdir(root)
+    fd = os.open(sd / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield json.loads((sd / "state.json").read_text())
     finally:
         os.close(fd)
 
@@ -379,9 +426,17 @@ def _totalvfs(dev: Dev) -> int:
 
 
 def _patch_config(root: Path, dev: Dev, num: int) -> None:
+    """Idempotent (it sets NumVFs to ``num``), so a replay after a kill is harmless."""
     p = root / DEVICES / dev["path"] / "config"
     with contextlib.suppress(OSError):
-        p.write_bytes(cfgbuild.set_sriov_numvfs(p.read_bytes(), num))
+        _atomic_write(p, cfgbuild.set_sriov_numvfs(p.read_bytes(), num))
+
+
+def _atomic_write(p: Path, data: bytes) -> None:
+    """Config bytes are never re-derived: a kill must leave the old or the new file, whole."""
+    tmp = p.with_name(f".{p.name}.{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, p)
 
 
 def _free_group(st: State) -> int:
@@ -411,7 +466,7 @@ def _enable_sriov(root: Path, st: State, bdf: str, n: int, fault: dict[str, Any]
         missing = int(fault.get("vf", count - 1))
     sr["num"] = count
     sr["vfs"] = [dict(_VF_DEFAULTS) for _ in range(count)]
-    _patch_config(root, pf, count)
+    st.setdefault("config_patches", []).append([bdf, count])
     parent = pf["path"].rsplit("/", 1)[0]
     pf_net = pf.get("net") if _is_net(st, pf["driver"]) else None
     for i in range(count):
@@ -503,14 +558,9 @@ def write(root: Path, rel: str, value: str) -> None:
     result = "ok"
     try:
         with _locked(root) as st:
-            try:
-                resolved = _resolve(root, rel)
-                fault = _fault_for(root, st, [rel, resolved], value)
-                _dispatch(root, st, resolved, value, fault)
-            finally:
-                for bdf, num in st.pop("config_patches", []):
-                    if bdf in st["devices"]:
-                        _patch_config(root, st["devices"][bdf], num)
+            resolved = _resolve(root, rel)
+            fault = _fault_for(root, st, [rel, resolved], value)
+            _dispatch(root, st, resolved, value, fault)
     except OSError as e:
         result = errno.errorcode.get(e.errno or 0, str(e.errno))
         raise
@@ -1026,7 +1076,7 @@ def _render_device(root: Path, st: State, bdf: str) -> None:
     cfg = d / "config"
     if not cfg.exists() and pf is not None:
         pf_cfg = (root / DEVICES / st["devices"][pf]["path"] / "config").read_bytes()
-        cfg.write_bytes(cfgbuild.vf_function(pf_cfg))
+        _atomic_write(cfg, cfgbuild.vf_function(pf_cfg))
     cls = int(dev["class"])
     ven, did = dev["vendor"], dev["device"]
     sv, sd = dev["subsystem_vendor"], dev["subsystem_device"]

@@ -40,6 +40,10 @@ class Host:
         self.root = Path(root)
         self._prefix = str(self.root).rstrip("/")
         self.simulated = (self.root / SIM_MARKER).is_dir()
+        if self.simulated and (self.root / SIM_MARKER / "render-pending").exists():
+            from vfctl.host import sim
+
+            sim.repair(self.root)  # a simulated write was killed mid-way: finish it first
 
     def __repr__(self) -> str:
         return f"Host({str(self.root)!r}{', simulated' if self.simulated else ''})"
