@@ -98,7 +98,7 @@ def host() -> Any:
 
     if not os.path.isdir(S.root):
         raise NotFoundError(f"host root {S.root} does not exist")
-    h = Host(S.root)
+    h = Host(os.path.abspath(S.root))  # journals and messages carry absolute paths
     if S.verbose:
         from vfctl.pci import configspace
 
@@ -119,7 +119,7 @@ def backend_cfg() -> Any:
         pve_node=S.pve_node,
         pve_ca=S.pve_ca,
         insecure=S.insecure,
-        root=S.root,
+        root=os.path.abspath(S.root),
     )
 
 
@@ -275,8 +275,8 @@ def run_plan(
             stale = plan.pending_journal(h)
             if stale is not None:
                 raise RefusedError(
-                    f"an interrupted vfctl run left a journal ({h.path(plan.JOURNAL)}) with "
-                    f"{len(stale.get('actions', []))} actions; run `vfctl recover` to roll it back"
+                    f"an interrupted vfctl run left a journal ({plan.Journal(h).path}) with "
+                    f"{len(stale['actions'])} actions; run `vfctl recover` to roll it back"
                 )
             m = model(h, with_devices=with_devices)
             actions, verify = build(h, m)
@@ -791,8 +791,8 @@ def detach(
 
 @app.command()
 def recover(json_: bool = JsonOpt(False), wait: float = WaitOpt(30.0)) -> None:
-    """Roll back what an interrupted run did, from its journal."""
-    from vfctl import plan, render
+    """Roll back what an interrupted run did, from its journal; verify the host is as before."""
+    from vfctl import plan, reconnect, render
     from vfctl.host.lock import host_lock
 
     def go() -> None:
@@ -801,22 +801,25 @@ def recover(json_: bool = JsonOpt(False), wait: float = WaitOpt(30.0)) -> None:
         seconds(wait, "--wait")
         h = host()
         with host_lock(h, wait):
-            from vfctl.cli_ops import revert_pending
+            cfg = backend_cfg()
+            ctx = plan.Context(h, backend_factory=reconnect.factory(cfg))
+            res = plan.recover(ctx, precheck=lambda data: reconnect.check(cfg, data))
+            if res.error is None:  # the killed run first; then a change awaiting confirmation
+                from vfctl.cli_ops import revert_pending
 
-            reverted = revert_pending(h, "recover")  # a change awaiting confirmation: now
-            res = plan.recover(plan.Context(h, backend_factory=_factory))
-            if reverted is not None:
-                res.rolled_back[:0] = reverted.actions
-                res.changed = res.changed or reverted.changed
-        if json_:
-            render.emit_json(res.to_json())
-        else:
-            if not res.rolled_back:
+                reverted = revert_pending(h, "recover")
+                if reverted is not None:
+                    res.rolled_back[:0] = reverted.actions
+                    res.changed = res.changed or reverted.changed
+        if not json_:
+            if not res.rolled_back and res.error is None:
                 render.out.print("no interrupted run to recover")
             for a in res.rolled_back:
                 render.out.print(f"rolled back: {a.target} ({a.detail})")
         if res.error is not None:
-            raise res.error
+            raise plan.ExecutionFailed(res)  # one JSON document: the envelope with the error
+        if json_:
+            render.emit_json(res.to_json())
 
     guarded(json_, True, go)
 

@@ -242,7 +242,11 @@ def plan(
             pf, autoprobe=pf.autoprobe if t.autoprobe is None else t.autoprobe
         )
         n = pf.num_vfs if t.total_vfs is None else t.total_vfs
-        acts = hostops.plan_numvfs(host, pf1, n) if t.total_vfs is not None else []
+        acts = (
+            hostops.plan_numvfs(host, pf1, n, was_autoprobe=pf.autoprobe)
+            if t.total_vfs is not None
+            else []
+        )
         out.phases["numvfs"] += acts
         vfs = predicted_vfs(pf1, n) if acts else pf.vfs
         pf2 = dataclasses.replace(pf1, num_vfs=n, vfs=tuple(vfs))

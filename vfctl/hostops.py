@@ -134,8 +134,13 @@ def plan_numvfs(
     force_host_nic: bool = False,
     timeout: float | None = None,
     autoprobe: bool | None = None,
+    was_autoprobe: bool | None = None,
 ) -> list[Action]:
-    """Actions taking a PF from its current VF count to n, with the kernel's rules checked first."""
+    """Actions taking a PF from its current VF count to n, with the kernel's rules checked first.
+
+    ``was_autoprobe``: the PF's autoprobe before the run when ``pf`` already shows a planned
+    new value (profiles plan autoprobe as a phase of its own).
+    """
     name = pf.netdev or pf.address
     if n < 0:
         raise UsageError(f"invalid VF count {n} for {name}: must be 0 or more")
@@ -171,11 +176,16 @@ def plan_numvfs(
             )
     t = timeout if timeout is not None else default_timeout(max(n, pf.num_vfs))
     expect_probe = (autoprobe if autoprobe is not None else pf.autoprobe) is not False
+    # the VFs there now were probed under the autoprobe value they were created with: an undo
+    # that re-creates them must do it under that value again, not under the run's new one
+    created_with = (pf.autoprobe if was_autoprobe is None else was_autoprobe) is not False
 
     def set_n(frm: int, to: int) -> Action:
         back: dict[str, Any] = {"pf": pf.address, "num": frm, "timeout": t, "probe": expect_probe}
         if frm == pf.num_vfs and frm > 0 and to == 0:
             # removing VFs loses their binding and admin settings: a rollback puts them back
+            back["probe"] = created_with
+            back["autoprobe"] = created_with
             back["restore"] = vf_state(pf)
             back["pf_netdev"] = pf.netdev
         return Action(
@@ -196,12 +206,14 @@ def plan_numvfs(
 
 _DEFAULTS: dict[str, Any] = {
     "mac": "00:00:00:00:00:00", "vlan": 0, "qos": 0, "vlan_proto": "802.1Q", "spoofchk": True,
-    "trust": False, "link_state": "auto", "min_tx_rate": 0, "max_tx_rate": 0,
+    "trust": False, "link_state": "auto", "min_tx_rate": 0, "max_tx_rate": 0, "query_rss": False,
 }  # fmt: skip
 
 
 def vf_state(pf: PF) -> list[dict[str, Any]]:
-    """What re-created VFs need back: driver_override and the settings that are not defaults."""
+    """What re-created VFs need back: their driver (host driver, vfio-pci or none),
+    driver_override and the settings that are not defaults — every VF, so a rollback can
+    check each one."""
     out = []
     for vf in pf.vfs:
         s = vf.settings
@@ -212,8 +224,14 @@ def vf_state(pf: PF) -> list[dict[str, Any]]:
         }
         if settings.get("vlan_proto") and not (settings.get("vlan") or settings.get("qos")):
             settings.pop("vlan_proto")
-        if vf.driver_override or settings:
-            out.append({"index": vf.index, "override": vf.driver_override, "settings": settings})
+        out.append(
+            {
+                "index": vf.index,
+                "driver": vf.driver,
+                "override": vf.driver_override,
+                "settings": settings,
+            }
+        )
     return out
 
 
@@ -353,31 +371,46 @@ def _wait(pred: Any, timeout: float, what: str, ctx: Context) -> None:
 
 @op("sriov.numvfs")
 def _op_numvfs(ctx: Context, p: Mapping[str, Any]) -> None:
+    """Set the VF count; an undo that re-creates VFs does it under the autoprobe value they
+    were created with (then puts the current value back) and restores each VF. Idempotent:
+    a replay by `vfctl recover` after a kill finishes what is missing."""
     host, pf, n = ctx.host, p["pf"], int(p["num"])
     d = f"{PCI_DEVICES}/{pf}"
+    ap_path = f"{d}/sriov_drivers_autoprobe"
     cur = host.read_int(f"{d}/sriov_numvfs", 10)
-    if cur == n:
+    want_ap = p.get("autoprobe")
+    saved_ap = host.read_opt(ap_path) if want_ap is not None and n else None
+    switch = saved_ap is not None and saved_ap != ("1" if want_ap else "0")
+    if cur == n and not p.get("restore"):
         return
-    if cur and n:
-        host.write(f"{d}/sriov_numvfs", "0")
-    host.write(f"{d}/sriov_numvfs", str(n))
-    got = host.read_int(f"{d}/sriov_numvfs", 10) or 0
-    if got != n:
-        raise HostError(f"{pf}: asked the driver for {n} VFs, it created {got}")
-    timeout = float(p.get("timeout") or default_timeout(n))
+    try:
+        if switch:
+            host.write(ap_path, "1" if want_ap else "0")
+        if cur != n:
+            if cur and n:
+                host.write(f"{d}/sriov_numvfs", "0")
+            host.write(f"{d}/sriov_numvfs", str(n))
+            got = host.read_int(f"{d}/sriov_numvfs", 10) or 0
+            if got != n:
+                raise HostError(f"{pf}: asked the driver for {n} VFs, it created {got}")
+        timeout = float(p.get("timeout") or default_timeout(n))
 
-    def links() -> int:
-        return sum(host.exists(f"{d}/virtfn{i}") for i in range(n))
+        def links() -> int:
+            return sum(host.exists(f"{d}/virtfn{i}") for i in range(n))
 
-    ctx.progress(f"{pf}: waiting for {n} VFs")
-    _wait_count(links, n, timeout, f"{n} VFs of {pf} to appear", ctx)
-    if n and p.get("probe") and host.read_opt(f"{d}/sriov_drivers_autoprobe") != "0":
+        ctx.progress(f"{pf}: waiting for {n} VFs")
+        _wait_count(links, n, timeout, f"{n} VFs of {pf} to appear", ctx)
+        if n and p.get("probe") and host.read_opt(ap_path) != "0":
 
-        def probed() -> int:
-            return sum(host.exists(f"{d}/virtfn{i}/driver") for i in range(n))
+            def probed() -> int:
+                return sum(host.exists(f"{d}/virtfn{i}/driver") for i in range(n))
 
-        _wait_count(probed, n, timeout, f"the VF driver to bind the VFs of {pf}", ctx)
-    _restore(ctx, d, p)
+            _wait_count(probed, n, timeout, f"the VF driver to bind the VFs of {pf}", ctx)
+        _restore(ctx, d, p)
+    finally:
+        if switch:
+            assert saved_ap is not None
+            host.write(ap_path, saved_ap)
 
 
 def _restore(ctx: Context, d: str, p: Mapping[str, Any]) -> None:
@@ -391,18 +424,28 @@ def _restore(ctx: Context, d: str, p: Mapping[str, Any]) -> None:
         if addr is None:
             failed.append(f"VF {i}: missing")
             continue
+        vd = f"{PCI_DEVICES}/{addr}"
+        override = entry.get("override")
+        want = entry.get("driver", override)  # journals of older versions: no "driver"
         try:
-            if entry.get("override"):
-                group = ctx.host.link_name(f"{PCI_DEVICES}/{addr}/iommu_group")
+            cur_override = ctx.host.read_opt(f"{vd}/driver_override")
+            cur_override = None if cur_override in (None, "", "(null)") else cur_override
+            cur = ctx.host.link_name(f"{vd}/driver")
+            if override or cur_override != override or (cur != want and want is not None):
+                group = ctx.host.link_name(f"{vd}/iommu_group")
                 _op_driver(
                     ctx,
                     {
                         "address": addr,
-                        "override": entry["override"],
-                        "expect": entry["override"],
+                        "override": override,
+                        "expect": want,
                         "group": int(group) if group and group.isdigit() else None,
                     },
                 )
+            cur = ctx.host.link_name(f"{vd}/driver")
+            if want is None and cur is not None and "driver" in entry:
+                # it was driverless (created while autoprobe was off): take the probe back
+                ctx.host.write(f"{PCI_DRIVERS}/{cur}/unbind", addr)
             settings = dict(entry.get("settings") or {})
             if settings and p.get("pf_netdev"):
                 netlink.set_vf(ctx.host, str(p["pf_netdev"]), i, settings)

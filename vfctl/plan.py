@@ -6,7 +6,6 @@ by a killed run can be read back and undone by ``vfctl recover`` in a new proces
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -14,10 +13,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vfctl.errors import BackendError, HostError, VfctlError
+from vfctl.errors import BackendError, HostError, RefusedError, VfctlError
 from vfctl.host.sysfs import Host
 
-JOURNAL = "run/vfctl/journal.json"
+JOURNAL = "run/vfctl/journal.json"  # under the host root; see vfctl.host.statedir
 
 
 @dataclass(frozen=True)
@@ -114,35 +113,99 @@ class Result:
         return doc
 
 
+class JournalInvalid(RefusedError):
+    """A journal that cannot be read back: kept, and every mutating command refuses (exit 4)."""
+
+
+_RECORD_KEYS = {"op": str, "target": str, "detail": str}
+
+
+def _record_ok(r: Any, depth: int = 0) -> bool:
+    if not isinstance(r, dict) or depth > 2:
+        return False
+    if any(not isinstance(r.get(k), t) for k, t in _RECORD_KEYS.items()):
+        return False
+    if not isinstance(r.get("params", {}), dict):
+        return False
+    return r.get("undo") is None or _record_ok(r["undo"], depth + 1)
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Why ``data`` is not a journal this vfctl wrote, or None."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    actions = data.get("actions")
+    if not isinstance(actions, list) or not all(_record_ok(r) for r in actions):
+        return "'actions' is not a list of actions"
+    done = data.get("done")
+    if not isinstance(done, int) or isinstance(done, bool) or not 0 <= done <= len(actions):
+        return "'done' is not an action count"
+    if "before" in data:
+        from vfctl import hoststate
+
+        if not hoststate.valid(data["before"]):
+            return "'before' is not a host snapshot"
+    return None
+
+
 class Journal:
-    """The record of a run in progress under ``/run/vfctl``; present only while a run is live."""
+    """The record of a run in progress, ``/run/vfctl/journal.json`` (mode 0600, in a 0700
+    directory); present only while a run is live, or after it was killed."""
+
+    NAME = "journal.json"
 
     def __init__(self, host: Host) -> None:
+        from vfctl.host import statedir
+
         self.host = host
-        self.path = host.path(JOURNAL)
+        self.path = statedir.location(host, self.NAME)
 
     def load(self) -> dict[str, Any] | None:
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                data: dict[str, Any] = json.load(f)
-                return data
-        except FileNotFoundError:
+        """The journal, None when there is none; JournalInvalid when it cannot be trusted."""
+        from vfctl.host import statedir
+
+        dirfd = statedir.open_dir(self.host, create=False)
+        if dirfd is None:
             return None
-        except (OSError, ValueError):
-            return {"pid": None, "started": None, "actions": [], "done": 0, "corrupt": True}
+        try:
+            raw = statedir.read(dirfd, self.NAME, self.path)
+        finally:
+            os.close(dirfd)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            why = _shape_problem(data)
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            why = f"not JSON ({type(e).__name__})"
+        if why is not None:
+            raise JournalInvalid(
+                f"the journal {self.path} of an interrupted run cannot be read ({why}); it is "
+                "kept: compare the host with what it lists (vfctl list -a), undo that by hand, "
+                "then delete the file"
+            )
+        assert isinstance(data, dict)
+        return data
 
     def save(self, data: Mapping[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        from vfctl.host import statedir
+
+        dirfd = statedir.open_dir(self.host)
+        assert dirfd is not None
+        try:
+            statedir.write(dirfd, self.NAME, json.dumps(data).encode())
+        finally:
+            os.close(dirfd)
 
     def clear(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        from vfctl.host import statedir
+
+        dirfd = statedir.open_dir(self.host, create=False)
+        if dirfd is not None:
+            try:
+                statedir.remove(dirfd, self.NAME)
+            finally:
+                os.close(dirfd)
 
 
 # modules that register ops, by op prefix: imported on demand so a journal written by one
@@ -204,6 +267,19 @@ def rollback(ctx: Context, done: Iterable[Action]) -> tuple[list[Action], list[s
     return undone, failures
 
 
+def _snapshot_diffs(ctx: Context, before: Mapping[str, Any] | None) -> list[str]:
+    """Differences between the host now and the snapshot taken before the run."""
+    if before is None:
+        return []
+    from vfctl import hoststate
+
+    try:
+        diffs = hoststate.compare(before, hoststate.capture(ctx.host))
+    except (OSError, VfctlError) as e:
+        return [f"the host could not be read back: {getattr(e, 'message', None) or e}"]
+    return [f"the host differs from before the run: {'; '.join(diffs)}"] if diffs else []
+
+
 def execute(
     ctx: Context,
     actions: list[Action],
@@ -213,10 +289,16 @@ def execute(
     """Run actions in order, journaled; on failure roll back in reverse and re-raise as Result."""
     if check or not actions:
         return Result(changed=bool(actions), actions=actions, warnings=list(ctx.warnings))
+    from vfctl import hoststate
+
     journal = Journal(ctx.host)
+    before = hoststate.capture(ctx.host)  # what rollback and `vfctl recover` must give back
     record: dict[str, Any] = {
+        "version": 2,
         "pid": os.getpid(),
         "started": time.time(),
+        "root": os.path.abspath(ctx.host.root),
+        "before": before,
         "actions": [a.to_record() for a in actions],
         "done": 0,
     }
@@ -246,6 +328,8 @@ def execute(
         more, failures = rollback(ctx, done)
         undone += more
         if not failures:
+            failures = _snapshot_diffs(ctx, before)
+        if not failures:
             journal.clear()  # else keep it: `vfctl recover` retries what could not be undone
         undone_names = ", ".join(f"{a.target} ({a.detail})" for a in undone) or "nothing"
         msg = f"{err.message}; rolled back: {undone_names}"
@@ -255,6 +339,8 @@ def execute(
                 "fix the cause and run `vfctl recover`"
             )
         new = type(err)(msg, hint=err.hint)
+        if failures and not isinstance(err, HostError | BackendError):
+            new = HostError(msg, hint=err.hint)
         if isinstance(exc, KeyboardInterrupt):
             new = HostError(f"interrupted; rolled back: {undone_names}")
         res = Result(
@@ -281,43 +367,37 @@ class ExecutionFailed(VfctlError):
 
 
 def pending_journal(host: Host) -> dict[str, Any] | None:
-    """A journal left by a run that is no longer alive (killed), or None."""
-    data = Journal(host).load()
-    if data is None:
-        return None
-    pid = data.get("pid")
-    if isinstance(pid, int) and pid != os.getpid() and _alive(pid) and not host.simulated:
-        return None  # a live run holds it (it also holds the lock)
-    return data
+    """The journal a killed run left, or None; call it holding the host lock.
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    Whoever holds the lock knows any journal is stale: the run that wrote it held the lock
+    and is gone (its pid may even belong to another process by now).
+    """
+    return Journal(host).load()
 
 
 def recover(ctx: Context) -> Result:
-    """Roll back what a killed run did, from its journal."""
-    data = Journal(ctx.host).load()
+    """Roll back what a killed run did, from its journal, and check the host is as before."""
+    journal = Journal(ctx.host)
+    data = journal.load()
     if data is None:
         return Result(changed=False, actions=[])
-    actions = [Action.from_record(r) for r in data.get("actions", [])]
-    n = int(data.get("done", 0))
+    actions = [Action.from_record(r) for r in data["actions"]]
+    n = int(data["done"])
     # the action at index `done` may have started: undo it as well (undo ops are idempotent)
     started = actions[: min(n + 1, len(actions))] if "current" in data else actions[:n]
     undone, failures = rollback(ctx, started)
     if not failures:
-        Journal(ctx.host).clear()  # a failed undo keeps the journal, so recover can retry
+        failures = _snapshot_diffs(ctx, data.get("before"))
+    if not failures:
+        journal.clear()  # a failed undo keeps the journal, so recover can retry
     res = Result(
         changed=bool(undone),
         actions=[a.undo for a in reversed(undone) if a.undo],
         rolled_back=undone,
     )
     if failures:
-        res.error = HostError("recover incomplete: " + "; ".join(failures))
+        res.error = HostError(
+            "recover incomplete: " + "; ".join(failures) + f"; the journal {journal.path} is "
+            "kept: fix the cause and run `vfctl recover` again"
+        )
     return res

@@ -226,9 +226,10 @@ def test_concurrent_runs_serialize(host: SimHost) -> None:
 def test_lock_timeout_exit_7(host: SimHost) -> None:
     import fcntl
 
-    lock = host.root / "run/lock/vfctl.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock = host.root / "run/vfctl/lock"
+    lock.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
     with open(lock, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         r = host("enable", "enp2s0f0", "2", "--wait", "0.2", "--json")
     assert r.code == 7 and r.json()["error"]["kind"] == "lock"
+    assert f"(pid {os.getpid()}," in r.err  # the kernel's holder, not a pid from the file

@@ -145,7 +145,7 @@ def settings_from_env(
             host=host,
             user=user,
             token_name=tname,
-            token_file=env.get("VFCTL_PVE_TOKEN_FILE"),
+            token_file=_abspath(env.get("VFCTL_PVE_TOKEN_FILE")),
             ca=ca,
             insecure=insecure,
             timeout=timeout,
@@ -158,6 +158,11 @@ def settings_from_env(
             "VFCTL_PVE_HOST, VFCTL_PVE_USER, VFCTL_PVE_TOKEN_NAME and a token secret"
         )
     return PveSettings(mode="local", node=node, timeout=timeout)
+
+
+def _abspath(path: str | None) -> str | None:
+    """Settings are journaled: a relative path would mean another file from another cwd."""
+    return os.path.abspath(path) if path else None
 
 
 def read_token_secret(s: PveSettings, env: Mapping[str, str]) -> str:
@@ -176,6 +181,11 @@ def read_token_secret(s: PveSettings, env: Mapping[str, str]) -> str:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UsageError(f"token file {path}: not a regular file")
+        if st.st_uid != os.geteuid():
+            raise UsageError(
+                f"token file {path} is owned by uid {st.st_uid}, not by uid {os.geteuid()} "
+                "running vfctl: chown it"
+            )
         if st.st_mode & 0o077:
             raise UsageError(
                 f"token file {path} is accessible by group/others "

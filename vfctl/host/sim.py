@@ -133,14 +133,17 @@ def _locked(root: Path) -> Iterator[State]:
     fd = os.open(sd / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        st: State = json.loads((sd / "state.json").read_text())
+        text = (sd / "state.json").read_text()
+        st: State = json.loads(text)
         if (sd / PENDING).exists():
             _commit(root, st, full=True)  # a killed writer: finish its render first
+            text = ""
         try:
             _settle(st)
             yield st
         finally:
-            _commit(root, st)
+            if _dump(st) != text:  # reads (vf_info, link_info) change nothing: no commit
+                _commit(root, st)
     finally:
         os.close(fd)
 
@@ -183,10 +186,14 @@ def _locked_raw(root: Path) -> Iterator[State]:
         os.close(fd)
 
 
+def _dump(st: State) -> str:
+    return json.dumps(st, indent=1, sort_keys=True)
+
+
 def _save(root: Path, st: State) -> None:
     sd = _simdir(root)
     tmp = sd / f"state.json.{os.getpid()}"
-    tmp.write_text(json.dumps(st, indent=1, sort_keys=True))
+    tmp.write_text(_dump(st))
     os.replace(tmp, sd / "state.json")
 
 
@@ -1335,8 +1342,8 @@ def _materialize(root: Path, st: State, configs: dict[str, bytes]) -> None:
         d.mkdir(parents=True, exist_ok=True)
         (d / "config").write_bytes(data)
     _save(root, st)
-    with _locked(root):
-        pass
+    with _locked_raw(root) as saved:
+        _commit(root, saved, full=True)
 
 
 def init(root: Path, preset: str = "default") -> None:

@@ -1,0 +1,70 @@
+"""Backends for ``vfctl recover``: the connection comes from this invocation, not the journal.
+
+Why: a journal is a file on disk. If recover connected where the journal says (its PVE host,
+its ``insecure`` flag, its token file), whoever can write that file could make root send the
+API token to any TLS listener, or read any file as a "token". So the journal may only *name*
+the connection its actions used; recover connects with the current flags and environment
+(``VFCTL_PVE_*``, ``--pve-ca``, ``--insecure``, ``--libvirt-uri``) and refuses (exit 4) a
+journal whose actions went to another host or asked for weaker TLS than this invocation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vfctl.backends import BackendConfig
+from vfctl.errors import RefusedError, UsageError
+
+Factory = Callable[[str, Mapping[str, Any]], Any]
+
+_RERUN = "run `vfctl recover` with the connection settings of the interrupted run"
+
+
+def factory(cfg: BackendConfig) -> Factory:
+    """A backend factory for recover's Context; the journal's params are only compared."""
+
+    def make(name: str, journaled: Mapping[str, Any]) -> Any:
+        if name == "proxmox":
+            return _proxmox(cfg, journaled)
+        if name == "libvirt":
+            return _libvirt(cfg, journaled)
+        raise UsageError(f"the journal names an unknown backend {name!r}")
+
+    return make
+
+
+def _proxmox(cfg: BackendConfig, journaled: Mapping[str, Any]) -> Any:
+    from vfctl.backends.proxmox import ProxmoxBackend
+    from vfctl.backends.pve_client import PveApi, settings_from_env
+    from vfctl.host.sysfs import Host
+
+    node = journaled.get("node")
+    if node is not None and not isinstance(node, str):
+        raise RefusedError("the journal's Proxmox node is not a name")
+    cur = settings_from_env(node or cfg.pve_node, cfg.pve_ca, cfg.insecure, cfg.env)
+    mode, host = journaled.get("mode"), journaled.get("host")
+    if mode != cur.mode or (cur.mode == "https" and host != cur.host):
+        was = f"https://{host}" if mode == "https" else f"pvesh ({mode})"
+        raise RefusedError(
+            f"the journal's Proxmox actions went to {was}, this invocation connects to "
+            f"{cur.where}: not recovering through another API; {_RERUN}"
+        )
+    if journaled.get("insecure") is True and not cur.insecure:
+        raise RefusedError(
+            "the journal's Proxmox connection skipped TLS verification (--insecure) and this "
+            f"invocation verifies: recover refuses to decide that from a file; {_RERUN}"
+        )
+    return ProxmoxBackend(PveApi(cur, cfg.env), cur, Host(cfg.root))
+
+
+def _libvirt(cfg: BackendConfig, journaled: Mapping[str, Any]) -> Any:
+    from vfctl.backends.libvirt import LibvirtBackend, default_uri
+
+    uri = default_uri(cfg.libvirt_uri or cfg.env.get("VFCTL_LIBVIRT_URI"))
+    if journaled.get("uri") not in (None, uri):
+        raise RefusedError(
+            f"the journal's libvirt actions went to {journaled.get('uri')!r}, this invocation "
+            f"connects to {uri!r}: pass --libvirt-uri to recover if that is meant"
+        )
+    return LibvirtBackend.connect(uri)
