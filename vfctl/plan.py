@@ -375,12 +375,17 @@ def pending_journal(host: Host) -> dict[str, Any] | None:
     return Journal(host).load()
 
 
-def recover(ctx: Context) -> Result:
-    """Roll back what a killed run did, from its journal, and check the host is as before."""
+def recover(ctx: Context, precheck: Callable[[Mapping[str, Any]], None] | None = None) -> Result:
+    """Roll back what a killed run did, from its journal, and check the host is as before.
+
+    ``precheck`` sees the journal before anything is undone (recover's connection checks).
+    """
     journal = Journal(ctx.host)
     data = journal.load()
     if data is None:
         return Result(changed=False, actions=[])
+    if precheck is not None:
+        precheck(data)
     actions = [Action.from_record(r) for r in data["actions"]]
     n = int(data["done"])
     # the action at index `done` may have started: undo it as well (undo ops are idempotent)

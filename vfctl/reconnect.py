@@ -34,10 +34,37 @@ def factory(cfg: BackendConfig) -> Factory:
     return make
 
 
+def _records(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    out = []
+    for r in data.get("actions") or []:
+        while isinstance(r, Mapping):
+            out.append(r)
+            r = r.get("undo")
+    return out
+
+
+def check(cfg: BackendConfig, data: Mapping[str, Any]) -> None:
+    """Before undoing anything: every connection the journal names must be this one's."""
+    for r in _records(data):
+        op, params = str(r.get("op", "")), r.get("params") or {}
+        if op.startswith("proxmox."):
+            conn = params.get("conn") if isinstance(params, Mapping) else None
+            _proxmox_settings(cfg, conn if isinstance(conn, Mapping) else {})
+        elif op.startswith("libvirt."):
+            _libvirt_uri(cfg, params if isinstance(params, Mapping) else {})
+
+
 def _proxmox(cfg: BackendConfig, journaled: Mapping[str, Any]) -> Any:
     from vfctl.backends.proxmox import ProxmoxBackend
-    from vfctl.backends.pve_client import PveApi, settings_from_env
+    from vfctl.backends.pve_client import PveApi
     from vfctl.host.sysfs import Host
+
+    cur = _proxmox_settings(cfg, journaled)
+    return ProxmoxBackend(PveApi(cur, cfg.env), cur, Host(cfg.root))
+
+
+def _proxmox_settings(cfg: BackendConfig, journaled: Mapping[str, Any]) -> Any:
+    from vfctl.backends.pve_client import settings_from_env
 
     node = journaled.get("node")
     if node is not None and not isinstance(node, str):
@@ -55,11 +82,17 @@ def _proxmox(cfg: BackendConfig, journaled: Mapping[str, Any]) -> Any:
             "the journal's Proxmox connection skipped TLS verification (--insecure) and this "
             f"invocation verifies: recover refuses to decide that from a file; {_RERUN}"
         )
-    return ProxmoxBackend(PveApi(cur, cfg.env), cur, Host(cfg.root))
+    return cur
 
 
 def _libvirt(cfg: BackendConfig, journaled: Mapping[str, Any]) -> Any:
-    from vfctl.backends.libvirt import LibvirtBackend, default_uri
+    from vfctl.backends.libvirt import LibvirtBackend
+
+    return LibvirtBackend.connect(_libvirt_uri(cfg, journaled))
+
+
+def _libvirt_uri(cfg: BackendConfig, journaled: Mapping[str, Any]) -> str:
+    from vfctl.backends.libvirt import default_uri
 
     uri = default_uri(cfg.libvirt_uri or cfg.env.get("VFCTL_LIBVIRT_URI"))
     if journaled.get("uri") not in (None, uri):
@@ -67,4 +100,4 @@ def _libvirt(cfg: BackendConfig, journaled: Mapping[str, Any]) -> Any:
             f"the journal's libvirt actions went to {journaled.get('uri')!r}, this invocation "
             f"connects to {uri!r}: pass --libvirt-uri to recover if that is meant"
         )
-    return LibvirtBackend.connect(uri)
+    return uri

@@ -42,7 +42,8 @@ def open_dir(host: Host, create: bool = True) -> int | None:
             raise
         return None
     except OSError as e:
-        os_kind = "a symlink" if e.errno == errno.ELOOP else "not a directory"
+        link = e.errno == errno.ELOOP or os.path.islink(path)
+        os_kind = "a symlink" if link else "not a directory"
         raise RefusedError(
             f"{path} is {os_kind}: vfctl keeps its lock and journal in a private directory "
             "there; remove it and run again"
