@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 DEMO  := demo-host
 
-.PHONY: demo test test-fast bench lint deps venv venv-dev lab-deps clean
+.PHONY: demo test test-fast bench crash-matrix lint deps venv venv-dev lab-deps clean
 
 demo: venv
 	@scripts/demo.sh $(DEMO)
@@ -32,6 +32,9 @@ test: lab-deps venv-dev lint
 
 test-fast: venv-dev
 	$(VENV)/bin/python -m pytest -q -x -m "not lab and not libvirtd" tests
+
+crash-matrix: venv-dev
+	VFCTL_CRASH_POINTS=100 $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/host/test_crash_matrix.py
 
 bench: venv-dev
 	$(PY) benchmarks/run.py

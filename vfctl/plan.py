@@ -292,6 +292,11 @@ def execute(
     from vfctl import hoststate
 
     journal = Journal(ctx.host)
+    if journal.load() is not None:  # every caller holds the lock: it is a killed run's
+        raise RefusedError(
+            f"an interrupted vfctl run left a journal ({journal.path}); "
+            "run `vfctl recover` to roll it back first"
+        )
     before = hoststate.capture(ctx.host)  # what rollback and `vfctl recover` must give back
     record: dict[str, Any] = {
         "version": 2,

@@ -223,3 +223,14 @@ def test_lock_is_released_by_kill(host: SimHost) -> None:
     assert host("enable", PF, "1", "--wait", "0").code == 0
     with open(d / "lock", "rb") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free
+
+
+def test_engine_never_overwrites_a_killed_runs_journal(host: SimHost) -> None:
+    """Every path into the engine (commands, the confirm reverter, profiles) refuses while a
+    killed run's journal is there, instead of writing its own over it."""
+    rec = {"pid": 1, "started": 0, "actions": [], "done": 0}
+    p = _journal(host, json.dumps(rec))
+    act = plan.Action("sysfs.write", "x", "y", {"path": "sys/nonexistent", "value": "1"})
+    with pytest.raises(plan.RefusedError, match="vfctl recover"):
+        plan.execute(plan.Context(Host(host.root)), [act])
+    assert json.loads(p.read_text()) == rec
