@@ -93,7 +93,10 @@ def _converge(
     def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None] | None]:
         converge.check_host(prof, h)
         targets = converge.resolve(prof, m, h)
-        wants_attach = attach and any("attach" in w.entry for t in targets for w in t.vfs)
+        wants_attach = attach and (
+            any("attach" in w.entry for t in targets for w in t.vfs)
+            or bool(prof.data.get("pools") or prof.data.get("attach"))
+        )
         p = converge.plan(
             h, m, targets, get if wants_attach else None, S.pve_node, attach, prof=prof
         )
@@ -131,7 +134,9 @@ def _converge(
         p = state.get("plan")
         out: dict[str, Any] = {"profile": prof.file}
         if p is not None:
-            out["phases"] = {k: len(v) for k, v in p.phases.items()}
+            out["phases"] = {
+                k: len(v) for k, v in p.phases.items() if k != "pools" or "pools" in prof.data
+            }
             out["needs_backend"] = p.needs_backend
         if "diff" in state:
             out["diff"] = state["diff"]
@@ -201,7 +206,15 @@ def export_cmd(
         h = host()
         m = model(h)
         chosen = [resolve_pf(m, p, h) for p in pfs] if pfs else None
-        doc = converge.export(m, chosen)
+        views = _pool_views(m, chosen)
+        from vfctl import profile_pools
+
+        doc = converge.export(m, chosen, profile_pools.member_addresses(views))
+        pools_, attach_ = profile_pools.export(views, m)
+        if pools_:
+            doc["pools"] = pools_
+        if attach_:
+            doc["attach"] = attach_
         text = (
             (json.dumps(doc, indent=2) + "\n")
             if json_
@@ -215,6 +228,20 @@ def export_cmd(
             sys.stdout.write(text)
 
     guarded(json_, False, go)
+
+
+def _pool_views(m: HostModel, chosen: list[Any] | None) -> list[Any]:
+    """vfctl's pools in the VM managers the inventory connected to (their members on chosen PFs)."""
+    from vfctl import profile_pools
+
+    views: list[Any] = []
+    for k, b in sorted(S.extra.items()):
+        if k.startswith("backend:"):
+            views += profile_pools.wrap(b).views()
+    if chosen is not None:
+        mine = {v.address for p in chosen for v in p.vfs}
+        views = [v for v in views if set(v.members) & mine]
+    return views
 
 
 # ---------------------------------------------------------------- persist

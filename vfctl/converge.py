@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,7 @@ from vfctl.profile import (
     vf_ids,
 )
 
-PHASES = ("autoprobe", "numvfs", "settings", "bind", "attach")
+PHASES = ("autoprobe", "numvfs", "settings", "bind", "pools", "attach")
 DEFAULT_DRIVER = "default"
 
 
@@ -69,6 +69,7 @@ class Plan:
     phases: dict[str, list[Action]] = field(default_factory=lambda: {p: [] for p in PHASES})
     attach_requests: list[tuple[str, AttachRequest, Path_]] = field(default_factory=list)
     needs_backend: list[dict[str, Any]] = field(default_factory=list)
+    pool_checks: list[Callable[[HostModel], list[str]]] = field(default_factory=list)
 
     @property
     def actions(self) -> list[Action]:
@@ -235,6 +236,7 @@ def plan(
     out = Plan()
     ident = vfsettings.host_id(host)
     finals: list[tuple[Target, VFWant, PF, VF]] = []
+    after: dict[str, PF] = {}  # each PF as the PF phases leave it (pools are planned on it)
     for t in targets:
         pf = t.pf
         out.phases["autoprobe"] += hostops.plan_autoprobe(pf, t.autoprobe)
@@ -250,6 +252,7 @@ def plan(
         out.phases["numvfs"] += acts
         vfs = predicted_vfs(pf1, n) if acts else pf.vfs
         pf2 = dataclasses.replace(pf1, num_vfs=n, vfs=tuple(vfs))
+        after[pf.address] = pf2
         by_driver: dict[str | None, list[VF]] = {}
         for w in t.vfs:
             v = pf2.vf(w.index)
@@ -264,6 +267,16 @@ def plan(
             finals.append((t, w, pf2, _final(v, w, pf2, ident)))
         for drv, group in by_driver.items():
             out.phases["bind"] += hostops.plan_bind(host, model, pf2, group, drv)
+    if prof is not None and (prof.data.get("pools") or prof.data.get("attach")):
+        from vfctl import profile_pools
+
+        acts, atts, needs, checks = profile_pools.plan(
+            host, model, prof, lambda q: after.get(q.address, q), backend, attach
+        )
+        out.phases["pools"] += acts
+        out.phases["attach"] += atts
+        out.needs_backend += needs
+        out.pool_checks += checks
     if not attach:
         return out
     down: dict[str, str] = {}  # backend -> why it cannot be used
@@ -392,6 +405,8 @@ def verify(
                     have = have.lower()
                 if have is not None and have != val:
                     bad.append(f"{name} VF {w.index}: {k} is {have}, wanted {val}")
+    for check in p.pool_checks:
+        bad += check(model)
     if backend is not None:
         for bname, req, _path in p.attach_requests:
             again = backend(bname).plan_attach(req)
@@ -510,8 +525,13 @@ def _export_attach(v: VF) -> dict[str, Any] | None:
     return out
 
 
-def export(model: HostModel, pfs: Sequence[PF] | None = None) -> dict[str, Any]:
-    """The host's current state as a profile; applying it changes nothing."""
+def export(
+    model: HostModel, pfs: Sequence[PF] | None = None, pooled: Collection[str] = ()
+) -> dict[str, Any]:
+    """The host's current state as a profile; applying it changes nothing.
+
+    ``pooled``: pool members, whose guest holds them through the pool, not a VF attach.
+    """
     out: list[dict[str, Any]] = []
     for pf in pfs if pfs is not None else model.pfs:
         e: dict[str, Any] = {"match": {"pci": pf.address}, "total-vfs": pf.num_vfs}
@@ -524,7 +544,7 @@ def export(model: HostModel, pfs: Sequence[PF] | None = None) -> dict[str, Any]:
                 ve.update(export_settings(v.settings))
             if v.driver_override and v.driver_override == v.driver:
                 ve["driver"] = v.driver_override
-            att = _export_attach(v)
+            att = _export_attach(v) if v.address not in pooled else None
             if att:
                 ve["attach"] = att
             if len(ve) > 1:

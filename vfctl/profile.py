@@ -251,6 +251,44 @@ DEFAULTS = T(
     fields=(("drivers-autoprobe", _b("Default for each PF's drivers-autoprobe.")), *_VF_SETTINGS),
 )
 
+_IDS = T(
+    "any-of",
+    'VF index (0-based), or an inclusive range like `"0-3"`.',
+    options=(_i("", 0, MAX_VF_ID), T("string", label='a range like "0-3"', pattern=RANGE_RE)),
+)
+POOL_NAME = _s(
+    "Pool name: the libvirt network name / the PVE mapping id.",
+    pattern=r"^[A-Za-z][A-Za-z0-9_-]{1,62}$",
+)
+_POOL_KEYS = ("vlan-id", "qos", "spoof-check", "trust", "max-tx-rate")
+POOL_ENTRY = T(
+    "object",
+    "A VF pool (docs/pools.md): its VFs on this host get these settings and vfio-pci, and the VM "
+    "manager hands them out (libvirt: a hostdev network; Proxmox: this node's mapping entries).",
+    fields=(
+        ("name", POOL_NAME),
+        ("backend", _e("VM manager that holds the pool.", "libvirt", "proxmox")),
+        ("match", MATCH),
+        ("vfs", T("any-of", "This host's members.", options=(
+            _IDS.options[0], _IDS.options[1], T("array", label="a list of ids", items=_IDS)))),
+        ("mac-address", _e("`auto`: each member its own stable MAC.", "auto")),
+        *((k, t) for k, t in _VF_SETTINGS if k in _POOL_KEYS),
+    ),
+    required=("name", "backend", "match", "vfs"),
+)  # fmt: skip
+POOL_ATTACH = T(
+    "object",
+    "A VM that draws one VF from a pool at start (libvirt `<interface type='network'>`, "
+    "Proxmox `hostpciN: mapping=`); one per VM and pool.",
+    fields=(
+        *_ATTACH_COMMON,
+        ("pool", POOL_NAME),
+        ("pcie", _b("Proxmox: pcie=1 (needs q35). Default: on for q35 VMs.")),
+        ("mac-address", _s("libvirt: the interface's MAC.", pattern=MAC_RE, hint="quote MACs")),
+    ),
+    required=("vm", "pool"),
+)
+
 SCHEMA = T(
     "object",
     "A vfctl profile: one host's desired SR-IOV state.",
@@ -259,6 +297,8 @@ SCHEMA = T(
         ("host", _s("Refuse to apply on a host with another hostname.", pattern=r"^\S+$")),
         ("defaults", DEFAULTS),
         ("pfs", T("array", "The physical functions this profile manages.", items=PF_ENTRY)),
+        ("pools", T("array", "VF pools (docs/pools.md).", items=POOL_ENTRY)),
+        ("attach", T("array", "VMs attached to pools by name.", items=POOL_ATTACH)),
     ),
     required=("version", "pfs"),
 )
@@ -704,6 +744,9 @@ class _Spans:
 
 
 def semantic_problems(prof: Profile) -> Iterator[Problem]:
+    from vfctl import profile_pools
+
+    yield from profile_pools.problems(prof)
     d = prof.defaults
     mac = d.get("mac-address")
     if mac is not None and mac != "auto":

@@ -303,3 +303,52 @@ def test_rollback_restores_network_and_domain(lab: Lab, domain: Any, tmp_path: P
     execute(ctx, pl.plan_delete("tenant-d", force=False))
     assert "tenant-d" not in lab.networks()
     be.close()
+
+
+def test_profile_pools_apply_export_roundtrip(lab: Lab, domain: Any, tmp_path: Path) -> None:
+    vm = domain.name()
+    prof = tmp_path / "pools.yaml"
+    prof.write_text(
+        "version: 1\n"
+        "pfs: []\n"
+        "pools:\n"
+        "  - name: tenant-p\n"
+        "    backend: libvirt\n"
+        f"    match: {{netdev: {PF}}}\n"
+        '    vfs: "4-5"\n'
+        "    vlan-id: 30\n"
+        "    spoof-check: true\n"
+        "attach:\n"
+        f"  - {{vm: {vm}, pool: tenant-p, mac-address: '52:54:00:00:0c:01'}}\n"
+    )
+    try:
+        plan = lab.json("plan", str(prof))
+        assert plan["changed"] is True and plan["phases"]["pools"] >= 1
+        assert plan["phases"]["attach"] == 1 and "tenant-p" not in lab.networks()
+        done = lab.json("apply", str(prof))
+        assert done["changed"] is True and done["error"] is None
+        assert _addrs(lab.virsh_net("tenant-p")) == list(lab.vfs[4:6])
+        assert [lab.vf(i)["vlan"] for i in (4, 5)] == [30, 30]
+        (iface,) = list(network_interfaces(domain.XMLDesc(INACTIVE)))
+        assert (iface.network, iface.mac) == ("tenant-p", "52:54:00:00:0c:01")
+        assert lab.json("apply", str(prof))["changed"] is False
+
+        exported = lab.run("export")
+        assert exported.returncode == 0, exported.stderr
+        assert "tenant-p" in exported.stdout
+        r = subprocess.run(
+            [sys.executable, "-m", "vfctl", "--root", str(lab.root), "--libvirt-uri",
+             lab.daemon.uri, "apply", "-", "--json"],
+            input=exported.stdout, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        again = json.loads(r.stdout)
+        assert (again["changed"], again["actions"]) == (False, []), again
+
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(prof.read_text().replace("pool: tenant-p", "pool: tenant-x"))
+        r = lab.run("apply", str(bad))
+        assert r.returncode == 2 and "attach[0].pool" in r.stderr and "tenant-x" in r.stderr
+    finally:
+        lab.run("detach", vm, "--pool", "tenant-p")
+        lab.run("pool", "delete", "tenant-p")

@@ -217,7 +217,7 @@ class LibvirtPools:
         )
 
     def plan_attach(self, vm: str, name: str, options: Mapping[str, Any]) -> list[Action]:
-        if self._mine(name) is None:
+        if self._mine(name) is None and not options.get("planned"):
             raise NotFoundError(f"no vfctl pool {name!r} on libvirt {self.be.uri}")
         dom = self.be.lookup(vm)
         info = self.be._info(dom)

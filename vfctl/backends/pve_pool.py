@@ -233,7 +233,7 @@ class PvePools:
         )
 
     def plan_attach(self, vm: str, name: str, options: Mapping[str, Any]) -> list[Action]:
-        if self._mine(name) is None:
+        if self._mine(name) is None and not options.get("planned"):
             raise NotFoundError(f"no vfctl pool {name!r} in the PVE cluster")
         v = self.be._resolve(vm)
         vmid = int(v["vmid"])
