@@ -125,7 +125,8 @@ def test_config_attach_check_json_idempotent_detach(
     assert held(dom) == []  # --check did nothing
 
     done = sim.json("attach", vm, sim.pf, "vf1")
-    assert set(done) == {"changed", "actions", "rolled_back", "warnings", "error"}
+    # The DESIGN §3 envelope, plus the history id a changing run records (docs/json.md).
+    assert set(done) == {"changed", "actions", "rolled_back", "warnings", "error", "history_id"}
     assert done["changed"] is True and done["rolled_back"] == [] and done["error"] is None
     assert done["actions"] == plan["actions"]
     assert held(dom) == [("hostdev", vf1)]
