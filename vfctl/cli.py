@@ -265,7 +265,7 @@ def run_plan(
         ctx = plan.Context(
             h,
             backend_factory=_factory,
-            progress=(lambda m: render.err.print(m, style="dim"))
+            progress=(lambda m: render.err.print(m, style="dim", markup=False))
             if S.verbose and not as_json
             else None,
         )
@@ -280,6 +280,9 @@ def run_plan(
                 )
             m = model(h, with_devices=with_devices)
             actions, verify = build(h, m)
+            from vfctl.discover import refuse_unsound
+
+            refuse_unsound(m, actions)
             if check:
                 res = plan.execute(ctx, actions, verify=verify, check=True)
             else:  # recorded in the history, success or failure
@@ -366,7 +369,13 @@ def list_cmd(
         if json_:
             pooled = pools(m)
             render.emit_json({"pfs": [pf_json(p, pooled) for p in m.pfs]})
+            for p in m.pfs:
+                for problem in p.problems:
+                    render.warn(f"{p.address}: {problem}")
             return
+        for p in m.pfs:
+            for problem in p.problems:
+                render.warn(f"{p.address}: {problem}")
         if not m.pfs:
             render.out.print("no SR-IOV physical functions found")
             return
@@ -388,16 +397,20 @@ def show(
         h = host()
         p = resolve_pf(pciids.named(model(h, lenient=True)), pf, h)
         pooled = pools(HostModel((p,)))
+        for problem in p.problems:
+            render.warn(f"{p.address}: {problem}")
         if json_:
             render.emit_json(pf_json(p, pooled))
             return
-        render.out.print(render.pf_summary(p))
+        render.out.print(render.pf_summary(p), markup=False)
         for note in p.notes:
-            render.err.print(f"[yellow]note:[/] {note}")
+            render.warn(note, "note")
         nets = sorted({n for a, n in (pooled or {}).items() if a in {v.address for v in p.vfs}})
         for net in nets:
             members = [f"vf{v.index}" for v in p.vfs if (pooled or {}).get(v.address) == net]
-            render.out.print(f"libvirt hostdev network {net!r} pools {', '.join(members)}")
+            render.out.print(
+                f"libvirt hostdev network {net!r} pools {', '.join(members)}", markup=False
+            )
         if p.vfs:
             render.out.print(render.vf_table(p))
 
@@ -413,15 +426,10 @@ def decode(
 
     def go() -> None:
         from vfctl import render
+        from vfctl.host.files import read_regular
         from vfctl.pci import configspace
 
-        try:
-            with open(file, "rb") as f:
-                raw = f.read(1 << 20)
-        except FileNotFoundError:
-            raise NotFoundError(f"{file}: no such file") from None
-        except OSError as e:
-            raise UsageError(f"{file}: cannot read: {e.strerror}") from None
+        raw = read_regular(file, 1 << 20, "file", missing=NotFoundError)
         try:
             data = configspace.load_dump(raw)
         except ValueError as e:
@@ -714,6 +722,10 @@ def attach(
     """Attach a VF to a VM (libvirt <hostdev>/<interface>, or Proxmox hostpciN)."""
 
     def go() -> None:
+        if mapping is not None:  # checked before any VM manager is asked
+            from vfctl.backends.pve_hostpci import check_mapping_id
+
+            check_mapping_id(mapping)
         if mode not in ("hostdev", "interface"):
             raise UsageError(f"invalid --mode {mode!r}: hostdev or interface")
         if vlan is not None and not 0 <= vlan <= 4094:
@@ -815,7 +827,7 @@ def recover(json_: bool = JsonOpt(False), wait: float = WaitOpt(30.0)) -> None:
             if not res.rolled_back and res.error is None:
                 render.out.print("no interrupted run to recover")
             for a in res.rolled_back:
-                render.out.print(f"rolled back: {a.target} ({a.detail})")
+                render.out.print(f"rolled back: {a.target} ({a.detail})", markup=False)
         if res.error is not None:
             raise plan.ExecutionFailed(res)  # one JSON document: the envelope with the error
         if json_:
@@ -853,10 +865,7 @@ def doctor(
             for c in checks:
                 t.add_row(
                     f"[{style[c.status]}]{c.status}[/]",
-                    c.name,
-                    c.target or "",
-                    c.detail,
-                    c.remedy or "",
+                    *(render.esc(x) for x in (c.name, c.target or "", c.detail, c.remedy or "")),
                 )
             render.out.print(t)
         if failed:

@@ -71,7 +71,8 @@ def history_cmd(
             res = "ok" if r.get("success") else f"failed: {(r.get('error') or {}).get('kind')}"
             if r.get("success") and not r.get("changed"):
                 res = "no change"
-            t.add_row(
+            render.row(
+                t,
                 r["id"],
                 _when(r.get("time")),
                 str(r.get("user")),
@@ -308,7 +309,8 @@ def drift_cmd(
         for col in ("PF", "VF", "key", "want", "have", "drifted"):
             t.add_column(col)
         for e in shown:
-            t.add_row(
+            render.row(
+                t,
                 e["netdev"] or e["pf"],
                 "-" if e["vf"] is None else str(e["vf"]),
                 e["key"],

@@ -113,9 +113,9 @@ def _converge(
                     "settings), or apply the host part with --no-attach"
                 )
             if not json_:
-                render.err.print(
-                    f"[yellow]note:[/] attach part not planned: needs the "
-                    f"{' and '.join(need)} backend ({why})"
+                render.warn(
+                    f"attach part not planned: needs the {' and '.join(need)} backend ({why})",
+                    "note",
                 )
         if diff:
             before, after = converge.diff_views(targets, h)
@@ -286,7 +286,7 @@ def _persist_result(changes: list[Any], check: bool, json_: bool, extra: dict[st
         return
     verb = "would" if check else "did"
     for c in changes:
-        render.out.print(f"{verb} {c.what} /{c.path}")
+        render.out.print(f"{verb} {c.what} /{c.path}", markup=False)
     if not changes:
         render.out.print("nothing to do: already in the desired state")
 
@@ -358,6 +358,6 @@ def persist_status(json_: bool = JsonOpt(False)) -> None:
             render.emit_json(st)
             return
         for k, v in st.items():
-            render.out.print(f"{k}: {v}")
+            render.out.print(f"{k}: {v}", markup=False)
 
     guarded(json_, False, go)

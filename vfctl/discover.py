@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from vfctl.errors import NotFoundError, UsageError
+from vfctl.errors import NotFoundError, RefusedError, UsageError
 from vfctl.host import vfscan
 from vfctl.host.sysfs import CLASS_NET, IOMMU_GROUPS, PCI_DEVICES, PCI_DRIVERS, Host, check_name
 from vfctl.model import PF, VF, Attachment, Device, HostModel, VFSettings
@@ -34,6 +34,47 @@ def _group(host: Host, dev: str) -> int | None:
 
 def _netdevs(host: Host, dev: str) -> tuple[str, ...]:
     return tuple(host.listdir(f"{dev}/net"))
+
+
+MAX_VFS = 65535  # TotalVFs/NumVFs are 16-bit registers in the SR-IOV capability
+
+
+def _count(host: Host, d: str, attr: str, problems: list[str]) -> int:
+    """A VF count attribute, strictly: decimal 0-65535; anything else is reported, not coerced."""
+    raw = host.read_opt(f"{d}/{attr}")
+    if raw is not None and re.fullmatch(r"[0-9]{1,5}", raw) and int(raw) <= MAX_VFS:
+        return int(raw)
+    shown = "unreadable" if raw is None else f"reads {raw[:24]!r}"
+    problems.append(f"{attr} {shown}: not a VF count (0-{MAX_VFS}); treated as 0")
+    return 0
+
+
+def check_sound(pf: PF) -> PF:
+    """Refuse (exit 4) to change a PF whose VF counts the kernel reported as garbage."""
+    if pf.problems:
+        raise RefusedError(
+            f"{pf.netdev or pf.address} ({pf.address}): "
+            + "; ".join(pf.problems)
+            + ": refusing to change it until the kernel reports sane values"
+        )
+    return pf
+
+
+def refuse_unsound(model: HostModel, actions: Sequence[object]) -> None:
+    """Refuse (exit 4) a plan that touches a PF, or a VF of a PF, whose VF counts are garbage."""
+    bad: dict[str, PF] = {}
+    for pf in model.pfs:
+        if pf.problems:
+            bad[pf.address] = pf
+            for v in pf.vfs:
+                bad[v.address] = pf
+    if not bad:
+        return
+    for a in actions:
+        text = f"{getattr(a, 'target', '')} {getattr(a, 'params', '')}"
+        for addr, pf in bad.items():
+            if addr in text:
+                check_sound(pf)
 
 
 def _bool(v: str | None) -> bool | None:
@@ -258,6 +299,9 @@ def _pf(
     vf_device = _hex4(vf_dev) if vf_dev else None
     vfs = []
     notes: list[str] = []
+    problems: list[str] = []
+    total_vfs = _count(host, d, "sriov_totalvfs", problems)
+    num_vfs = _count(host, d, "sriov_numvfs", problems)
     expects: list[str | None] = [None] * len(rows)
     if offset is not None and stride is not None:
         expects[:] = pciaddr.vf_addresses(a, offset, stride, [r[0] for r in rows])
@@ -291,10 +335,10 @@ def _pf(
         device_id=device,
         class_code=(host.read_opt(f"{d}/class") or "0x000000").lower().removeprefix("0x"),
         name=None,
-        total_vfs=host.read_int(f"{d}/sriov_totalvfs", 10) or 0,
+        total_vfs=total_vfs,
         cap_total_vfs=cap_total if isinstance(cap_total, int) else None,
         initial_vfs=initial if isinstance(initial, int) else None,
-        num_vfs=host.read_int(f"{d}/sriov_numvfs", 10) or 0,
+        num_vfs=num_vfs,
         vf_offset=offset,
         vf_stride=stride,
         vf_device_id=_hex4(vf_dev) if vf_dev else None,
@@ -305,6 +349,7 @@ def _pf(
         ari=isinstance(ari, Mapping),
         vfs=tuple(vfs),
         notes=tuple(notes),
+        problems=tuple(problems),
         config_bytes_read=cs.get("bytes_read")
         if cs and isinstance(cs.get("bytes_read"), int)
         else None,  # type: ignore[arg-type]

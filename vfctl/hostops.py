@@ -141,9 +141,12 @@ def plan_numvfs(
     ``was_autoprobe``: the PF's autoprobe before the run when ``pf`` already shows a planned
     new value (profiles plan autoprobe as a phase of its own).
     """
+    from vfctl.discover import MAX_VFS, check_sound
+
+    check_sound(pf)
     name = pf.netdev or pf.address
-    if n < 0:
-        raise UsageError(f"invalid VF count {n} for {name}: must be 0 or more")
+    if not 0 <= n <= MAX_VFS:
+        raise UsageError(f"invalid VF count {n} for {name}: 0 to {MAX_VFS}")
     if pf.driver is None:
         raise HostError(
             f"{name} ({pf.address}) has no driver bound: the PF driver creates VFs "

@@ -111,6 +111,7 @@ class PF:
     ari: bool
     vfs: tuple[VF, ...] = ()
     notes: tuple[str, ...] = ()  # discovery oddities, e.g. virtfnN vs offset/stride
+    problems: tuple[str, ...] = ()  # garbage the kernel reported (sriov_numvfs "-5"): no changes
     config_bytes_read: int | None = None
 
     def vf(self, index: int) -> VF | None:
@@ -143,6 +144,7 @@ class PF:
             "ari": self.ari,
             "vfs": [v.to_json() for v in self.vfs],
             "notes": list(self.notes),
+            "problems": list(self.problems),
         }
 
 

@@ -10,9 +10,7 @@ before a node tree exists, so a hostile file costs at most its size in time and 
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from typing import IO, Any
 
 import yaml
@@ -170,40 +168,10 @@ def read_profile(path: str, stdin: IO[bytes] | None = None) -> str:
         if len(data) > MAX_BYTES:
             raise UsageError(f"<stdin>: profile larger than {MAX_BYTES >> 10} KiB: refused")
         return _text(data, "<stdin>")
+    from vfctl.host.files import read_regular
+
     data = read_regular(path, MAX_BYTES, "profile")
     return _text(data, path)
-
-
-def read_regular(path: str, limit: int, what: str) -> bytes:
-    """At most ``limit`` bytes of a regular file; refuses FIFOs, devices, directories, bigger files."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such {what}") from None
-    except OSError as e:
-        raise UsageError(f"{path}: cannot open: {os.strerror(e.errno or 0)}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{path}: not a regular file")
-        if st.st_size > limit:
-            raise UsageError(f"{path}: {what} larger than {limit >> 10} KiB: refused")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            try:
-                b = os.read(fd, min(1 << 16, limit + 1 - size))
-            except OSError as e:
-                raise UsageError(f"{path}: cannot read: {os.strerror(e.errno or 0)}") from None
-            if not b:
-                break
-            chunks.append(b)
-            size += len(b)
-            if size > limit:  # grew since fstat
-                raise UsageError(f"{path}: {what} larger than {limit >> 10} KiB: refused")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 class Dumper12(yaml.SafeDumper):

@@ -49,6 +49,23 @@ def emit_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
+def esc(v: object) -> str:
+    """Host-derived text made literal for rich: a netdev named ``[reverse]eth9`` stays that."""
+    from rich.markup import escape
+
+    return escape(str(v))
+
+
+def row(t: Table, *cells: object) -> None:
+    """A table row of plain values: every cell escaped (none of them is vfctl's markup)."""
+    t.add_row(*(esc(c) for c in cells))
+
+
+def warn(text: str, label: str = "warning") -> None:
+    """``warning: text`` on stderr; the label is vfctl's markup, the text is escaped."""
+    _c("err").print(f"[yellow]{label}:[/] {esc(text)}")
+
+
 def _yn(v: bool | None) -> str:
     return "-" if v is None else ("on" if v else "off")
 
@@ -75,7 +92,8 @@ def pf_table(model: HostModel, all_vfs: bool) -> Table:
         vfs = f"{pf.num_vfs}/{pf.total_vfs}"
         if pf.cap_total_vfs is not None and pf.cap_total_vfs != pf.total_vfs:
             vfs += f" (cap {pf.cap_total_vfs})"
-        t.add_row(
+        row(
+            t,
             pf.address,
             _s(pf.netdev),
             _s(pf.driver),
@@ -88,7 +106,8 @@ def pf_table(model: HostModel, all_vfs: bool) -> Table:
         )
         if all_vfs:
             for vf in pf.vfs:
-                t.add_row(
+                row(
+                    t,
                     f"  └ vf{vf.index} {vf.address}",
                     _s(vf.netdev),
                     _s(vf.driver),
@@ -103,7 +122,9 @@ def pf_table(model: HostModel, all_vfs: bool) -> Table:
 
 
 def vf_table(pf: PF) -> Table:
-    t = _table(title=f"VFs of {pf.netdev or pf.address} ({pf.address}, {pf.driver or 'no driver'})")
+    t = _table(
+        title=esc(f"VFs of {pf.netdev or pf.address} ({pf.address}, {pf.driver or 'no driver'})")
+    )
     cols = ("VF", "address", "driver", "netdev", "MAC", "VLAN", "spoof-check", "trust", "link")
     for col in (*cols, "tx rate (Mbps)", "IOMMU group", "attached to"):
         t.add_column(col, no_wrap=True)
@@ -118,7 +139,8 @@ def vf_table(pf: PF) -> Table:
             if vf.driver_override and vf.driver_override != vf.driver
             else ""
         )
-        t.add_row(
+        row(
+            t,
             str(vf.index),
             vf.address,
             drv,
@@ -162,36 +184,40 @@ def result_text(res: Result, check: bool) -> None:
         for col in ("#", "op", "target", "change"):
             t.add_column(col)
         for i, a in enumerate(res.actions, 1):
-            t.add_row(str(i), a.op, a.target, a.detail)
+            row(t, str(i), a.op, a.target, a.detail)
         _c("out").print(t)
     for w in res.warnings:
-        _c("err").print(f"[yellow]warning:[/] {w}")
+        warn(w)
     if res.rolled_back:
         _c("err").print(
-            "rolled back: " + ", ".join(f"{a.target} ({a.detail})" for a in res.rolled_back)
+            "rolled back: " + ", ".join(f"{a.target} ({a.detail})" for a in res.rolled_back),
+            markup=False,
         )
 
 
 def decode_text(doc: Mapping[str, Any]) -> None:
     _c("out").print(
         f"{doc['vendor_id']}:{doc['device_id']} header type {doc['header_type']:#04x}"
-        f" class {doc.get('class', '?')}"
+        f" class {doc.get('class', '?')}",
+        markup=False,
     )
     caps: Sequence[Mapping[str, Any]] = doc.get("capabilities", [])
     ecaps: Sequence[Mapping[str, Any]] = doc.get("extended_capabilities", [])
     _c("out").print(
-        "capabilities: " + (", ".join(f"[{c['offset']:02x}] {c['name']}" for c in caps) or "none")
+        "capabilities: " + (", ".join(f"[{c['offset']:02x}] {c['name']}" for c in caps) or "none"),
+        markup=False,
     )
     _c("out").print(
-        "extended: " + (", ".join(f"[{c['offset']:03x}] {c['name']}" for c in ecaps) or "none")
+        "extended: " + (", ".join(f"[{c['offset']:03x}] {c['name']}" for c in ecaps) or "none"),
+        markup=False,
     )
     for key in ("pcie", "sriov", "ari", "acs"):
         sub = doc.get(key)
         if sub:
             body = ", ".join(f"{k}={v}" for k, v in sub.items() if k != "vf_bars")
-            _c("out").print(f"{key}: {body}")
+            _c("out").print(f"{key}: {body}", markup=False)
     for e in doc.get("errors", []) or []:
-        _c("err").print(f"[yellow]warning:[/] {e}")
+        warn(str(e))
 
 
 def _c(name: str) -> Console:

@@ -83,6 +83,17 @@ class HostPci:
     extra: tuple[tuple[str, str], ...] = ()  # every other key, verbatim, in order
 
 
+def check_mapping_id(mid: str) -> str:
+    """A cluster mapping id as PVE's pve-configid format takes it (the whole string)."""
+    from vfctl.errors import UsageError
+
+    if not _CONFIGID.fullmatch(mid):
+        raise UsageError(
+            f"invalid --mapping {mid[:60]!r}: a letter, then letters, digits, '-' or '_'"
+        )
+    return mid
+
+
 def parse_hostpci(text: str) -> HostPci:
     kv = split_property_string(text, HOSTPCI_KEYS, "host")
     host: tuple[str, ...] = ()

@@ -1357,8 +1357,11 @@ def init(root: Path, preset: str = "default") -> None:
 
 
 def _read(p: Path) -> str | None:
+    """A source attribute: a regular file, opened O_NONBLOCK (a FIFO must not block a snapshot)."""
+    from vfctl.host.files import read_attr
+
     try:
-        return p.read_text(errors="replace").strip()
+        return read_attr(str(p)).decode("utf-8", "replace").strip()
     except OSError:
         return None
 
@@ -1392,7 +1395,9 @@ def _snapshot_state(src: Path) -> tuple[State, dict[str, bytes]]:
         except ValueError:
             continue
         try:
-            configs[bdf] = (d / "config").read_bytes()
+            from vfctl.host.files import read_attr
+
+            configs[bdf] = read_attr(str(d / "config"), 4096)
         except OSError:
             configs[bdf] = b""
         rows = []

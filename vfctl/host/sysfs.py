@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vfctl.errors import UsageError
+from vfctl.host.files import read_attr
 
 MAX_NAME = 255
 SIM_MARKER = ".vfctl-sim"
@@ -71,9 +72,12 @@ class Host:
         return os.path.isdir(self._p(rel))
 
     def read(self, rel: str) -> str:
-        """A sysfs attribute's value, stripped; raises OSError as the kernel would."""
-        with open(self._p(rel), encoding="utf-8", errors="replace") as f:
-            return f.read().strip()
+        """A sysfs attribute's value, stripped; raises OSError as the kernel would.
+
+        O_NONBLOCK and a regular-file check: sysfs attributes are regular files, so a FIFO or
+        a device planted in a host tree is refused (EINVAL) instead of blocking the run.
+        """
+        return read_attr(self._p(rel)).decode("utf-8", "replace").strip()
 
     def read_opt(self, rel: str) -> str | None:
         """An attribute's value, or None when it is absent or unreadable."""

@@ -1,0 +1,63 @@
+"""Reading files a user or a host tree hands us, without ever blocking or reading unbounded.
+
+Every open is O_NONBLOCK (a FIFO opens at once instead of waiting for a writer) and is followed
+by a regular-file check: sysfs attributes, config spaces, profiles, dumps and token files are
+all regular files, so anything else is refused before a read could block.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from vfctl.errors import UsageError, VfctlError
+
+READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+MAX_ATTR = 1 << 16  # sysfs text attributes hold at most one page; config space is 4 KiB
+
+
+def read_attr(path: str, limit: int = MAX_ATTR) -> bytes:
+    """At most ``limit`` bytes of a regular file; OSError (EINVAL for the wrong type) otherwise."""
+    fd = os.open(path, READ_FLAGS)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def read_regular(path: str, limit: int, what: str, missing: type[VfctlError] = UsageError) -> bytes:
+    """A whole regular file of at most ``limit`` bytes, never cut: bigger ones are refused (exit 2).
+
+    ``missing``: the error for a path that does not exist (NotFoundError gives exit 3).
+    """
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except FileNotFoundError:
+        raise missing(f"{path}: no such {what}") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot open: {os.strerror(e.errno or 0)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{path}: not a regular file")
+        if st.st_size > limit:
+            raise UsageError(f"{path}: {what} larger than {limit >> 10} KiB: refused")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                b = os.read(fd, min(1 << 16, limit + 1 - size))
+            except OSError as e:
+                raise UsageError(f"{path}: cannot read: {os.strerror(e.errno or 0)}") from None
+            if not b:
+                break
+            chunks.append(b)
+            size += len(b)
+            if size > limit:  # grew since fstat
+                raise UsageError(f"{path}: {what} larger than {limit >> 10} KiB: refused")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
