@@ -892,6 +892,10 @@ def sim_init(
             raise UsageError(
                 f"unknown preset {preset!r}; presets: {', '.join(sorted(sim.PRESETS))}"
             )
+        if dir.is_symlink():
+            raise RefusedError(f"{dir} is a symbolic link; give the directory itself")
+        if dir.exists() and not dir.is_dir():
+            raise RefusedError(f"{dir} exists and is not a directory")
         if dir.exists() and any(dir.iterdir()) and not force:
             raise RefusedError(f"{dir} exists and is not empty (--force to replace it)")
         if dir.exists() and force:
@@ -915,19 +919,54 @@ def sim_snapshot(
     def go() -> None:
         from vfctl.host import sim
 
-        if dir.exists() and any(dir.iterdir()):
-            raise RefusedError(f"{dir} exists and is not empty")
+        if dir.exists() and (not dir.is_dir() or any(dir.iterdir())):
+            raise RefusedError(f"{dir} exists and is not an empty directory")
         sim.snapshot(Path(S.root), dir)
         print(f"snapshot of {S.root} written to {dir}")
 
     guarded(False, True, go)
 
 
+# commands whose --json document is {"error": …} rather than the mutating envelope
+READ_ONLY = {"list", "show", "decode", "doctor", "export", "drift", "metrics", "status", "history"}
+
+
 def main() -> None:
     try:
-        app()
+        if "--json" in sys.argv[1:]:
+            _main_json()
+        else:
+            app()
     except BrokenPipeError:
         sys.exit(1)
+
+
+def _main_json() -> None:
+    """With --json, a usage error (``enable PF abc --json``) still prints one JSON document."""
+    import importlib
+
+    try:  # typer >= 0.8 vendors click as typer._click; older typer uses click itself
+        cx: Any = importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        cx = importlib.import_module("click.exceptions")
+    cmd = typer.main.get_command(app)
+    try:
+        rc = cmd.main(standalone_mode=False)
+    except cx.ClickException as e:
+        name = getattr(getattr(e, "ctx", None), "info_name", None)
+        err = UsageError(e.format_message())
+        doc: dict[str, Any] = {"error": {"kind": err.kind, "message": err.message}}
+        if name not in READ_ONLY:
+            doc = {"changed": False, "actions": [], "rolled_back": [], "warnings": [], **doc}
+        from vfctl import render
+
+        render.emit_json(doc)
+        print(f"vfctl: error: {err.message}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except cx.Abort:
+        print("Aborted!", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

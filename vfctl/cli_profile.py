@@ -223,7 +223,12 @@ def export_cmd(
             )
         )
         if output:
-            Path(output).write_text(text, encoding="utf-8")
+            try:
+                Path(output).write_text(text, encoding="utf-8")
+            except OSError as e:  # /dev/full, a directory, a missing directory, read-only
+                raise UsageError(
+                    f"-o {output}: cannot write: {os.strerror(e.errno or 0)}"
+                ) from None
         else:
             sys.stdout.write(text)
 
@@ -307,6 +312,9 @@ def persist_enable(
         profile.loads(raw, "<stdin>" if path == "-" else path)
         root = _root()
         program = exe or _exe()
+        from vfctl.inputs import one_line
+
+        one_line(program, "--exec")  # a newline would add directives to a root unit
         if not os.path.isabs(program):
             raise UsageError(f"--exec {program!r}: the unit needs an absolute path")
         changes = persist.enable(root, raw, program, check)

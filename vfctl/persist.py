@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,31 @@ GUEST_UNITS = (
 )
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
+
+
+def systemd_quote(arg: str) -> str:
+    """One word of an ExecStart= line, quoted for systemd, not for a shell.
+
+    systemd splits ExecStart= into words itself (src/core/load-fragment.c, config_parse_exec:
+    extract_first_word with EXTRACT_UNQUOTE|EXTRACT_CUNESCAPE), then expands specifiers
+    (``%``, so ``%%`` is a literal percent) and environment variables (``$``, so ``$$``);
+    see systemd.service(5), "Command lines". shlex's ``'"'"'`` trick is shell syntax, not
+    systemd's, and a newline would end the directive: control characters are refused.
+    """
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in arg):
+        raise ValueError(f"control characters in {arg!r}")
+    text = arg.replace("%", "%%").replace("$", "$$")
+    if _PLAIN.fullmatch(arg):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def unit_text(exe: str, root_profile: str = f"/{PROFILE}") -> str:
     """The unit: after udev has bound the PF drivers, before networking and guests."""
-    cmd = shlex.join([exe, "apply", "--no-attach", "--wait", "120", root_profile])
+    cmd = " ".join(
+        systemd_quote(w) for w in (exe, "apply", "--no-attach", "--wait", "120", root_profile)
+    )
     return f"""\
 # Installed by `vfctl persist enable`; remove with `vfctl persist disable`.
 [Unit]
@@ -68,15 +90,42 @@ class Change:
         return {"op": f"persist.{self.what}", "target": "/" + self.path, "detail": self.what}
 
 
+def _inside(root: Path, p: Path) -> None:
+    """Refuse a directory that symlinks lead out of a --root tree (the real / is all inside)."""
+    real_root = os.path.realpath(root)
+    if real_root == "/":
+        return
+    q = p
+    while not os.path.lexists(q) and q != q.parent:  # the nearest part that exists
+        q = q.parent
+    real = os.path.realpath(q)
+    if real != real_root and not real.startswith(real_root + "/"):
+        from vfctl.errors import RefusedError
+
+        raise RefusedError(
+            f"{p} resolves to {real}, outside the root {real_root}: refusing to write there"
+        )
+
+
+def _mkdir(root: Path, d: Path) -> None:
+    _inside(root, d)
+    d.mkdir(parents=True, exist_ok=True)
+    _inside(root, d)
+
+
 def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> bool:
     p = root / rel
-    if p.is_file() and p.read_text(encoding="utf-8") == text:
+    _mkdir(root, p.parent)
+    if p.is_file() and not p.is_symlink() and p.read_text(encoding="utf-8") == text:
         return False
-    p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".vfctl-tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # a leftover (or planted link) is never followed: O_EXCL|O_NOFOLLOW
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
     os.chmod(tmp, mode)
-    os.replace(tmp, p)
+    os.replace(tmp, p)  # replaces a symlink at p itself, never its target
     return True
 
 
@@ -86,7 +135,8 @@ def enable(root: Path, profile_text: str, exe: str, check: bool = False) -> list
     unit = unit_text(exe)
     for rel, text in ((PROFILE, profile_text), (UNIT_PATH, unit)):
         cur = root / rel
-        same = cur.is_file() and cur.read_text(encoding="utf-8") == text
+        _inside(root, cur.parent)
+        same = cur.is_file() and not cur.is_symlink() and cur.read_text(encoding="utf-8") == text
         if not same:
             changes.append(Change(rel, "write"))
             if not check:
@@ -96,7 +146,7 @@ def enable(root: Path, profile_text: str, exe: str, check: bool = False) -> list
     if not (link.is_symlink() and os.readlink(link) == target):
         changes.append(Change(WANTS_PATH, "link"))
         if not check:
-            link.parent.mkdir(parents=True, exist_ok=True)
+            _mkdir(root, link.parent)
             with contextlib.suppress(FileNotFoundError):
                 link.unlink()
             link.symlink_to(target)
@@ -109,6 +159,7 @@ def disable(root: Path, check: bool = False) -> list[Change]:
     for rel in (WANTS_PATH, UNIT_PATH, PROFILE):
         p = root / rel
         if p.is_symlink() or p.exists():
+            _inside(root, p.parent)
             changes.append(Change(rel, "remove"))
             if not check:
                 p.unlink()

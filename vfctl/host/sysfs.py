@@ -127,7 +127,7 @@ class Host:
 
             sim.write(self.root, rel, value)
             return
-        fd = os.open(self._p(rel), os.O_WRONLY)
+        fd = os.open(self.confined(rel), os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
         try:
             data = value.encode()
             n = os.write(fd, data)
@@ -135,6 +135,21 @@ class Host:
                 raise OSError(errno.EIO, f"short write to {rel}")
         finally:
             os.close(fd)
+
+    def confined(self, rel: str) -> str:
+        """The real path of a write target, refused (EXDEV) when symlinks lead out of the root.
+
+        A host tree given with --root is data: a ``devices/<bdf>`` link pointing at the real
+        /sys must not turn a write meant for the tree into one on this machine.
+        """
+        p = self._p(rel)
+        if self._prefix == "":
+            return p
+        real = os.path.realpath(p)
+        root = os.path.realpath(self.root)
+        if real != root and not real.startswith(root.rstrip("/") + "/"):
+            raise OSError(errno.EXDEV, f"{rel} resolves to {real}, outside the host root {root}")
+        return real
 
     def config_path(self, address: str) -> str:
         """Absolute path of a PCI device's config file, for the C parser."""
