@@ -435,3 +435,42 @@ def attach_pool(
 def pooled_addresses(h: Any, b: Any, pf: PF) -> set[str]:
     """Addresses any pool hands out (vfctl's or not): ``attach VM PF any`` never takes those."""
     return set(pool_backend(h, b.name).claimed(pf))
+
+
+def doctor_checks(h: Any, m: HostModel) -> list[Any]:
+    """Stale pool entries (``vfctl doctor``): only when a VM manager is configured here."""
+    from vfctl import backends, pools
+    from vfctl.doctor import FAIL, INFO, OK, Check
+    from vfctl.errors import VfctlError
+
+    out: list[Any] = []
+    try:
+        found = backends.detect(h, backend_cfg())
+    except VfctlError:
+        return out
+    for name in found:
+        try:
+            views = pool_backend(h, name).views()
+        except VfctlError as e:
+            out.append(Check("pools", INFO, f"{name} pools not checked: {e.message}"))
+            continue
+        for view in views:
+            sub = {a: _subsystem(h, a) for a in view.members}
+            bad = pools.stale(view, m, sub)
+            for addr, why in bad:
+                out.append(Check(
+                    "pool entries", FAIL, f"{name} pool {view.name}: {addr}: {why}",
+                    remedy=f"vfctl pool sync {view.name} (or pool remove it)", target=addr,
+                ))  # fmt: skip
+            if not bad:
+                out.append(Check("pool entries", OK, f"{name} pool {view.name}: "
+                                 f"{len(view.members)} entries match the hardware"))  # fmt: skip
+    return out
+
+
+def _subsystem(h: Any, addr: str) -> str | None:
+    sv = h.read_opt(f"sys/bus/pci/devices/{addr}/subsystem_vendor")
+    sd = h.read_opt(f"sys/bus/pci/devices/{addr}/subsystem_device")
+    if not sv or not sd:
+        return None
+    return f"{sv.lower().removeprefix('0x'):0>4}:{sd.lower().removeprefix('0x'):0>4}"

@@ -134,6 +134,8 @@ class PoolView:
     vms: tuple[str, ...] = ()  # VMs whose config references the pool
     elsewhere: Mapping[str, int] = field(default_factory=dict)  # other nodes: member count
     active: bool | None = None  # libvirt: the network runs
+    # what the VM manager recorded per member (PVE entries): address -> (iommugroup, subsystem)
+    recorded: Mapping[str, tuple[int | None, str | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -303,3 +305,28 @@ def lowest_free(host: Host, pf: PF, pooled: Collection[str]) -> VF:
     name = pf.netdev or pf.address
     detail = f" ({'; '.join(why[:4])}{', …' if len(why) > 4 else ''})" if why else ""
     raise RefusedError(f"{name} has no free VF{detail}")
+
+
+def stale(
+    view: PoolView, model: HostModel, subsystem: Mapping[str, str | None]
+) -> list[tuple[str, str]]:
+    """(member, why) for entries the VM manager would fail to start a VM with.
+
+    PVE checks each entry against the hardware at VM start (vendor/device, subsystem id,
+    IOMMU group: pve-guest-common ``PVE::Mapping::PCI::assert_valid``); libvirt needs every
+    listed address to still be a VF. ``subsystem``: this host's subsystem ids from sysfs.
+    """
+    vfs = {v.address: v for p in model.pfs for v in p.vfs}
+    out = []
+    for a in view.members:
+        v = vfs.get(a)
+        if v is None:
+            out.append((a, "no such VF on this host any more"))
+            continue
+        group, sub = view.recorded.get(a, (None, None))
+        if group is not None and v.iommu_group is not None and group != v.iommu_group:
+            out.append((a, f"IOMMU group recorded {group}, now {v.iommu_group}"))
+        now = subsystem.get(a)
+        if sub is not None and now is not None and sub.lower() != now.lower():
+            out.append((a, f"subsystem id recorded {sub}, now {now}"))
+    return out

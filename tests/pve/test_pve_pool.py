@@ -269,3 +269,17 @@ def test_a_write_racing_ours_is_merged_not_lost(
     assert len(calls) == (2 if race == "digest" else 1)  # a create race retries as a PUT
     ours = [v.address for v in pf.vfs[:2]]
     assert cluster.entries("tenant") == {"pve3": ["0000:01:10.6"], "pve1": ours}
+
+
+def test_doctor_reports_stale_entries_and_sync_refreshes_them(cluster: Cluster) -> None:
+    cluster.json("pve1", "pool", "create", "tenant", PF, "vf0-1")
+    with cluster.fake.edit() as st:  # as if a firmware update renumbered the IOMMU groups
+        m = st["mappings"]["tenant"]
+        m["map"] = [x.replace("iommugroup=", "iommugroup=9") for x in m["map"]]
+    doc = cluster.json("pve1", "doctor", rc=5)
+    stale = [c for c in doc["checks"] if c["check"] == "pool entries"]
+    assert [c["status"] for c in stale] == ["fail", "fail"]
+    assert "IOMMU group recorded 9" in stale[0]["detail"] and "pool sync" in stale[0]["remedy"]
+    assert cluster.json("pve1", "pool", "sync", "tenant")["changed"] is True
+    doc = cluster.json("pve1", "doctor", rc=0)
+    assert [c["status"] for c in doc["checks"] if c["check"] == "pool entries"] == ["ok"]

@@ -126,6 +126,7 @@ class PvePools:
                 continue
             mine: list[str] = []
             elsewhere: dict[str, int] = {}
+            recorded: dict[str, tuple[int | None, str | None]] = {}
             for raw in _entries(m):
                 try:
                     e = parse_map_entry(raw)
@@ -133,6 +134,7 @@ class PvePools:
                     continue
                 if e.node == self.node:
                     mine += list(e.path)
+                    recorded.update(dict.fromkeys(e.path, (e.iommugroup, e.subsystem_id)))
                 else:
                     elsewhere[e.node] = elsewhere.get(e.node, 0) + 1
             name = str(m["id"])
@@ -145,6 +147,7 @@ class PvePools:
                     settings=PoolSettings.decode(str(m.get("description"))[len(MARK) :]),
                     vms=tuple(sorted({f"vm{v}" for _n, v, _s, _r in self.users(name)})),
                     elsewhere=elsewhere,
+                    recorded=recorded,
                 )
             )
         return sorted(out, key=lambda v: v.name)
