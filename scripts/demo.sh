@@ -96,13 +96,17 @@ if [ -z "$skip" ] && ! python -c 'import libvirt' 2>/dev/null; then
 fi
 
 mkdir -p "$DIR"
+exec 9>>"$DIR/.vfctl-demo"  # the marker doubles as the lock: one demo per directory at a time
+if ! flock -n 9; then
+    echo "demo: another demo runs in $DIR" >&2
+    exit 1
+fi
 old=$(cat "$DIR/libvirtd/libvirtd.pid" 2>/dev/null || true)
 if [ -n "$old" ] && grep -qF "$(cd "$DIR" && pwd)/" "/proc/$old/cmdline" 2>/dev/null; then
     echo "demo: a libvirtd of an earlier demo still runs (pid $old); stop it first" >&2
     exit 1
 fi
-find "$DIR" -mindepth 1 -maxdepth 1 ! -name qemu-cache -exec rm -rf {} +
-touch "$DIR/.vfctl-demo"
+find "$DIR" -mindepth 1 -maxdepth 1 ! -name qemu-cache ! -name .vfctl-demo -exec rm -rf {} +
 HOST="$DIR/host"
 PF=enp1s0f0  # the first 82599 port of the default preset
 

@@ -8,6 +8,7 @@ demo directory, a second run working, and the host part alone without root.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -291,6 +292,17 @@ def test_a_directory_libvirt_cannot_use_skips_the_vm_part_saying_why(tmp_path: P
     d = tmp_path / "a demo"  # a space: no libvirt socket URI can name it
     demo = run_demo(d)
     assert_host_part_only(demo, d, f"'{d}/libvirtd': only letters, digits and ._+-/ work")
+
+
+def test_one_demo_per_directory_at_a_time(tmp_path: Path) -> None:
+    d = tmp_path / "demo"
+    d.mkdir()
+    with open(d / ".vfctl-demo", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a running demo holds it
+        r = subprocess.run(["bash", str(DEMO), str(d)], capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    assert f"another demo runs in {d}" in r.stderr
+    assert sorted(p.name for p in d.iterdir()) == [".vfctl-demo"]
 
 
 def test_refuses_a_directory_that_is_not_the_demos(tmp_path: Path) -> None:
