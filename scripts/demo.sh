@@ -123,7 +123,8 @@ step vfctl enable $PF 4 --check
 if [ -n "$skip" ]; then
     step vfctl show $PF
     say "Skipped the libvirt part (attach, detach, a profile with attach:): $skip."
-    say "As root, \`make demo\` installs libvirt and runs it. The simulated host is in $HOST."
+    [ "$(id -u)" = 0 ] || say "As root, \`make demo\` installs what libvirt needs and runs it too."
+    say "The simulated host is in $HOST: try \`vfctl --root $HOST show $PF --json\`."
     exit 0
 fi
 say "Starting an isolated libvirtd: sockets, config and state in $DIR/libvirtd ..."
