@@ -28,7 +28,7 @@ N = int(os.environ.get("VFCTL_BENCH_N", "7"))
 
 
 def _env(root: Path) -> dict[str, str]:
-    return dict(os.environ, VFCTL_ROOT=str(root), VFCTL_BACKEND="none")
+    return B.child_env(VFCTL_ROOT=str(root), VFCTL_BACKEND="none")
 
 
 def _floor(devdir: Path, fstat: bool) -> list[str]:
@@ -110,7 +110,7 @@ def typical_host() -> None:
 
 
 def import_profile() -> None:
-    env = dict(os.environ)
+    env = B.child_env()
     p = subprocess.run([sys.executable, "-X", "importtime", "-c", "import vfctl.cli"],
                        env=env, capture_output=True, text=True, check=True)  # fmt: skip
     rows = []

@@ -9,6 +9,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 rc = 0
-for script in ("bench_configspace.py", "bench_list.py", "bench_lab_reads.py"):
+for script in ("bench_configspace.py", "bench_list.py", "bench_apply.py", "bench_lab_reads.py"):
     rc |= subprocess.run([sys.executable, str(HERE / script)], check=False).returncode
 sys.exit(rc)

@@ -19,6 +19,8 @@ from vfctl.pci import address as pciaddr
 Attachments = Mapping[str, Sequence[Attachment]]
 VfInfo = Mapping[str, Sequence[VFSettings]]  # PF netdev → settings by VF index
 VfRows = list[tuple[int, str, "vfscan.Raw"]]  # (index, address, facts) of one PF's VFs
+_NONE: list[str] = []  # no netdevs (never mutated)
+_ODD = ("", ".", "..")
 
 
 def _hex4(v: str | None) -> str:
@@ -215,7 +217,7 @@ def _pfs_and_vfs(host: Host, addrs: Sequence[str]) -> tuple[list[str], dict[str,
             got = vfscan.links(devdir, [f"{a}/virtfn{i}" for i in idx]) if idx else []
             pairs[a] = [(i, t) for i, t in zip(idx, got, strict=True) if t]
         vf_addrs.update(t for _, t in pairs[a])
-    plain = sorted(t for t in vf_addrs if not vfscan.odd(t))
+    plain = sorted(t for t in vf_addrs if not (len(t) > 63 or t in _ODD) or not vfscan.odd(t))
     flags, drivers, nets = _bulk_listings(host, len(plain))
     raws = dict(zip(plain, vfscan.scan(devdir, plain, flags), strict=True))
     out: dict[str, VfRows] = {}
@@ -229,7 +231,7 @@ def _pfs_and_vfs(host: Host, addrs: Sequence[str]) -> tuple[list[str], dict[str,
             if drivers is not None:
                 drv = drivers.get(t)
             if nets is not None:
-                netdevs = sorted(nets.get(t, ()))
+                netdevs = nets.get(t, _NONE)
             rows.append((i, t, (drv, override, group, netdevs)))
         out[a] = rows
     return pfs, out
@@ -265,7 +267,7 @@ def _bulk_listings(
         for name, target in zip(ifnames, got, strict=True):
             parts = (target or "").split("/")
             if len(parts) >= 3 and parts[-2] == "net" and parts[-1] == name:
-                nets.setdefault(parts[-3], []).append(name)
+                nets.setdefault(parts[-3], []).append(name)  # ifnames are sorted already
         flags |= vfscan.SKIP_NET
     return flags, drivers, nets
 
@@ -305,22 +307,33 @@ def _pf(
     expects: list[str | None] = [None] * len(rows)
     if offset is not None and stride is not None:
         expects[:] = pciaddr.vf_addresses(a, offset, stride, [r[0] for r in rows])
+    empty = VFSettings()  # frozen: one instance serves every VF until netlink fills them in
     for (idx, vaddr, (driver, override, group, nets)), expect in zip(rows, expects, strict=True):
         if expect is not None and expect != vaddr:
             # virtfnN is the kernel's truth; a mismatch is a quirk worth showing
             notes.append(f"virtfn{idx} is {vaddr}, offset/stride say {expect}")
-        vd = f"{PCI_DEVICES}/{vaddr}"
+        if override is not None:
+            override = override.strip()
+            if override in ("", "(null)"):
+                override = None
+        if vf_device:
+            vid, did = vendor, vf_device
+        else:
+            vd = f"{PCI_DEVICES}/{vaddr}"
+            vid, did = _hex4(host.read_opt(f"{vd}/vendor")), _hex4(host.read_opt(f"{vd}/device"))
+        att = attachments.get(vaddr)
         vfs.append(
             VF(
                 index=idx,
                 address=vaddr,
                 driver=driver,
-                driver_override=_override(override.strip() if override is not None else None),
+                driver_override=override,
                 netdev=nets[0] if nets else None,
                 iommu_group=int(group) if group and group.isdigit() else None,
-                vendor_id=vendor if vf_device else _hex4(host.read_opt(f"{vd}/vendor")),
-                device_id=vf_device or _hex4(host.read_opt(f"{vd}/device")),
-                attached_to=tuple(attachments.get(vaddr, ())),
+                vendor_id=vid,
+                device_id=did,
+                settings=empty,
+                attached_to=tuple(att) if att else (),
             )
         )
     ari = cs.get("ari") if cs else None

@@ -108,14 +108,14 @@ def _hostile(root: Path) -> list[str]:
     os.mkfifo(d / "driver_override")  # a FIFO with no writer: must not block
     os.symlink("../../drivers/vfio-pci", d / "driver")
     d = vf("0000:00:00.2")
-    os.symlink(outside, d / "driver_override")  # a symlink: not followed
+    os.symlink(outside, d / "driver_override")  # a symlink: followed, as Host.read does
     os.symlink("foo/", d / "iommu_group")  # basename ""
     (d / "net").write_text("not a directory")
     d = vf("0000:00:00.3")
-    (d / "driver_override").write_bytes(b"\xff\xfe bad utf-8 \n" + b"x" * 9000)  # > 4 KiB
+    (d / "driver_override").write_bytes(b"\xff\xfe bad utf-8 \n" + b"x" * 70000)  # > 64 KiB
     (d / "driver").write_text("a file, not a link")
     (d / "net").mkdir()
-    for i in range(600):  # more than one getdents buffer
+    for i in range(300):  # more than one getdents buffer (8 KiB)
         (d / "net" / f"eth{i:04d}-with-a-long-name-to-fill-the-buffer").mkdir()
     d = vf("0000:00:00.4")
     (d / "driver_override").mkdir()
@@ -138,9 +138,9 @@ def test_twins_agree_on_a_hostile_tree(tmp_path: Path, flags: int) -> None:
     assert got == vfscan.scan_python(str(root), names, flags)
     by = dict(zip(names, got, strict=True))
     assert by["0000:00:00.1"][1] is None  # FIFO refused, without blocking
-    assert by["0000:00:00.2"][1] is None and by["0000:00:00.2"][2] == ""
-    assert by["0000:00:00.3"][1] is not None and len(by["0000:00:00.3"][1]) <= 4096
-    assert len(by["0000:00:00.3"][3]) == 600 * (not flags & vfscan.SKIP_NET)
+    assert by["0000:00:00.2"][1] == "secret\n" and by["0000:00:00.2"][2] == ""
+    assert by["0000:00:00.3"][1] is not None and len(by["0000:00:00.3"][1]) <= 1 << 16
+    assert len(by["0000:00:00.3"][3]) == 300 * (not flags & vfscan.SKIP_NET)
     assert by["0000:00:00.4"][1] is None and by["0000:00:00.4"][2] == "17"
     assert by["0000:00:00.6"] == (None, None, None, [])
     links = [f"{n}/driver" for n in names] + [f"{n}/iommu_group" for n in names]

@@ -11,10 +11,11 @@
  * one listing for all VFs, which is cheaper when there are many).  Python builds no object
  * until every read is done.
  *
- * Reads follow no symlink at the last component (O_NOFOLLOW), never block (O_NONBLOCK), read
- * at most 4 KiB, and read only regular files: on sysfs (checked once with fstatfs) the kernel
- * guarantees that, elsewhere (simulated or copied trees) each file is fstat'ed.  Descriptors
- * are closed in batches (close_range over runs of our own consecutive descriptors).
+ * Reads are Host.read's: never block (O_NONBLOCK), read once, at most 64 KiB, and only regular
+ * files: on sysfs (checked once with fstatfs) the kernel guarantees that, elsewhere
+ * (simulated or copied trees) each file is fstat'ed.  Directories (net/) are opened with
+ * O_DIRECTORY.  Descriptors are closed in batches (close_range over runs of our own
+ * consecutive descriptors).
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -32,7 +33,7 @@
 #include <unistd.h>
 
 #define SYSFS_MAGIC_ 0x62656572
-#define MAX_ATTR 4096
+#define MAX_ATTR 65536 /* as Host.read: a sysfs attribute is one page */
 #define PENDING 64
 
 /* ---- a growable byte arena: strings are stored as offsets, -1 means None ---- */
@@ -111,10 +112,10 @@ static void defer_close(struct closer *c, int fd)
 
 static int open_at(struct closer *c, int dirfd, const char *path, int flags)
 {
-    int fd = openat(dirfd, path, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    int fd = openat(dirfd, path, flags | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0 && (errno == EMFILE || errno == ENFILE) && c->n) {
         flush(c);
-        fd = openat(dirfd, path, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+        fd = openat(dirfd, path, flags | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     }
     return fd;
 }
@@ -128,6 +129,7 @@ struct scan {
     int devfd;
     int flags;
     bool check_regular;
+    char *buf; /* MAX_ATTR bytes */
     struct arena a;
     struct closer c;
 };
@@ -156,16 +158,15 @@ static long read_attr(struct scan *s, const char *path, size_t *len)
         defer_close(&s->c, fd);
         return -1;
     }
-    char buf[MAX_ATTR];
     ssize_t n;
     do {
-        n = read(fd, buf, sizeof buf);
+        n = read(fd, s->buf, MAX_ATTR);
     } while (n < 0 && errno == EINTR);
     defer_close(&s->c, fd);
     if (n < 0)
         return -1;
     *len = (size_t)n;
-    return arena_put(&s->a, buf, (size_t)n);
+    return arena_put(&s->a, s->buf, (size_t)n);
 }
 
 static int list_dir(struct scan *s, const char *path, long *first)
@@ -376,9 +377,9 @@ static PyObject *py_scan(PyObject *self, PyObject *args)
     if (keep == NULL)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(keep);
-    struct scan s = {.devfd = -1, .flags = flags};
+    struct scan s = {.devfd = -1, .flags = flags, .buf = PyMem_RawMalloc(MAX_ATTR)};
     struct vf *vfs = PyMem_RawCalloc((size_t)n + 1, sizeof *vfs);
-    if (vfs == NULL) {
+    if (vfs == NULL || s.buf == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -403,6 +404,7 @@ static PyObject *py_scan(PyObject *self, PyObject *args)
             PyList_SET_ITEM(out, i, t);
     }
 done:
+    PyMem_RawFree(s.buf);
     PyMem_RawFree(vfs);
     PyMem_Free(addrs);
     Py_DECREF(keep);

@@ -2,9 +2,9 @@
 
 Per VF, discovery needs five facts the PF cannot tell: its address (``virtfnN``, the kernel's
 truth), driver, driver_override, IOMMU group and netdevs.  Both implementations make the same
-reads, with the same safety rules as every other sysfs read (no symlink at the last component,
-no blocking, at most 4 KiB, regular files only), and return identical tuples, which a
-differential test checks (tests/host/test_vfscan.py).  The C one releases the GIL, builds no
+reads, with the rules of every other sysfs read (``Host.read``: no blocking, one read of at
+most 64 KiB, regular files only), and return identical tuples, which a differential test
+checks (tests/host/test_vfscan.py).  The C one releases the GIL, builds no
 Python object until every read is done and closes descriptors in batches, so it costs a few
 syscalls per VF; this one is the oracle and the fallback (``VFCTL_NO_C=1`` or not built).
 """
@@ -19,10 +19,10 @@ from types import ModuleType
 
 Raw = tuple[str | None, str | None, str | None, list[str]]  # driver, override, group, netdevs
 
-MAX_ATTR = 4096
+MAX_ATTR = 1 << 16  # as Host.read: a sysfs attribute is one page
 SKIP_DRIVER = 1  # the caller lists drivers/<drv>/ instead (one listing for all VFs)
 SKIP_NET = 2  # the caller resolves sys/class/net's links instead
-_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
 _C_MOD: ModuleType | None
 try:  # pragma: no cover - depends on the build
