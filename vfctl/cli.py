@@ -19,6 +19,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="SR-IOV virtual functions for Proxmox VE and libvirt/KVM hosts.",
     context_settings={"help_option_names": ["-h", "--help"]},
+    # a bug's traceback must not print local variables: one of them may hold the PVE secret
+    pretty_exceptions_show_locals=False,
 )
 sim_app = typer.Typer(no_args_is_help=True, help="Simulated hosts: build one, snapshot a real one.")
 app.add_typer(sim_app, name="sim")
