@@ -13,7 +13,6 @@ import pytest
 from hard import vfctl
 
 from vfctl import profile
-from vfctl.profile_yaml import MAX_BYTES
 
 HEAD = "version: 1\npfs:\n  - match: {netdev: eth2}\n"
 LOCATED = re.compile(r"^vfctl: error: (?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): ", re.M)
@@ -68,10 +67,11 @@ def test_yaml_12_numbers_in_a_valid_profile() -> None:
 
 def oversize() -> bytes:
     """A valid profile whose `total-vfs: 16` straddles the size limit: cut, it would read 1."""
+    max_bytes = 1 << 20  # vfctl.profile_yaml.MAX_BYTES (the old code cut at 4 MiB)
     tail = "version: 1\npfs:\n  - match: {netdev: eth2}\n    total-vfs: 16\n"
-    pad = "#" * (MAX_BYTES - len(tail) + 1) + "\n"
+    pad = "#" * (max_bytes - len(tail) + 1) + "\n"
     text = pad + tail
-    cut = text.encode()[:MAX_BYTES].decode()
+    cut = text.encode()[:max_bytes].decode()
     assert cut.rstrip().endswith("total-vfs: 1")  # the old truncation would have applied 1
     return text.encode()
 

@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 from hard import cli
 
-from vfctl.backends.pve_client import scrub
-
 BASE = {
     "VFCTL_PVE_HOST": "127.0.0.1:9",
     "VFCTL_PVE_USER": "vfctl@pve",
@@ -106,6 +104,8 @@ def test_token_fifo_refused_without_blocking(simroot: Path, tmp_path: Path) -> N
 
 
 def test_scrub_removes_headers_queries_and_the_secret() -> None:
+    from vfctl.backends.pve_client import scrub
+
     text = (
         "Invalid header value b'PVEAPIToken=vfctl@pve!ci=S3CRET\\nx' for "
         "https://pve:8006/api2/json/nodes?ticket=abc Authorization: Bearer zzz"
