@@ -283,3 +283,25 @@ def test_doctor_reports_stale_entries_and_sync_refreshes_them(cluster: Cluster) 
     assert cluster.json("pve1", "pool", "sync", "tenant")["changed"] is True
     doc = cluster.json("pve1", "doctor", rc=0)
     assert [c["status"] for c in doc["checks"] if c["check"] == "pool entries"] == ["ok"]
+
+
+def test_profile_pool_and_attach_roundtrip(cluster: Cluster, tmp_path: Path) -> None:
+    prof = tmp_path / "p.yaml"
+    prof.write_text(
+        "version: 1\npfs: []\npools:\n"
+        f"  - {{name: tenant, backend: proxmox, match: {{netdev: {PF}}}, vfs: [0, 2], vlan-id: 5}}\n"
+        "attach:\n  - {vm: 101, pool: tenant}\n"
+    )
+    done = cluster.json("pve1", "apply", str(prof))
+    assert done["changed"] is True and done["phases"]["pools"] >= 1
+    vfs = vf_addrs(cluster, "pve1")
+    assert cluster.entries("tenant") == {"pve1": [vfs[0], vfs[2]]}
+    assert cluster.config(101)["hostpci0"] == "mapping=tenant,pcie=1"
+    assert cluster.json("pve1", "apply", str(prof))["changed"] is False
+    exported = cluster.run("pve1", "export")
+    assert exported.returncode == 0, exported.stderr
+    assert "tenant" in exported.stdout and "vm101" in exported.stdout
+    again = tmp_path / "exported.yaml"
+    again.write_text(exported.stdout)
+    doc = cluster.json("pve1", "apply", str(again))
+    assert (doc["changed"], doc["actions"]) == (False, []), doc
