@@ -149,6 +149,8 @@ def _put(
             raise NotFoundError(f"no vfctl pool {name!r} ({pl.name})")
         p = resolve_pf(m, pf, h) if pf else pool_pf(view, m)
         cur = [v for v in p.vfs if view is not None and v.address in view.members]
+        if view is not None:
+            pools.check_same_pf(view, m, p)
         sel = [] if vfs is None else pools.select(p, parse_vf_selector(vfs, p))
         s = view.settings if view is not None else pools.PoolSettings()
         if verb == "create":

@@ -248,6 +248,18 @@ def plan_members(
     return actions
 
 
+def check_same_pf(view: PoolView, model: HostModel, pf: PF) -> None:
+    """One PF per pool and host: members elsewhere would silently drop out otherwise."""
+    others = {v.address: p for p in model.pfs for v in p.vfs if p.address != pf.address}
+    elsewhere = sorted({others[a].netdev or others[a].address for a in view.members if a in others})
+    if elsewhere or (view.pf is not None and view.pf != pf.address):
+        where = ", ".join(elsewhere) or str(view.pf)
+        raise RefusedError(
+            f"pool {view.name} is made of VFs of {where} on this host, not of "
+            f"{pf.netdev or pf.address}; one PF per pool and host"
+        )
+
+
 def check_removable(view: PoolView, model: HostModel, addresses: Collection[str]) -> None:
     """Refuse (exit 4) to take a VF out of a pool while a VM holds it, --force or not."""
     by_addr = {v.address: v for p in model.pfs for v in p.vfs}
