@@ -28,7 +28,9 @@ def cluster(p: Pve) -> dict[str, Any]:
 
 def host_state(p: Pve) -> dict[str, Any]:
     doc = p("list", "--json").json()
-    return {pf["address"]: [(v["driver"], v["driver_override"]) for v in pf["vfs"]] for pf in doc["pfs"]}
+    return {
+        pf["address"]: [(v["driver"], v["driver_override"]) for v in pf["vfs"]] for pf in doc["pfs"]
+    }
 
 
 def test_undo_attach_and_detach(pve: Pve) -> None:  # noqa: F811
