@@ -162,12 +162,11 @@ def revert_pending(h: Any, reason: str) -> Optional[Any]:
     actions = undo.inverses(list(p.get("actions") or []))
     ctx = plan.Context(h, backend_factory=_factory)
     fields = {"argv": sys.argv[1:], "reverts": p.get("history_id"), "reason": reason}
-    try:
-        return history.run_recorded(
-            h, model(h), lambda: plan.execute(ctx, actions), lambda: model(h), fields
-        )
-    finally:
-        confirm.clear(h)  # a failed revert was rolled back (or left its journal): not pending
+    res = history.run_recorded(
+        h, model(h), lambda: plan.execute(ctx, actions), lambda: model(h), fields
+    )
+    confirm.clear(h)  # only now: a failed revert leaves the change pending, for recover/confirm
+    return res
 
 
 def _confirm_now(h: Any) -> dict[str, Any]:

@@ -30,10 +30,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vfctl.errors import RefusedError, UsageError
+from vfctl.host import statedir
 from vfctl.host.sysfs import Host
 from vfctl.plan import Result
 
-PENDING = "run/vfctl/confirm.json"
+NAME = "confirm.json"  # in vfctl's private state directory, next to the journal
+PENDING = f"{statedir.STATE_DIR}/{NAME}"
 MAX_SECONDS = 24 * 3600
 # environment a systemd timer may carry: names only, and never a secret's value
 _PASS_ENV = (
@@ -50,13 +52,15 @@ def check_seconds(seconds: float) -> float:
 
 def load(host: Host) -> dict[str, Any] | None:
     """The pending change, or None. A damaged file still blocks (and can be reverted)."""
-    p = host.path(PENDING)
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
+    dirfd = statedir.open_dir(host, create=False)
+    if dirfd is None:
         return None
-    with os.fdopen(fd, "rb") as f:
-        raw = f.read(16 << 20)
+    try:
+        raw = statedir.read(dirfd, NAME, statedir.location(host, NAME))
+    finally:
+        os.close(dirfd)
+    if raw is None:
+        return None
     try:
         data = json.loads(raw)
         if isinstance(data, dict) and isinstance(data.get("token"), str):
@@ -67,22 +71,22 @@ def load(host: Host) -> dict[str, Any] | None:
 
 
 def _save(host: Host, data: Mapping[str, Any]) -> None:
-    p = host.path(PENDING)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    dirfd = statedir.open_dir(host)
+    assert dirfd is not None
+    try:
+        statedir.write(dirfd, NAME, json.dumps(data).encode())
+    finally:
+        os.close(dirfd)
 
 
 def clear(host: Host) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(host.path(PENDING))
+    dirfd = statedir.open_dir(host, create=False)
+    if dirfd is None:
+        return
+    try:
+        statedir.remove(dirfd, NAME)
+    finally:
+        os.close(dirfd)
 
 
 def refuse_if_pending(host: Host) -> None:
