@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 REPO = Path(__file__).resolve().parents[2]
-LAB_DIR = REPO / ".lab"
+LAB_DIR = (REPO / ".lab").resolve()  # a symlink to a shared lab: the guest sees only real paths
 GUEST_SHARE = "/run/lab"
 QEMU = "qemu-system-x86_64"
 MIN_QEMU = (8, 0)
