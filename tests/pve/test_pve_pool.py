@@ -305,3 +305,15 @@ def test_profile_pool_and_attach_roundtrip(cluster: Cluster, tmp_path: Path) -> 
     again.write_text(exported.stdout)
     doc = cluster.json("pve1", "apply", str(again))
     assert (doc["changed"], doc["actions"]) == (False, []), doc
+
+
+def test_attach_any_skips_pool_members(cluster: Cluster) -> None:
+    vfs = vf_addrs(cluster, "pve1")
+    cluster.json("pve1", "pool", "create", "tenant", PF, "vf0-1")
+    done = cluster.json("pve1", "attach", "101", PF, "any")
+    slot = cluster.config(101)["hostpci0"]
+    mapping = slot.split("mapping=")[1].split(",")[0]
+    assert cluster.entries(mapping) == {"pve1": [vfs[2]]}, done
+    cluster.json("pve1", "attach", "101", PF, "vf3")
+    r = cluster.run("pve1", "attach", "101", PF, "any")
+    assert r.returncode == 4 and "no free VF" in r.stderr and "in a pool" in r.stderr
