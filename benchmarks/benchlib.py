@@ -1,7 +1,7 @@
 """Shared by the end-to-end benchmarks: timed child runs, medians, verdict lines.
 
-Each run is a child process measured with ``os.wait4``: wall time, CPU time (user + system,
-the child's own) and peak RSS. On this shared 2-core machine wall time mostly measures the
+Each run is a child process measured by spawn.c (wait4 in a small parent): wall time, CPU
+time (user + system, the child's own) and peak RSS. On this shared 2-core machine wall time mostly measures the
 queue for a CPU, so ratios are taken on CPU time, with the candidate and its baseline run
 alternately in the same loop (both see the same load) and the median of each reported.
 """
@@ -14,6 +14,9 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -31,19 +34,34 @@ class Sample:
     rss_mb: float
 
 
+def _spawner() -> str:
+    """spawn.c, compiled on first use into .bench/ (see that file for why it exists)."""
+    exe = ROOT / ".bench" / "spawn"
+    src = ROOT / "benchmarks" / "spawn.c"
+    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+        exe.parent.mkdir(exist_ok=True)
+        subprocess.run(["cc", "-O2", "-o", str(exe), str(src)], check=True)
+    return str(exe)
+
+
 def run(cmd: Sequence[str], env: dict[str, str] | None = None) -> Sample:
     """One run of ``cmd`` (stdout discarded); raises when it fails."""
+    r, w = os.pipe()
     t = time.perf_counter()
-    p = subprocess.Popen(list(cmd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = (time.perf_counter() - t) * 1000
+    p = subprocess.Popen([_spawner(), str(w), *cmd], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, pass_fds=(w,))  # fmt: skip
+    os.close(w)
     err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+    p.wait()
+    wall = (time.perf_counter() - t) * 1000
+    with os.fdopen(r) as f:
+        line = f.read().split()
     if p.stderr:
         p.stderr.close()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {err.strip()[:400]}")
-    return Sample(wall, (ru.ru_utime + ru.ru_stime) * 1000, ru.ru_maxrss / 1024)
+    if len(line) != 4 or line[3] != "0":
+        raise RuntimeError(f"{' '.join(cmd)} failed ({line}): {err.strip()[:400]}")
+    utime, stime, rss = int(line[0]), int(line[1]), int(line[2])
+    return Sample(wall, (utime + stime) / 1000, rss / 1024)
 
 
 @dataclass
