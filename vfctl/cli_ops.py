@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from vfctl.cli import _factory, app, fail, guarded, host, model, run_plan
+from vfctl.cli import _factory, app, guarded, host, model, run_plan
 from vfctl.errors import NotFoundError, VfctlError
 from vfctl.model import HostModel
 
@@ -261,9 +261,6 @@ def confirm_cmd(
             render.out.print(f"confirmed run {doc['confirmed']}: the change is kept", markup=False)
 
     guarded(json_, True, go)
-
-
-__all__ = ["after_apply", "fail", "revert_pending"]
 
 
 # ---------------------------------------------------------------- drift and metrics

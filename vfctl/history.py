@@ -237,10 +237,11 @@ def find(host: Host, ident: str) -> dict[str, Any]:
     if not ident or not re.fullmatch(r"[0-9A-Za-z-]{1,40}", ident):
         raise UsageError(f"invalid history id {ident!r}")
     recs = read(host)
-    if ident == "last":
-        if not recs:
+    if ident == "last":  # the last run, not the line a `vfctl confirm` adds after it
+        runs = [r for r in recs if not r.get("confirms")]
+        if not runs:
             raise NotFoundError("the history is empty")
-        return recs[-1]
+        return runs[-1]
     hits = [r for r in recs if r["id"] == ident] or [r for r in recs if r["id"].startswith(ident)]
     if not hits:
         raise NotFoundError(f"no run {ident!r} in the history ({host.path(DIR)}/{NAME})")

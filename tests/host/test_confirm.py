@@ -104,6 +104,8 @@ def test_confirm_keeps_the_change_and_stops_the_reverter(host: SimHost, tmp_path
     assert late.returncode == 0 and late.stdout == ""
     assert state(host) == kept
     assert last(host)["confirms"] == info["history_id"]
+    shown = vfctl(host.root, "history", "show", "last", "--json")
+    assert json.loads(shown.stdout)["id"] == info["history_id"]  # `last`: the run, not its confirm
     again = vfctl(host.root, "confirm")
     assert again.returncode == 3 and "no change awaits confirmation" in again.stderr
 
