@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from needs import required
 from simcli import SimHost
+from vfscan_trees import hostile
 
 from vfctl import discover as disc
 from vfctl.host import vfscan
@@ -92,48 +93,12 @@ def test_bulk_listings_match_per_vf_links(busy: SimHost) -> None:
     assert disc._bulk_listings(h, 15) == (0, None, None)  # few VFs: one read each is cheaper
 
 
-def _hostile(root: Path) -> list[str]:
-    """VF directories with every odd thing a copied or crafted tree can hold."""
-    outside = root.parent / "outside"
-    outside.write_text("secret\n")
-    names = []
-
-    def vf(name: str) -> Path:
-        d = root / name
-        d.mkdir()
-        names.append(name)
-        return d
-
-    d = vf("0000:00:00.1")
-    os.mkfifo(d / "driver_override")  # a FIFO with no writer: must not block
-    os.symlink("../../drivers/vfio-pci", d / "driver")
-    d = vf("0000:00:00.2")
-    os.symlink(outside, d / "driver_override")  # a symlink: followed, as Host.read does
-    os.symlink("foo/", d / "iommu_group")  # basename ""
-    (d / "net").write_text("not a directory")
-    d = vf("0000:00:00.3")
-    (d / "driver_override").write_bytes(b"\xff\xfe bad utf-8 \n" + b"x" * 70000)  # > 64 KiB
-    (d / "driver").write_text("a file, not a link")
-    (d / "net").mkdir()
-    for i in range(300):  # more than one getdents buffer (8 KiB)
-        (d / "net" / f"eth{i:04d}-with-a-long-name-to-fill-the-buffer").mkdir()
-    d = vf("0000:00:00.4")
-    (d / "driver_override").mkdir()
-    os.symlink("../../kernel/iommu_groups/17", d / "iommu_group")
-    (d / "net" / "\udcffbad").mkdir(parents=True)  # a non-UTF-8 netdev name
-    d = vf("0000:00:00.5")
-    (d / "driver_override").write_text("")
-    os.symlink("x" * 200 + "/" + "y" * 200, d / "driver")
-    names.append("0000:00:00.6")  # no directory at all
-    return names
-
-
 @pytest.mark.usefixtures("c_scan")
 @pytest.mark.parametrize("flags", FLAGS)
 def test_twins_agree_on_a_hostile_tree(tmp_path: Path, flags: int) -> None:
     root = tmp_path / "devices"
     root.mkdir()
-    names = _hostile(root)
+    names = hostile(root)
     got = vfscan._C_MOD.scan(str(root), names, flags)  # type: ignore[union-attr]
     assert got == vfscan.scan_python(str(root), names, flags)
     by = dict(zip(names, got, strict=True))

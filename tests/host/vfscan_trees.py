@@ -1,0 +1,74 @@
+"""Trees for the batch VF reads' tests: crafted (every odd entry) and random ones."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+
+def hostile(root: Path) -> list[str]:
+    """VF directories with every odd thing a copied or crafted tree can hold."""
+    outside = root.parent / "outside"
+    outside.write_text("secret\n")
+    names = []
+
+    def vf(name: str) -> Path:
+        d = root / name
+        d.mkdir()
+        names.append(name)
+        return d
+
+    d = vf("0000:00:00.1")
+    os.mkfifo(d / "driver_override")  # a FIFO with no writer: must not block
+    os.symlink("../../drivers/vfio-pci", d / "driver")
+    d = vf("0000:00:00.2")
+    os.symlink(outside, d / "driver_override")  # a symlink: followed, as Host.read does
+    os.symlink("foo/", d / "iommu_group")  # basename ""
+    (d / "net").write_text("not a directory")
+    d = vf("0000:00:00.3")
+    (d / "driver_override").write_bytes(b"\xff\xfe bad utf-8 \n" + b"x" * 70000)  # > 64 KiB
+    (d / "driver").write_text("a file, not a link")
+    (d / "net").mkdir()
+    for i in range(300):  # more than one getdents buffer (8 KiB)
+        (d / "net" / f"eth{i:04d}-with-a-long-name-to-fill-the-buffer").mkdir()
+    d = vf("0000:00:00.4")
+    (d / "driver_override").mkdir()
+    os.symlink("../../kernel/iommu_groups/17", d / "iommu_group")
+    (d / "net" / "\udcffbad").mkdir(parents=True)  # a non-UTF-8 netdev name
+    d = vf("0000:00:00.5")
+    (d / "driver_override").write_text("")
+    os.symlink("x" * 200 + "/" + "y" * 200, d / "driver")
+    names.append("0000:00:00.6")  # no directory at all
+    return names
+
+
+def random_tree(root: Path, rng: random.Random, n: int) -> list[str]:
+    """``n`` VF-like directories (plus some names that do not exist) with random entries."""
+    names = []
+    kinds = ["file", "empty", "link", "dangling", "dir", "fifo", "absent"]
+    for i in range(n):
+        name = f"0000:{i >> 8:02x}:{(i >> 3) & 0x1F:02x}.{i & 7}"
+        names.append(name)
+        if rng.random() < 0.05:
+            continue  # no directory
+        d = root / name
+        d.mkdir()
+        for attr in ("driver", "driver_override", "iommu_group", "net"):
+            kind = rng.choice(kinds)
+            p = d / attr
+            if kind == "file":
+                p.write_bytes(rng.randbytes(rng.choice([1, 8, 100, 5000])))
+            elif kind == "empty":
+                p.write_bytes(b"")
+            elif kind == "link":
+                os.symlink("../" * rng.randint(0, 3) + "x" * rng.randint(0, 40) + f"/{i}", p)
+            elif kind == "dangling":
+                os.symlink(f"missing-{i}", p)
+            elif kind == "dir":
+                p.mkdir()
+                for k in range(rng.randint(0, 5)):
+                    (p / f"eth{k}{rng.choice(['', 'v', '-long-name'])}").mkdir()
+            elif kind == "fifo":
+                os.mkfifo(p)
+    return names
