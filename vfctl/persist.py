@@ -73,6 +73,8 @@ ConditionPathExists={root_profile}
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+# the history says which runs the boot made (docs/operations.md)
+Environment=VFCTL_VIA=boot
 ExecStart={cmd}
 TimeoutStartSec=300
 

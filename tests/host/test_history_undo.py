@@ -221,3 +221,15 @@ def test_argv_secrets_are_removed() -> None:
     for secret in ("s3cret", "abc", "hunter2", "zzz", "01234567-89ab"):
         assert secret not in text
     assert out[:5] == ["--pve-token", "***", "--token-value=***", "apply", "p.yaml"]
+
+
+def test_via_says_who_ran_it(host: SimHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vfctl import persist
+
+    assert "Environment=VFCTL_VIA=boot" in persist.unit_text("/usr/bin/vfctl")
+    pf = _igb(host)
+    monkeypatch.setenv("VFCTL_VIA", "ansible")
+    assert host("enable", pf, "1").code == 0
+    monkeypatch.delenv("VFCTL_VIA")
+    assert host("enable", pf, "2").code == 0
+    assert [r["via"] for r in records(host)] == ["ansible", "cli"]

@@ -90,7 +90,9 @@ def main() -> None:
     if not p["attach"]:
         cmd.append("--no-attach")
     cmd.append(p["profile"] or "-")
-    rc, out, err = module.run_command(cmd, data=p["content"], binary_data=True)
+    rc, out, err = module.run_command(
+        cmd, data=p["content"], binary_data=True, environ_update={"VFCTL_VIA": "ansible"}
+    )
     try:
         doc = json.loads(out)
     except ValueError:
