@@ -34,7 +34,10 @@ test-fast: venv-dev
 	$(VENV)/bin/python -m pytest -q -x -m "not lab and not libvirtd" tests
 
 crash-matrix: venv-dev
-	VFCTL_CRASH_POINTS=100 $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/host/test_crash_matrix.py
+	rm -f .crash-matrix.log
+	VFCTL_CRASH_POINTS=100 VFCTL_CRASH_LOG=$(CURDIR)/.crash-matrix.log \
+		$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/host/test_crash_matrix.py
+	@awk '{n[$$3]++} END {for (w in n) printf "%s: %d\n", w, n[w]}' .crash-matrix.log
 
 bench: venv-dev
 	$(PY) benchmarks/run.py

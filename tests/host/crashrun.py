@@ -2,8 +2,9 @@
 
 Usage: ``python crashrun.py K COUNTFILE vfctl-args...``. K=0 runs to the end and writes the
 number of operations it made to COUNTFILE (the range the matrix draws its points from).
-The operations are the simulator's (state save, tree files and links, config bytes) and
-vfctl's own journal writes, so a kill lands between any two steps of either.
+The operations are vfctl's sysfs and netlink writes, its journal writes, and (on a simulated
+host) the simulator's own (state save, tree files and links, config bytes), so a kill lands
+between any two steps of either — on the real kernel too (tests/lab/test_lab_crash.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import sys
 from typing import Any
 
 from vfctl import plan
-from vfctl.host import sim
+from vfctl.host import netlink, sim
+from vfctl.host.sysfs import Host
 
 try:
     from vfctl.host import statedir
@@ -23,7 +25,7 @@ try:
 except ImportError:  # vfctl before the private state directory: its journal methods
     JOURNAL = (plan.Journal, ("save", "clear"))
 SIM = tuple(n for n in ("_put", "_link", "_rm", "_save", "_atomic_write") if hasattr(sim, n))
-HOOKS = ((sim, SIM), JOURNAL)
+HOOKS = ((Host, ("write",)), (netlink, ("set_vf",)), (sim, SIM), JOURNAL)
 
 
 def main() -> None:

@@ -186,7 +186,9 @@ def find_artifacts(lab_dir: Path = LAB_DIR) -> Artifacts:
             raise LabNotPrepared(f"missing {need}: {hint}")
     if modules is None:
         raise LabNotPrepared(f"no modules for {kver} under {kernel}: {hint}")
-    return Artifacts(kver, vmlinuz, initramfs, modules)
+    # resolved: the guest sees the host's / under /host, where an absolute symlink on the way
+    # (a worktree's .lab -> the shared one) would point into the guest's own root instead
+    return Artifacts(kver, vmlinuz.resolve(), initramfs.resolve(), modules.resolve())
 
 
 def qemu_args(cfg: LabConfig, art: Artifacts, boot_dir: Path) -> list[str]:
