@@ -128,7 +128,7 @@ def test_token_file_path_is_journaled_absolute(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    env = {"VFCTL_PVE_HOST": "h:8006", "VFCTL_PVE_USER": "u@pve", "VFCTL_PVE_TOKEN_NAME": "t",
+    env = {"VFCTL_PVE_HOST": "h:8006", "VFCTL_PVE_USER": "u@pve", "VFCTL_PVE_TOKEN_NAME": "ci",
            "VFCTL_PVE_TOKEN_FILE": "token"}  # fmt: skip
     s = pve_client.settings_from_env("n", None, False, env)
     assert s.token_file == str(tmp_path / "token")
