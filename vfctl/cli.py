@@ -152,6 +152,9 @@ def inventory(h: Any, lenient: bool = False) -> dict[str, list[Any]]:
                 file=sys.stderr,
             )
             continue
+        if lenient:  # a read-only listing: what the VM manager holds that PVE would reject
+            for w in getattr(b, "warnings", []):
+                print(f"vfctl: warning: {w}", file=sys.stderr)
         for addr, atts in atts_by_addr.items():
             out.setdefault(addr, []).extend(atts)
     return out
@@ -164,10 +167,20 @@ def model(
     from vfctl.host import netlink
 
     inv = inventory(h, lenient) if with_backends else {}  # one round of VM-manager calls
+    pooled = pool_refs() if with_backends else {}
     h.settle()  # a simulated host runs pending probes first, as a kernel would by itself
-    m = discover(h, inv, with_devices=with_devices)
+    m = discover(h, inv, with_devices=with_devices, pools=pooled)
     info = netlink.vf_info_all(h, [pf.netdev for pf in m.pfs if pf.netdev and pf.num_vfs])
     return with_vf_info(m, info) if any(info.values()) else m
+
+
+def pool_refs() -> dict[str, Any]:
+    """VF address -> PoolRef from the connected backends that know pools (Proxmox mappings)."""
+    out: dict[str, Any] = {}
+    for k, b in S.extra.items():
+        if k.startswith("backend:") and hasattr(b, "pool_refs"):
+            out.update(b.pool_refs())
+    return out
 
 
 def pf_json(p: Any, pooled: dict[str, str] | None) -> dict[str, Any]:
@@ -785,6 +798,9 @@ def detach(
     pf: Optional[str] = PfArg(None),
     vf: Optional[str] = VfArg(None),
     pool: Optional[str] = typer.Option(None, "--pool", help="The interface/slot of this pool."),
+    mapping: Optional[str] = typer.Option(
+        None, "--mapping", help="Proxmox: take the VM out of this multi-entry mapping (a pool)."
+    ),
     live: bool = typer.Option(False, "--live", help="libvirt: the running domain only."),
     config: bool = typer.Option(False, "--config", help="libvirt: persistent config only."),
     check: bool = CheckOpt(False),
@@ -792,7 +808,12 @@ def detach(
     wait: float = WaitOpt(30.0),
 ) -> None:
     """Detach a VF from a VM (the exact element that holds it)."""
-    opts = {"live": live or None, "config": config or None, "pve_node": S.pve_node}
+    opts = {
+        "live": live or None,
+        "config": config or None,
+        "pve_node": S.pve_node,
+        "mapping": mapping,
+    }
 
     def go() -> None:
         if pool is not None or pf is None or vf is None:

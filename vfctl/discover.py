@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from vfctl.errors import NotFoundError, RefusedError, UsageError
-from vfctl.host import vfscan
+from vfctl.host import holders, vfscan
 from vfctl.host.sysfs import CLASS_NET, IOMMU_GROUPS, PCI_DEVICES, PCI_DRIVERS, Host, check_name
-from vfctl.model import PF, VF, Attachment, Device, HostModel, VFSettings
+from vfctl.model import PF, VF, Attachment, Device, HeldBy, HostModel, PoolRef, VFSettings
 from vfctl.pci import address as pciaddr
 
 Attachments = Mapping[str, Sequence[Attachment]]
@@ -123,8 +123,14 @@ def discover(
     attachments: Attachments | None = None,
     vf_info: VfInfo | None = None,
     with_devices: bool = False,
+    pools: Mapping[str, PoolRef] | None = None,
+    held: Mapping[str, HeldBy] | None = None,
 ) -> HostModel:
-    """Read the host into a HostModel; ``attachments`` come from backends, ``vf_info`` from netlink."""
+    """Read the host into a HostModel; ``attachments`` come from backends, ``vf_info`` from netlink.
+
+    ``pools`` (VF address -> pool) come from a backend too; ``held`` (who holds each VF's
+    /dev/vfio group) is read from the host unless given.
+    """
     if not host.isdir(PCI_DEVICES):
         raise UsageError(
             f"{host.path(PCI_DEVICES)} does not exist: {host.root} is not a sysfs root"
@@ -134,6 +140,20 @@ def discover(
     pf_addrs, vfs = _pfs_and_vfs(host, addrs)  # every PF's VFs read in batches
     configs = parse_configs(host, pf_addrs)
     pfs = [_pf(host, a, configs.get(a), vfs[a], attachments) for a in pf_addrs]
+    if held is None:
+        held = holders.held_by(host, {v.address: v.iommu_group for p in pfs for v in p.vfs})
+    pools = pools or {}
+    if held or pools:
+        pfs = [
+            replace(
+                p,
+                vfs=tuple(
+                    replace(v, held_by=held.get(v.address), pool=pools.get(v.address))
+                    for v in p.vfs
+                ),
+            )
+            for p in pfs
+        ]
     devices = tuple(_device(host, a) for a in addrs) if with_devices else ()
     iommu = bool(host.listdir(IOMMU_GROUPS))
     m = HostModel(pfs=tuple(pfs), devices=devices, iommu_enabled=iommu)

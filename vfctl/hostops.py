@@ -43,7 +43,26 @@ class User:
 def vfio_holders(host: Host, vf: VF) -> list[str]:
     if vf.driver != VFIO or vf.iommu_group is None:
         return []
-    return [f"pid {pid} ({comm})" for pid, comm in host.fd_holders(f"dev/vfio/{vf.iommu_group}")]
+    vm = vf.held_by.vm if vf.held_by is not None else None
+    return [
+        f"pid {pid} ({comm}{', VM ' + vm if vm and vf.held_by and vf.held_by.pid == pid else ''})"
+        for pid, comm in host.fd_holders(f"dev/vfio/{vf.iommu_group}")
+    ]
+
+
+def pool_user(vf: VF) -> tuple[str, bool] | None:
+    """(why, hard) when the VF is an entry of a PVE pool; hard: not vfctl's to move, even --force.
+
+    A pool's entries are PVE's to hand out at VM start; only a pool vfctl created may be
+    overridden with --force. At boot (no VM manager asked) pools are unknown: only the host's
+    own facts (held_by, netdevs) count then.
+    """
+    if vf.pool is None:
+        return None
+    why = f"entry of {vf.pool.describe()}"
+    if not vf.pool.managed:
+        why += "; vfctl does not change a mapping it did not create: remove the entry in PVE first"
+    return why, not vf.pool.managed
 
 
 def vf_users(host: Host, pf: PF) -> tuple[list[User], list[User]]:
@@ -53,6 +72,11 @@ def vf_users(host: Host, pf: PF) -> tuple[list[User], list[User]]:
     for vf in pf.vfs:
         for h in vfio_holders(host, vf):
             hard.append(User(vf.address, f"/dev/vfio/{vf.iommu_group} held open by {h}"))
+        pu = pool_user(vf)
+        if pu is not None:
+            (hard if pu[1] else soft).append(User(vf.address, pu[0]))
+        if vf.held_by is not None and vf.held_by.pid is None:
+            soft.append(User(vf.address, f"reserved by {vf.held_by.describe()}"))
         for a in vf.attached_to:
             soft.append(User(vf.address, f"attached to {a.backend} VM {a.vm} ({a.element})"))
         if vf.netdev:
@@ -268,6 +292,15 @@ def plan_bind(
                     )
             for h in vfio_holders(host, vf):
                 raise RefusedError(f"{vf.address}: /dev/vfio/{vf.iommu_group} is held open by {h}")
+            pu = pool_user(vf)
+            if pu is not None and (pu[1] or not force):
+                raise RefusedError(
+                    f"{vf.address}: {pu[0]}" + ("" if pu[1] else " (--force to rebind anyway)")
+                )
+            if vf.held_by is not None and not force:
+                raise RefusedError(
+                    f"{vf.address}: held by {vf.held_by.describe()} (--force to rebind anyway)"
+                )
             for a in vf.attached_to:
                 if not force:
                     raise RefusedError(

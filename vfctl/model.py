@@ -29,6 +29,38 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class HeldBy:
+    """The process that really holds a VF: the opener of its /dev/vfio/N, or PVE's reservation.
+
+    Configs say what a VM *may* use; this is what a running (or starting) VM *does* use.
+    """
+
+    vm: str | None  # "vm101" / libvirt domain name; None: a process that is no known VM
+    pid: int | None  # None: a PVE reservation in its start window (no QEMU pid yet)
+    backend: str | None = None  # "proxmox" | "libvirt" (from the pid file's location)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vm": self.vm, "pid": self.pid, "backend": self.backend}
+
+    def describe(self) -> str:
+        who = f"VM {self.vm}" if self.vm else "a process that is no known VM"
+        return f"{who} (pid {self.pid})" if self.pid is not None else f"{who} (starting)"
+
+
+@dataclass(frozen=True)
+class PoolRef:
+    """A VF's membership in a pool (a PVE mapping with several entries for this node)."""
+
+    mapping: str
+    vms: tuple[str, ...] = ()  # VMs whose config references the mapping
+    managed: bool = False  # vfctl created the mapping (only then may --force move the VF)
+
+    def describe(self) -> str:
+        users = ", ".join(self.vms) if self.vms else "no VM yet"
+        return f"PCI mapping pool {self.mapping} (used by {users})"
+
+
+@dataclass(frozen=True)
 class VFSettings:
     """A VF's netlink settings as the PF driver reports them (None: not reported)."""
 
@@ -70,6 +102,8 @@ class VF:
     device_id: str
     settings: VFSettings = field(default_factory=VFSettings)
     attached_to: tuple[Attachment, ...] = ()
+    held_by: HeldBy | None = None
+    pool: PoolRef | None = None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -84,6 +118,9 @@ class VF:
         }
         d.update(self.settings.to_json())
         d["attached_to"] = [a.to_json() for a in self.attached_to]
+        d["held_by"] = self.held_by.to_json() if self.held_by else None
+        d["pool"] = self.pool.mapping if self.pool else None
+        d["pool_vms"] = list(self.pool.vms) if self.pool else []
         return d
 
 

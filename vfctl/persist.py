@@ -21,14 +21,26 @@ UNIT_PATH = f"etc/systemd/system/{UNIT}"
 WANTS_PATH = f"etc/systemd/system/multi-user.target.wants/{UNIT}"
 
 # Guests must find their VFs: libvirt starts autostart domains when its daemon starts,
-# libvirt-guests resumes saved ones, Proxmox starts onboot VMs from pve-guests. Ordering
-# against a unit a host does not have is a no-op, so all are listed.
+# libvirt-guests resumes saved ones, Proxmox starts onboot VMs from pve-guests and HA
+# resources from pve-ha-lrm. Ordering against a unit a host does not have is a no-op, so all
+# are listed. pve-cluster (pmxcfs) is deliberately absent: it starts after network.target,
+# and the boot run neither needs nor waits for it.
 GUEST_UNITS = (
     "libvirtd.service",
     "virtqemud.service",
     "libvirt-guests.service",
     "pve-guests.service",
+    "pve-ha-lrm.service",
 )
+# The boot run is host-only by construction: no VM manager is consulted (none is up yet,
+# and none may be asked: pvesh fails before pmxcfs runs, libvirt's sockets may refuse), so
+# in-use facts come from the host itself (/dev/vfio holders, netdevs) and nothing is attached.
+BOOT_ARGS = ("--backend", "none", "apply", "--no-attach", "--wait", "120")
+
+
+def boot_command(exe: str, root_profile: str = f"/{PROFILE}") -> list[str]:
+    """The unit's ExecStart as argv (tests run exactly this)."""
+    return [exe, *BOOT_ARGS, root_profile]
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
@@ -53,9 +65,7 @@ def systemd_quote(arg: str) -> str:
 
 def unit_text(exe: str, root_profile: str = f"/{PROFILE}") -> str:
     """The unit: after udev has bound the PF drivers, before networking and guests."""
-    cmd = " ".join(
-        systemd_quote(w) for w in (exe, "apply", "--no-attach", "--wait", "120", root_profile)
-    )
+    cmd = " ".join(systemd_quote(w) for w in boot_command(exe, root_profile))
     return f"""\
 # Installed by `vfctl persist enable`; remove with `vfctl persist disable`.
 [Unit]

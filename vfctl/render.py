@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from vfctl.model import PF, HostModel
+    from vfctl.model import PF, VF, HostModel
     from vfctl.plan import Result
 
     out: Console
@@ -133,7 +133,7 @@ def vf_table(pf: PF) -> Table:
         vlan = "-" if not s.vlan else f"{s.vlan}" + (f" qos {s.qos}" if s.qos else "")
         if s.vlan and s.vlan_proto and s.vlan_proto != "802.1Q":
             vlan += f" {s.vlan_proto}"
-        att = ", ".join(f"{a.backend}:{a.vm}" for a in vf.attached_to) or "-"
+        att = vf_use(vf)
         drv = _s(vf.driver) + (
             f" (override {vf.driver_override})"
             if vf.driver_override and vf.driver_override != vf.driver
@@ -162,6 +162,16 @@ def _rate(lo: int | None, hi: int | None) -> str:
     if lo is None and hi is None:
         return "-"
     return " ".join(f"{k} {v}" for k, v in (("min", lo), ("max", hi)) if v) or "no limit"
+
+
+def vf_use(vf: VF) -> str:
+    """Configs (attached_to), the running truth (held_by) and pool membership, in one cell."""
+    parts = [f"{a.backend}:{a.vm}" for a in vf.attached_to]
+    if vf.held_by is not None:
+        parts.append(f"held by {vf.held_by.describe()}")
+    if vf.pool is not None:
+        parts.append(f"pool: {vf.pool.mapping} ({', '.join(vf.pool.vms) or 'no VM'})")
+    return ", ".join(parts) or "-"
 
 
 def pf_summary(pf: PF) -> str:

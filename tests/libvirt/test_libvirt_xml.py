@@ -118,3 +118,64 @@ def test_bad_values_are_reported_with_their_path() -> None:
         HostdevXml.from_xml("<interface/>")
     with pytest.raises(TypeError):
         HostdevXml(colour="red")
+
+
+# ---- reading hand-written XML the way libvirt does (issue 12 §5) ---------------------------
+# libvirt src/conf/device_conf.c virPCIDeviceAddressParseXML: every attribute through
+# virXMLPropUInt(node, name, 0, ...) (src/util/virxml.c) = virStrToLong_uip(text, NULL, 0):
+# strtoul base 0, whole string, no sign; an absent attribute leaves the memset 0.
+
+
+@pytest.mark.parametrize(
+    "attrs, want",
+    [
+        ("bus='0x0a' slot='0x10' function='0x2'", "0000:0a:10.2"),  # no domain: 0
+        ("domain='0' bus='012' slot='0x10'", "0000:0a:10.0"),  # octal bus, no function: 0
+        ("domain='0x0000' bus='12' slot='16' function='4'", "0000:0c:10.4"),  # decimal
+        ("domain='0x0001' bus='06' slot='0x00' function='0x1'", "0001:06:00.1"),  # 06 octal = 6
+        ("bus=' 0x3' slot='0X1f' function='+7'", "0000:03:1f.7"),  # strtoul's whitespace/sign
+    ],
+)
+def test_address_numbers_read_like_libvirt(attrs: str, want: str) -> None:
+    xml = (
+        "<domain><name>d</name><devices><hostdev mode='subsystem' type='pci'>"
+        f"<source><address {attrs}/></source></hostdev></devices></domain>"
+    )
+    assert [f.address for f in pci_devices(xml)] == [want]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "bus='08'",  # not octal
+        "bus='0x'",
+        "bus='-1'",
+        "bus='0x100'",  # above virPCIDeviceAddressIsValid's 0xff
+        "slot='0x20'",
+        "function='8'",
+        "bus='3 '",  # trailing junk: strtoul stops early, libvirt refuses
+        "bus='three'",
+    ],
+)
+def test_one_malformed_element_never_drops_the_rest(bad: str) -> None:
+    xml = (
+        "<domain><name>web</name><devices>"
+        "<hostdev mode='subsystem' type='pci'>"
+        "<source><address domain='0' bus='0x01' slot='0x10' function='0'/></source></hostdev>"
+        f"<hostdev mode='subsystem' type='pci'><source><address {bad}/></source></hostdev>"
+        "<interface type='hostdev'><source><address type='pci' bus='1' slot='0x10' function='2'/>"
+        "</source></interface>"
+        "</devices></domain>"
+    )
+    warned: list[str] = []
+    found = [f.address for f in pci_devices(xml, warned.append)]
+    assert found == ["0000:01:10.0", "0000:01:10.2"]
+    assert len(warned) == 1 and "domain web" in warned[0] and "hostdev" in warned[0]
+
+
+def test_hostdev_without_source_address_is_not_a_pci_holding() -> None:
+    xml = (
+        "<domain><name>d</name><devices><hostdev mode='subsystem' type='pci'>"
+        "<source/></hostdev></devices></domain>"
+    )
+    assert list(pci_devices(xml)) == []

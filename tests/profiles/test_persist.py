@@ -40,7 +40,10 @@ def test_enable_status_disable_under_root(sim: Sim) -> None:
     link = root / persist.WANTS_PATH
     assert link.is_symlink() and os.readlink(link) == "/etc/systemd/system/vfctl.service"
     text = unit.read_text()
-    assert f"ExecStart={VFCTL} apply --no-attach --wait 120 /etc/vfctl/profile.yaml" in text
+    assert (
+        f"ExecStart={VFCTL} --backend none apply --no-attach --wait 120 /etc/vfctl/profile.yaml"
+        in text
+    )
     assert "Before=network-pre.target" in text and "pve-guests.service" in text
     assert "libvirt-guests.service" in text and "Type=oneshot" in text
     v = verify(unit)

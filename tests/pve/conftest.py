@@ -14,6 +14,17 @@ from typing import Any
 
 import pytest
 from fakepve import FakePve, Server
+from pvecli import (  # noqa: F401  (constants for the test modules; CLI fixtures)
+    NODE,
+    TOKEN_NAME,
+    TOKEN_SECRET,
+    TOKEN_USER,
+    _pve_template,
+    pve,
+    root_pve,
+    simroot,
+    token_pve,
+)
 
 from vfctl.backends.base import AttachRequest
 from vfctl.backends.proxmox import ProxmoxBackend
@@ -23,10 +34,6 @@ from vfctl.model import PF, VF
 from vfctl.plan import Action, Context, Result, execute
 
 HERE = Path(__file__).parent
-NODE = "pve1"
-TOKEN_USER = "vfctl@pve"
-TOKEN_NAME = "ci"
-TOKEN_SECRET = "3f2a9c1e-7d44-4b8e-9a51-0c6a2b7e9d10"
 TOKEN_PRIVS = [
     "VM.Audit",
     "VM.Config.HWType",
@@ -138,13 +145,14 @@ def vm(node: str, name: str, status: str = "stopped", **config: Any) -> dict[str
 @pytest.fixture
 def fake(tmp_path: Path) -> FakePve:
     st = FakePve.initial(
-        ["pve1", "pve2"],
+        ["pve1", "pve2", "pve3"],
         tokens={f"{TOKEN_USER}!{TOKEN_NAME}": {"secret": TOKEN_SECRET, "privs": TOKEN_PRIVS}},
     )
     st["vms"] = {
         "101": vm("pve1", "web", machine="q35"),
         "102": vm("pve1", "db"),  # i440fx (machine unset)
         "103": vm("pve2", "far", machine="q35"),
+        "104": vm("pve3", "third", machine="q35"),
     }
     f = FakePve(tmp_path / "pve-state.json")
     f.write(st)
@@ -168,8 +176,18 @@ def token_env(server: Server) -> dict[str, str]:
     }
 
 
+PRESENT = ("0000:03:00.0", *(f"0000:03:1{i // 4}.{(i % 4) * 2}" for i in range(8)))
+
+
+def pci_present(root: Path, addrs: tuple[str, ...] = PRESENT) -> None:
+    """The node's PCI listing (what function-less ids expand to): directories suffice."""
+    for a in addrs:
+        (root / "sys/bus/pci/devices" / a).mkdir(parents=True, exist_ok=True)
+
+
 @pytest.fixture
 def token_backend(token_env: dict[str, str], tls: Tls, tmp_path: Path) -> ProxmoxBackend:
+    pci_present(tmp_path / "hostroot")
     return ProxmoxBackend.from_env(
         node=None, ca=tls.ca, insecure=False, env=token_env, root=str(tmp_path / "hostroot")
     )
@@ -192,6 +210,7 @@ def pvesh(tmp_path: Path, fake: FakePve, monkeypatch: pytest.MonkeyPatch) -> Pat
 @pytest.fixture
 def local_backend(pvesh: Path, tmp_path: Path) -> ProxmoxBackend:
     settings = PveSettings(mode="local", node=NODE)
+    pci_present(tmp_path / "hostroot")
     return ProxmoxBackend(PveApi(settings, {}), settings, Host(tmp_path / "hostroot"))
 
 

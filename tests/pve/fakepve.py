@@ -27,6 +27,13 @@ ROOT = "root@pam"
 TRUE_WORDS = {"1", "on", "yes", "true"}
 FALSE_WORDS = {"0", "off", "no", "false"}
 DIGEST_MSG = "detected modified configuration - file changed by other user? Try again."
+# pmxcfs not running yet (early boot): what pvesh prints when its IPC socket refuses
+IPCC_REFUSED = (
+    "ipcc_send_rec[1] failed: Connection refused\n"
+    "ipcc_send_rec[2] failed: Connection refused\n"
+    "ipcc_send_rec[3] failed: Connection refused\n"
+    "Unable to load access control list: Connection refused\n"
+)
 _TOKEN_RE = re.compile(r"^PVEAPIToken=([^\s!=@]+@[^\s!=@]+)!([A-Za-z][A-Za-z0-9._-]*)=(\S+)$")
 
 
@@ -249,6 +256,29 @@ class FakePve:
     def __init__(self, state_path: Path, schema: Schema | None = None) -> None:
         self.state_path = Path(state_path)
         self.schema = schema or Schema()
+
+    # -- early boot: pmxcfs down, every pvesh call fails (the calls are recorded) --
+    def set_early_boot(self, on: bool) -> None:
+        flag = Path(str(self.state_path) + ".early-boot")
+        if on:
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
+
+    def early_boot_calls(self) -> list[str]:
+        flag = Path(str(self.state_path) + ".early-boot")
+        return flag.read_text().splitlines() if flag.exists() else []
+
+    # -- VM start/stop on a node backed by a simulated host (fakepve_start) --
+    def start_vm(self, vmid: int, root: Path, now: float | None = None) -> dict[str, list[str]]:
+        import fakepve_start
+
+        return fakepve_start.start(self, vmid, root, now)
+
+    def stop_vm(self, vmid: int, root: Path) -> None:
+        import fakepve_start
+
+        fakepve_start.stop(self, vmid, root)
 
     # -- state --
     @staticmethod
@@ -669,6 +699,12 @@ def pvesh_main(argv: list[str], state_path: str) -> int:
     verbs = {"get": "GET", "ls": "GET", "create": "POST", "set": "PUT", "delete": "DELETE"}
     if len(argv) < 2 or argv[0] not in verbs:
         sys.stderr.write("ERROR: unknown command 'pvesh " + " ".join(argv[:1]) + "'\n")
+        return 255
+    if Path(state_path + ".early-boot").exists():
+        # pmxcfs is not up: /etc/pve is an empty mount point and pvesh cannot reach it
+        with open(state_path + ".early-boot", "a") as calls:
+            calls.write(" ".join(argv) + "\n")
+        sys.stderr.write(IPCC_REFUSED)
         return 255
     verb, path, rest = argv[0], argv[1], argv[2:]
     params: dict[str, Any] = {}

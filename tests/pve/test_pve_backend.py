@@ -207,25 +207,27 @@ def test_vf_in_other_vm_refused_then_forced_move(
     assert [a.vm for a in token_backend.attachments()[VF3]] == ["vm101"]
 
 
-def test_user_mapping_pointing_elsewhere_refused(
+def test_user_mapping_pointing_elsewhere_refused_even_with_force(
     token_backend: ProxmoxBackend, fake: FakePve, run: Run
 ) -> None:
+    """A mapping vfctl did not create is never rewritten (issue 12 §2), --force or not."""
+    hand_made = {
+        "map": [
+            "node=pve1,path=0000:03:11.0,id=8086:10ed",
+            "node=pve2,path=0000:81:10.0,id=8086:10ed",
+        ],
+        "description": "hand made",
+    }
     with fake.edit() as st:
-        st["mappings"]["nic"] = {
-            "map": [
-                "node=pve1,path=0000:03:11.0,id=8086:10ed",
-                "node=pve2,path=0000:81:10.0,id=8086:10ed",
-            ],
-            "description": "hand made",
-        }
-    with pytest.raises(RefusedError, match=r"mapping nic maps node pve1 to 0000:03:11\.0"):
-        token_backend.plan_attach(request("web", mapping="nic"))
-    run(token_backend, token_backend.plan_attach(request("web", mapping="nic", force=True)))
-    assert fake.read()["mappings"]["nic"]["map"] == [
-        "node=pve2,path=0000:81:10.0,id=8086:10ed",
-        f"node=pve1,path={VF3},id=8086:10ed,iommugroup=43",
-    ]
-    assert config(fake, 101)["hostpci0"] == "mapping=nic,pcie=1"
+        st["mappings"]["nic"] = hand_made
+    for force in (False, True):
+        with pytest.raises(RefusedError, match=r"mapping nic maps node pve1 to 0000:03:11\.0") as e:
+            token_backend.plan_attach(request("web", mapping="nic", force=force))
+        assert e.value.exit_code == 4
+        assert "was not created by vfctl" in e.value.message
+        assert "pvesh set /cluster/mapping/pci/nic" in e.value.message
+    assert fake.read()["mappings"]["nic"] == hand_made
+    assert "hostpci0" not in config(fake, 101)
 
 
 @pytest.mark.parametrize(
@@ -399,7 +401,7 @@ def test_mapping_entry_carries_subsystem_id_from_sysfs(
     token_backend: ProxmoxBackend, fake: FakePve, run: Run, tmp_path: Path
 ) -> None:
     dev = tmp_path / "hostroot" / "sys" / "bus" / "pci" / "devices" / VF3
-    dev.mkdir(parents=True)
+    dev.mkdir(parents=True, exist_ok=True)
     (dev / "subsystem_vendor").write_text("0x8086\n")
     (dev / "subsystem_device").write_text("0x000c\n")
     run(token_backend, token_backend.plan_attach(request("web")))

@@ -14,10 +14,11 @@ from vfctl.backends.pve_hostpci import (
     expand_hostpci_id,
     format_hostpci,
     format_map_entry,
-    held_addresses,
     parse_hostpci,
     parse_map_entry,
+    vendor_device,
 )
+from vfctl.backends.pve_mapping import held_addresses, parse_mappings, slot_uses
 
 hexd = st.sampled_from("0123456789abcdef")
 full_id = st.builds(
@@ -113,9 +114,67 @@ def test_parse_refuses_what_pve_refuses(text: str) -> None:
         parse_hostpci(text)
 
 
-def test_function_less_id_means_all_functions() -> None:
-    assert expand_hostpci_id("03:10") == tuple(f"0000:03:10.{f}" for f in range(8))
-    assert expand_hostpci_id("0001:03:10.4") == ("0001:03:10.4",)
+def test_function_less_id_means_the_functions_that_exist() -> None:
+    """qemu-server parse_hostpci expands every id through SysFSTools::lspci: no phantom .0-.7."""
+    present = {"0000:03:10.0", "0000:03:10.2", "0000:03:11.0", "0001:03:10.4"}
+    assert expand_hostpci_id("03:10", present) == ("0000:03:10.0", "0000:03:10.2")
+    assert expand_hostpci_id("0001:03:10", present) == ("0001:03:10.4",)
+    assert expand_hostpci_id("0001:03:10.4", present) == ("0001:03:10.4",)
+    assert expand_hostpci_id("f0:43", present) == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "host=0000:03:10.2,mapping=m1",  # qemu-server: "Cannot set both 'host' and 'mapping'"
+        "pcie=1",  # neither host nor mapping
+        "mapping=m1,romfile=a;b",  # romfile pattern [^,;]+
+        "mapping=m1,vendor-id=1234",  # hex ids need 0x
+        "mapping=m1,sub-device-id=0x12345",
+        "mapping=m1,mdev=a/b",
+        "0000:03:10.2\n",
+        "mapping=m1\n",
+    ],
+)
+def test_parse_refuses_what_qemu_server_refuses(text: str) -> None:
+    with pytest.raises(PropertyStringError):
+        parse_hostpci(text)
+    with pytest.raises(PropertyStringError):
+        format_hostpci(HostPci(mapping="m1", extra=(("romfile", "a;b"),)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "node=pve1,path=01:10.2,id=8086:10ed",  # no domain
+        "node=pve1,path=0000:01:10.2,id=0x8086:0x10ed",
+        "node=pve_1,path=0000:01:10.2,id=8086:10ed",  # pve-node has no '_'
+        "node=pve1,path=0000:01:10.2,id=8086:10ed,subsystem-id=8086",
+        "node=pve1,path=0000:01:10.2,id=8086:10ed,iommugroup=x",
+        "node=pve1,path=0000:01:10.2,id=8086:10ed\n",
+        "node=pve1,path=0000:01:10.2\n,id=8086:10ed",
+    ],
+)
+def test_map_entry_refuses_what_pve_refuses(text: str) -> None:
+    with pytest.raises(PropertyStringError):
+        parse_map_entry(text)
+
+
+def test_formatter_never_produces_what_pve_rejects() -> None:
+    """Issue 11 item 9: a crafted sysfs value must not smuggle keys into a mapping entry."""
+    ok = MapEntry(node="pve1", path=("0000:01:10.2",), id="8086:10ed")
+    for bad in (
+        {"subsystem_id": "8086:0000,description=pwned"},
+        {"id": "8086:10ed,x=y"},
+        {"node": "pve_1"},
+        {"path": ("01:10.2",)},
+        {"description": "a,b"},
+    ):
+        with pytest.raises(PropertyStringError):
+            format_map_entry(MapEntry(**{**ok.__dict__, **bad}))
+    assert vendor_device("0x8086", "0x10ed") == "8086:10ed"
+    assert vendor_device("0x8086,description=x", "0x10ed") is None
+    assert vendor_device("0x86", "0x10ed") is None
 
 
 @given(
@@ -136,30 +195,49 @@ def test_map_entry_round_trip(e: MapEntry) -> None:
 
 
 def test_held_addresses_lists_functionless_and_mappings() -> None:
-    mappings = [
-        {
-            "id": "m-a",
-            "map": [
-                "node=pve1,path=0000:03:11.0,id=8086:10ed",
-                "node=pve2,path=0000:81:00.1,id=8086:10ed",
-            ],
-        },
-        {"id": "m-b", "map": ["node=pve2,path=0000:03:11.2,id=8086:10ed"]},
-        {"id": "broken", "map": ["garbage"]},
-    ]
+    mappings = parse_mappings(
+        [
+            {
+                "id": "m-a",
+                "map": [
+                    "node=pve1,path=0000:03:11.0,id=8086:10ed",
+                    "node=pve2,path=0000:81:00.1,id=8086:10ed",
+                ],
+            },
+            {"id": "m-b", "map": ["node=pve2,path=0000:03:11.2,id=8086:10ed"]},
+            {"id": "broken", "map": ["garbage"]},
+            {
+                "id": "pool",
+                "map": [
+                    "node=pve1,path=0000:03:12.0,id=8086:10ed",
+                    "node=pve1,path=0000:03:12.2,id=8086:10ed",
+                ],
+            },
+        ]
+    )
     cfg = {
         "hostpci0": "0000:03:10.2;03:10.4,pcie=1",
         "hostpci3": "host=04:00",
         "hostpci5": "mapping=m-a",
         "hostpci6": "mapping=m-b",  # no entry for pve1: holds nothing here
         "hostpci7": "mapping=broken",
+        "hostpci8": "mapping=pool",  # a pool: PVE picks at start, nothing held for sure
         "hostpci9": "this is not valid,,,=",
+        "hostpci10": "mapping=m-a,mdev=i915-GVTg_V5_4",  # an mdev holds no function
         "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0",
     }
-    held = held_addresses(cfg, mappings, "pve1")
+    present = {"0000:04:00.0", "0000:04:00.1", "0000:03:10.2", "0000:03:10.4"}
+    warnings: list[str] = []
+    uses = slot_uses(cfg, mappings, "pve1", present, warnings.append, "VM 101")
+    held = held_addresses(uses)
     assert held["0000:03:10.2"] == held["0000:03:10.4"] == "hostpci0"
     assert "0000:03:10.6" not in held
-    assert [a for a, s in held.items() if s == "hostpci3"] == [f"0000:04:00.{f}" for f in range(8)]
+    assert [a for a, s in held.items() if s == "hostpci3"] == ["0000:04:00.0", "0000:04:00.1"]
     assert held["0000:03:11.0"] == "hostpci5"
     assert "0000:03:11.2" not in held and "0000:81:00.1" not in held
-    assert held_addresses(cfg, mappings, "pve2")["0000:81:00.1"] == "hostpci5"
+    assert "0000:03:12.0" not in held and "0000:03:12.2" not in held
+    pool = next(u for u in uses if u.slot == "hostpci8")
+    assert pool.alternatives == (("0000:03:12.0",), ("0000:03:12.2",))
+    assert [w for w in warnings if "hostpci9" in w and "VM 101" in w]
+    pve2 = held_addresses(slot_uses(cfg, mappings, "pve2", present))
+    assert pve2["0000:81:00.1"] == "hostpci5"

@@ -262,6 +262,11 @@ class LibvirtBackend:
     def __init__(self, conn: Any, uri: str) -> None:
         self.conn = conn
         self.uri = uri
+        self.warnings: list[str] = []  # malformed elements skipped while reading domains
+
+    def _warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
 
     @classmethod
     def connect(cls, uri: str | None = None) -> LibvirtBackend:
@@ -334,7 +339,9 @@ class LibvirtBackend:
         for scope in ("config", "live"):
             xml = self.scope_xml(dom, scope)
             if xml is not None:
-                out += [Holding(info.name, info.uuid, scope, f) for f in pci_devices(xml)]
+                out += [
+                    Holding(info.name, info.uuid, scope, f) for f in pci_devices(xml, self._warn)
+                ]
         return out
 
     def holdings(self) -> list[Holding]:

@@ -4,11 +4,19 @@ Each class maps a few XML nodes to Python values and nothing else (no policy: wh
 which ``managed``, which domain is decided in ``vfctl.backends.libvirt``). A property is
 addressed as ``"child/grandchild@attr"`` (an attribute) or ``"child/grandchild"`` (text);
 building creates the path, parsing reads it back, so ``from_element(x.to_element()) == x``.
+
+Numbers are read the way libvirt reads them, not the way it writes them: a PCI address
+attribute goes through ``virXMLPropUInt(node, name, 0, …)`` (libvirt ``src/conf/
+device_conf.c``, ``virPCIDeviceAddressParseXML``), i.e. ``virStrToLong_uip`` with base 0 —
+strtoul's C forms (``0x0a`` hex, ``012`` octal, ``12`` decimal), the whole string consumed,
+no sign — and an absent attribute is 0, within ``virPCIDeviceAddressIsValid``'s limits.
+Hand-written domain XML (kept in git, fed to ``virsh define``) uses all of these.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +32,7 @@ class Codec(Generic[T]):
 
     encode: Callable[[T], str]
     decode: Callable[[str], T]
+    strip: bool = True  # decode the text stripped (False: the decoder sees it as written)
 
 
 def _yes_no(text: str) -> bool:
@@ -32,9 +41,40 @@ def _yes_no(text: str) -> bool:
     return text == "yes"
 
 
-def hex_codec(width: int) -> Codec[int]:
+# strtoul(…, 0) after optional leading whitespace and '+'; virStrToLong_uip refuses '-'
+_C_UINT = re.compile(r"[ \t\n\v\f\r]*\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+UINT_MAX = 0xFFFFFFFF
+
+
+def parse_c_uint(text: str, maximum: int = UINT_MAX) -> int:
+    """An unsigned int as libvirt's ``virStrToLong_uip(text, NULL, 0, …)`` reads it."""
+    m = _C_UINT.fullmatch(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not a non-negative C integer (0x.. hex, 0.. octal)")
+    digits = m[1]
+    if digits[:2].lower() == "0x":
+        value = int(digits[2:], 16)
+    elif digits.startswith("0") and len(digits) > 1:
+        value = int(digits[1:], 8)
+    else:
+        value = int(digits)
+    if value > min(maximum, UINT_MAX):
+        raise ValueError(f"{text!r} is above {maximum:#x}")
+    return value
+
+
+def hex_codec(width: int, maximum: int = UINT_MAX) -> Codec[int]:
     """libvirt writes PCI address fields as 0x-prefixed hex and reads any C integer form."""
-    return Codec(lambda v: f"0x{v:0{width}x}", lambda s: int(s, 0))
+    return Codec(lambda v: f"0x{v:0{width}x}", lambda s: parse_c_uint(s, maximum), strip=False)
+
+
+def pci_address(
+    domain: int | None, bus: int | None, slot: int | None, function: int | None
+) -> str | None:
+    """``dddd:bb:ss.f``; an absent field is 0 (virPCIDeviceAddressParseXML memsets first)."""
+    if domain is None and bus is None and slot is None and function is None:
+        return None
+    return f"{domain or 0:04x}:{bus or 0:02x}:{slot or 0:02x}.{function or 0:x}"
 
 
 STR: Codec[str] = Codec(str, str)
@@ -87,7 +127,7 @@ class XmlProperty(Generic[T]):
         if text is None:
             return None
         try:
-            return self.codec.decode(text.strip())
+            return self.codec.decode(text.strip() if self.codec.strip else text)
         except ValueError as exc:
             where = "/".join([root.tag, *self.steps]) + (f"@{self.attr}" if self.attr else "")
             raise ValueError(f"bad value {text!r} at {where}: {exc}") from None
@@ -193,18 +233,16 @@ class XmlObject:
 class PciSource(XmlObject):
     """Mixin: the host PCI address under ``<source><address …/>``, as one string."""
 
-    source_domain = XmlProperty("source/address@domain", hex_codec(4))
-    source_bus = XmlProperty("source/address@bus", hex_codec(2))
-    source_slot = XmlProperty("source/address@slot", hex_codec(2))
-    source_function = XmlProperty("source/address@function", hex_codec(1))
+    source_domain = XmlProperty("source/address@domain", hex_codec(4, 0xFFFF))
+    source_bus = XmlProperty("source/address@bus", hex_codec(2, 0xFF))
+    source_slot = XmlProperty("source/address@slot", hex_codec(2, 0x1F))
+    source_function = XmlProperty("source/address@function", hex_codec(1, 7))
 
     @property
     def source_address(self) -> str | None:
-        parts = (self.source_domain, self.source_bus, self.source_slot, self.source_function)
-        if any(p is None for p in parts):
-            return None
-        d, b, s, f = parts
-        return f"{d:04x}:{b:02x}:{s:02x}.{f:x}"
+        return pci_address(
+            self.source_domain, self.source_bus, self.source_slot, self.source_function
+        )
 
     def set_source_address(self, address: str) -> None:
         """Split ``dddd:bb:dd.f`` into the four attributes."""
@@ -245,18 +283,14 @@ class ForwardAddressXml(XmlObject):
 
     TAG = "address"
     type = XmlProperty("@type", STR, default="pci")
-    domain = XmlProperty("@domain", hex_codec(4))
-    bus = XmlProperty("@bus", hex_codec(2))
-    slot = XmlProperty("@slot", hex_codec(2))
-    function = XmlProperty("@function", hex_codec(1))
+    domain = XmlProperty("@domain", hex_codec(4, 0xFFFF))
+    bus = XmlProperty("@bus", hex_codec(2, 0xFF))
+    slot = XmlProperty("@slot", hex_codec(2, 0x1F))
+    function = XmlProperty("@function", hex_codec(1, 7))
 
     @property
     def pci_address(self) -> str | None:
-        parts = (self.domain, self.bus, self.slot, self.function)
-        if any(p is None for p in parts):
-            return None
-        d, b, s, f = parts
-        return f"{d:04x}:{b:02x}:{s:02x}.{f:x}"
+        return pci_address(self.domain, self.bus, self.slot, self.function)
 
     @classmethod
     def of(cls, address: str) -> ForwardAddressXml:
@@ -337,18 +371,31 @@ def network_interfaces(domain_xml: str) -> Iterator[FoundInterface]:
         )
 
 
-def pci_devices(domain_xml: str) -> Iterator[FoundDevice]:
-    """Every ``<hostdev type='pci'>`` and ``<interface type='hostdev'>`` with a PCI source."""
+def pci_devices(
+    domain_xml: str, warn: Callable[[str], None] | None = None
+) -> Iterator[FoundDevice]:
+    """Every ``<hostdev type='pci'>`` and ``<interface type='hostdev'>`` with a PCI source.
+
+    A malformed element is reported through ``warn`` and skipped; the others still count.
+    """
     root = ET.fromstring(domain_xml)
-    for el in root.iterfind("devices/*"):
+    for i, el in enumerate(root.iterfind("devices/*")):
         dev: HostdevXml | HostdevInterfaceXml
-        if el.tag == "hostdev" and el.get("type") == "pci":
-            dev = HostdevXml.from_element(el)
-        elif el.tag == "interface" and el.get("type") == "hostdev":
-            if el.find("source/address[@type='pci']") is None:
+        try:
+            if el.tag == "hostdev" and el.get("type") == "pci":
+                if el.find("source/address") is None:
+                    continue
+                dev = HostdevXml.from_element(el)
+            elif el.tag == "interface" and el.get("type") == "hostdev":
+                if el.find("source/address[@type='pci']") is None:
+                    continue
+                dev = HostdevInterfaceXml.from_element(el)
+            else:
                 continue
-            dev = HostdevInterfaceXml.from_element(el)
-        else:
+        except ValueError as exc:
+            if warn is not None:
+                name = root.findtext("name") or "?"
+                warn(f"domain {name}: <{el.tag}> #{i + 1} under <devices> skipped: {exc}")
             continue
         address = dev.source_address
         if address is None:

@@ -18,27 +18,36 @@ from typing import Any
 from vfctl.backends.base import AttachRequest
 from vfctl.backends.pve_client import PveApi, PveApiError, PveSettings, settings_from_env
 from vfctl.backends.pve_hostpci import (
+    CONFIGID,
     SLOTS,
     HostPci,
     MapEntry,
     PropertyStringError,
     format_hostpci,
     format_map_entry,
-    held_addresses,
-    mapping_paths,
+    full,
     parse_hostpci,
     parse_map_entry,
-    slot_addresses,
+    vendor_device,
 )
-from vfctl.errors import BackendError, NotFoundError, RefusedError, UsageError
-from vfctl.host.sysfs import Host
-from vfctl.model import PF, VF, Attachment
+from vfctl.backends.pve_mapping import (
+    MANAGED_PREFIX,
+    PciMapping,
+    Pool,
+    SlotUse,
+    held_addresses,
+    parse_mappings,
+    referenced_mappings,
+    slot_uses,
+)
+from vfctl.errors import BackendError, HostError, NotFoundError, RefusedError, UsageError
+from vfctl.host.sysfs import PCI_DEVICES, Host
+from vfctl.model import PF, VF, Attachment, PoolRef
 from vfctl.plan import Action, Context, op
 
 DIGEST_RETRIES = 5
-MANAGED_PREFIX = "vfctl:"  # description marker of mappings vfctl created (and may delete)
-_CONFIGID = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)
-_VMREF = re.compile(r"^(?:vm)?([1-9][0-9]{2,8})$", re.IGNORECASE)
+_VMREF = re.compile(r"(?:vm)?([1-9][0-9]{2,8})", re.IGNORECASE)
+_GROUP = re.compile(r"[0-9]{1,9}")
 KEEP_DRIVER_SINCE = (9, 1)
 # pending hostpci changes this process wrote, keyed by connection: the ops may run on another
 # instance than the one the CLI planned with (the engine's backend factory makes its own)
@@ -84,6 +93,7 @@ class ProxmoxBackend:
         self.host = host
         self.warnings: list[str] = []
         self._node_checked = False
+        self._pools: list[Pool] | None = None
 
     @classmethod
     def from_env(
@@ -129,8 +139,33 @@ class ProxmoxBackend:
         res = self.api.get("/cluster/resources", type="vm") or []
         return [r for r in res if r.get("type") == "qemu"]
 
+    def _warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+
     def _mappings(self) -> list[Mapping[str, Any]]:
+        """The API's mapping list as it came (for code that rewrites entries verbatim)."""
         return list(self.api.get("/cluster/mapping/pci") or [])
+
+    def mappings(self) -> list[PciMapping]:
+        """Every mapping, typed, with every entry PVE accepts (invalid ones warned, skipped)."""
+        return parse_mappings(self._mappings(), self._warn)
+
+    def _present(self) -> frozenset[str]:
+        """This node's PCI addresses: what a function-less id expands to (as PVE's lspci does)."""
+        if self.host is None:
+            return frozenset()
+        return frozenset(self.host.listdir(PCI_DEVICES))
+
+    def _uses(
+        self, cfg: Mapping[str, Any], mappings: list[PciMapping], vmid: int | str
+    ) -> list[SlotUse]:
+        return slot_uses(cfg, mappings, self.node, self._present(), self._warn, f"VM {vmid}")
+
+    def _held(
+        self, cfg: Mapping[str, Any], mappings: list[PciMapping], vmid: int
+    ) -> dict[str, str]:
+        return held_addresses(self._uses(cfg, mappings, vmid))
 
     def _config(self, node: str, vmid: int) -> dict[str, Any]:
         return dict(self.api.get(self._cfg_path(node, vmid)) or {})
@@ -160,20 +195,26 @@ class ProxmoxBackend:
     def attachments(self) -> dict[str, list[Attachment]]:
         """Every address held by a VM on this node; running VMs' pending changes set live/config."""
         self._check_node()
-        mappings = self._mappings()
+        mappings = self.mappings()
         out: dict[str, list[Attachment]] = {}
+        users: dict[str, set[str]] = {}
         for vm in self._vms():
             if vm.get("node") != self.node:
                 continue
             vmid = int(vm["vmid"])
             cfg = self._config(self.node, vmid)
-            held = held_addresses(cfg, mappings, self.node)
+            uses = self._uses(cfg, mappings, vmid)
+            held = held_addresses(uses)
             live_held: dict[str, str] = {}
             running = vm.get("status") == "running"
             if running:
                 pend = self.api.get(f"/nodes/{self.node}/qemu/{vmid}/pending") or []
                 current = {p["key"]: p["value"] for p in pend if "value" in p}
-                live_held = held_addresses(current, mappings, self.node)
+                live_uses = self._uses(current, mappings, vmid)
+                live_held = held_addresses(live_uses)
+                uses = uses + live_uses
+            for mid in referenced_mappings(uses):
+                users.setdefault(mid, set()).add(f"vm{vmid}")
             for addr in sorted(set(held) | set(live_held)):
                 out.setdefault(addr, []).append(
                     Attachment(
@@ -185,6 +226,31 @@ class ProxmoxBackend:
                         config=addr in held,
                     )
                 )
+        present = self._present()
+        self._pools = [
+            Pool(
+                m,
+                self.node,
+                m.alternatives(self.node, present),
+                tuple(sorted(users.get(m.id, ()), key=lambda v: int(v[2:]))),
+            )
+            for m in mappings
+            if m.is_pool(self.node)
+        ]
+        return out
+
+    def mapping_pools(self) -> list[Pool]:
+        """This node's pools (multi-entry mappings) and the VMs that draw from each."""
+        if self._pools is None:
+            self.attachments()
+        return list(self._pools or [])
+
+    def pool_refs(self) -> dict[str, PoolRef]:
+        """VF address -> its pool, for the inventory (``pool`` / ``pool_vms`` of a VF)."""
+        out: dict[str, PoolRef] = {}
+        for p in self._pools or []:
+            for a in p.addresses:
+                out.setdefault(a, PoolRef(p.mapping.id, p.vms, p.mapping.managed))
         return out
 
     def pending_changes(self, vmid: int) -> list[dict[str, Any]]:
@@ -207,22 +273,34 @@ class ProxmoxBackend:
         vm = self._resolve(req.vm)
         vmid, addr = int(vm["vmid"]), req.vf.address
         cfg = self._config(self.node, vmid)
-        mappings = self._mappings()
-        held = held_addresses(cfg, mappings, self.node)
-        if addr in held:
-            try:
-                via = parse_hostpci(str(cfg[held[addr]])).mapping
-            except PropertyStringError:
-                via = None
-            m = next((x for x in mappings if via is not None and x.get("id") == via), None)
-            return [] if m is None else self._fill_actions(m)
+        mappings = self.mappings()
+        by_id = {m.id: m for m in mappings}
         opts = req.options
+        mid_opt = opts.get("mapping")
+        if mid_opt is not None and not full(CONFIGID, str(mid_opt)):
+            raise UsageError(
+                f"mapping id {mid_opt!r} is invalid: a letter, then letters, digits, '-' or '_'"
+            )
+        uses = self._uses(cfg, mappings, vmid)
+        held = held_addresses(uses)
+        refs = referenced_mappings(uses)
+        want_pool = by_id.get(str(mid_opt)) if mid_opt is not None else None
+        if want_pool is not None and want_pool.is_pool(self.node):
+            self._check_pool_member(want_pool, addr)
+            if want_pool.id in refs:
+                return []  # the VM already draws from this pool
+        elif addr in held:
+            via = next((u.mapping for u in uses if u.slot == held[addr]), None)
+            m = by_id.get(str(via)) if via is not None else None
+            return [] if m is None else self._fill_actions(m)
+        self._check_pool_reserved(req, by_id, mid_opt)
+        self._check_held(req, vmid)
         actions: list[Action] = []
         for other in self._vms():
             if other.get("node") != self.node or int(other["vmid"]) == vmid:
                 continue
             ocfg = self._config(self.node, int(other["vmid"]))
-            slot = held_addresses(ocfg, mappings, self.node).get(addr)
+            slot = self._held(ocfg, mappings, int(other["vmid"])).get(addr)
             if slot is None:
                 continue
             if not req.force:
@@ -234,12 +312,14 @@ class ProxmoxBackend:
             actions += self._detach_actions(other, ocfg, addr, mappings, remove_mapping=False)
 
         h = self._hostpci_value(cfg, vmid, opts)
-        if opts.get("mapping") or not self.api.is_root:
-            mid = str(opts.get("mapping") or mapping_id_for(req.pf, req.vf))
-            if not _CONFIGID.fullmatch(mid):
-                raise UsageError(
-                    f"mapping id {mid!r} is invalid: a letter, then letters, digits, '-' or '_'"
-                )
+        if want_pool is not None and want_pool.is_pool(self.node):
+            h = replace(h, mapping=want_pool.id)
+            self._warn(
+                f"VM {vmid} draws from pool {want_pool.id}: at start PVE gives it the first "
+                f"free entry of the pool, not necessarily {addr}"
+            )
+        elif mid_opt or not self.api.is_root:
+            mid = str(mid_opt or mapping_id_for(req.pf, req.vf))
             actions += self._mapping_actions(mid, req, mappings)
             h = replace(h, mapping=mid)
         else:
@@ -311,19 +391,70 @@ class ProxmoxBackend:
         )
 
     def _subsystem_id(self, addr: str) -> str | None:
+        """``vvvv:dddd`` from sysfs, or None when absent or not what the kernel writes.
+
+        sysfs values go into a property string: a crafted ``subsystem_vendor`` must never
+        add keys to a mapping entry, so anything but 4 hex digits each is left out.
+        """
         if self.host is None:
             return None
-        sv = self.host.read_opt(f"sys/bus/pci/devices/{addr}/subsystem_vendor")
-        sd = self.host.read_opt(f"sys/bus/pci/devices/{addr}/subsystem_device")
-        if not sv or not sd:
-            return None
-        return f"{sv.lower().removeprefix('0x'):0>4}:{sd.lower().removeprefix('0x'):0>4}"
+        sv = self.host.read_opt(f"{PCI_DEVICES}/{addr}/subsystem_vendor")
+        sd = self.host.read_opt(f"{PCI_DEVICES}/{addr}/subsystem_device")
+        return vendor_device(sv, sd)
 
     def _iommu_group(self, addr: str) -> int | None:
         if self.host is None:
             return None
-        name = self.host.link_name(f"sys/bus/pci/devices/{addr}/iommu_group")
-        return int(name) if name and name.isdigit() else None
+        name = self.host.link_name(f"{PCI_DEVICES}/{addr}/iommu_group")
+        return int(name) if name and full(_GROUP, name) else None
+
+    def _check_pool_member(self, m: PciMapping, addr: str) -> None:
+        if addr in {a for alt in m.alternatives(self.node, self._present()) for a in alt}:
+            return
+        how = (
+            "vfctl does not add entries to a pool it did not create: add it in PVE "
+            f"(Datacenter > Resource Mappings, or pvesh set /cluster/mapping/pci/{m.id})"
+            if not m.managed
+            else "add it to the pool first"
+        )
+        raise RefusedError(
+            f"VF {addr} is not an entry of pool {m.id} on {self.node}; {how}, "
+            "or attach it without --mapping"
+        )
+
+    def _check_pool_reserved(
+        self, req: AttachRequest, by_id: Mapping[str, PciMapping], mid_opt: Any
+    ) -> None:
+        """A pool's entries are PVE's to hand out: refuse them to a VM outside the pool."""
+        addr = req.vf.address
+        for pool in self.mapping_pools():
+            if pool.mapping.id == mid_opt or addr not in pool.addresses:
+                continue
+            users = ", ".join(pool.vms) or "no VM yet"
+            if pool.mapping.managed and req.force:
+                self._warn(f"VF {addr} leaves pool {pool.mapping.id} (used by {users}) by --force")
+                continue
+            todo = (
+                "--force to take it anyway"
+                if pool.mapping.managed
+                else "vfctl never edits a mapping it did not create: remove the entry from "
+                f"mapping {pool.mapping.id} in PVE first, or attach the pool with "
+                f"--mapping {pool.mapping.id}"
+            )
+            raise RefusedError(
+                f"VF {addr} is an entry of PCI mapping {pool.mapping.id}, a pool on "
+                f"{self.node} used by {users}: PVE gives it to those VMs at start; {todo}"
+            )
+
+    def _check_held(self, req: AttachRequest, vmid: int) -> None:
+        hb = req.vf.held_by
+        if hb is None or hb.vm == f"vm{vmid}" or req.force:
+            return
+        raise RefusedError(
+            f"VF {req.vf.address} is held by {hb.describe()} "
+            f"(/dev/vfio/{req.vf.iommu_group} or a PVE reservation); use --force to "
+            "change the configs anyway"
+        )
 
     def _complete(self, e: MapEntry) -> MapEntry:
         """``e`` with a missing iommugroup/subsystem-id taken from the host's sysfs, if it has them."""
@@ -380,21 +511,22 @@ class ProxmoxBackend:
         return True
 
     def _mapping_actions(
-        self, mid: str, req: AttachRequest, mappings: list[Mapping[str, Any]]
+        self, mid: str, req: AttachRequest, mappings: list[PciMapping]
     ) -> list[Action]:
         vf = req.vf
-        entry = self._complete(
-            MapEntry(
-                node=self.node,
-                path=(vf.address,),
-                id=f"{vf.vendor_id}:{vf.device_id}".lower(),
-                iommugroup=vf.iommu_group,
+        vid = vendor_device(vf.vendor_id, vf.device_id)
+        if vid is None:
+            raise HostError(
+                f"VF {vf.address}: sysfs vendor/device {vf.vendor_id!r}:{vf.device_id!r} is not "
+                "two 4-digit hex ids; not writing it into a PCI mapping"
             )
+        entry = self._complete(
+            MapEntry(node=self.node, path=(vf.address,), id=vid, iommugroup=vf.iommu_group)
         )
         # a VF this run creates: sysfs cannot tell yet, the op reads it when it writes
         fill = vf.address if entry.iommugroup is None or entry.subsystem_id is None else None
         later = " (iommugroup/subsystem-id read at execution)" if fill else ""
-        existing = next((m for m in mappings if m.get("id") == mid), None)
+        existing = next((m for m in mappings if m.id == mid), None)
         target = f"mapping {mid}"
         if existing is None:
             new_map = [format_map_entry(entry)]
@@ -414,29 +546,32 @@ class ProxmoxBackend:
                     undo,
                 )
             ]
-        old_map = [str(x) for x in existing.get("map") or []]
+        mine = existing.on(self.node)
+        if len(mine) == 1 and mine[0].path == (vf.address,):
+            return self._fill_actions(existing)
+        if not existing.managed:
+            where = (
+                f"maps node {self.node} to {';'.join(mine[0].path)}"
+                if mine
+                else f"has no entry for node {self.node}"
+            )
+            raise RefusedError(
+                f"PCI mapping {mid} {where}, not {vf.address}, and was not created by vfctl: "
+                "vfctl never edits it, not even with --force; attach without --mapping (vfctl "
+                f"then makes its own mapping), or change {mid} in PVE (Datacenter > Resource "
+                f"Mappings, or pvesh set /cluster/mapping/pci/{mid})"
+            )
+        old_map = list(existing.raw)
         keep: list[str] = []
-        mine: MapEntry | None = None
         for raw in old_map:
             try:
-                e = parse_map_entry(raw)
+                if parse_map_entry(raw).node == self.node:
+                    continue
             except PropertyStringError:
-                keep.append(raw)
-                continue
-            if e.node == self.node:
-                mine = e
-            else:
-                keep.append(raw)
-        if mine is not None and mine.path == (vf.address,):
-            return self._fill_actions(existing)
-        managed = str(existing.get("description") or "").startswith(MANAGED_PREFIX)
-        if mine is not None and not managed and not req.force:
-            raise RefusedError(
-                f"mapping {mid} maps node {self.node} to {';'.join(mine.path)}, "
-                f"not {vf.address}; use --force to re-point it"
-            )
+                pass
+            keep.append(raw)
         new_map = [*keep, format_map_entry(entry)]
-        old_desc = existing.get("description")
+        old_desc = existing.description
         undo = self._action(
             "proxmox.mapping_put",
             target,
@@ -465,16 +600,16 @@ class ProxmoxBackend:
             )
         ]
 
-    def _fill_actions(self, m: Mapping[str, Any]) -> list[Action]:
+    def _fill_actions(self, m: PciMapping) -> list[Action]:
         """Complete this node's entry of a vfctl mapping the host now knows more about.
 
         An entry written before its VF existed may lack iommugroup/subsystem-id (older vfctl,
         or a host that could not tell then); a mapping someone else made is left alone.
         """
-        if not str(m.get("description") or "").startswith(MANAGED_PREFIX):
+        if not m.managed:
             return []
-        mid = str(m["id"])
-        old_map = [str(x) for x in m.get("map") or []]
+        mid = m.id
+        old_map = list(m.raw)
         new_map: list[str] = []
         changed: list[str] = []
         for raw in old_map:
@@ -491,7 +626,7 @@ class ProxmoxBackend:
             new_map.append(raw)
         if not changed:
             return []
-        target, desc = f"mapping {mid}", m.get("description")
+        target, desc = f"mapping {mid}", m.description
         undo = self._action(
             "proxmox.mapping_put",
             target,
@@ -510,63 +645,81 @@ class ProxmoxBackend:
 
     def plan_detach(self, req: AttachRequest) -> list[Action]:
         vm = self._resolve(req.vm)
-        cfg = self._config(self.node, int(vm["vmid"]))
-        mappings = self._mappings()
-        if req.vf.address not in held_addresses(cfg, mappings, self.node):
+        vmid, addr = int(vm["vmid"]), req.vf.address
+        cfg = self._config(self.node, vmid)
+        mappings = self.mappings()
+        uses = self._uses(cfg, mappings, vmid)
+        mid_opt = req.options.get("mapping")
+        pooled = [u for u in uses if u.mapping is not None and len(u.alternatives) > 1]
+        if mid_opt is not None and any(u.mapping == mid_opt for u in pooled):
+            actions: list[Action] = []
+            for u in pooled:
+                if u.mapping == mid_opt:
+                    actions += self._remove_slot(vm, u, addr, mappings, remove_mapping=True)
+            return actions
+        if addr not in held_addresses(uses):
+            for u in pooled:
+                if addr in u.candidates:
+                    raise RefusedError(
+                        f"VM {vmid} draws from pool {u.mapping} ({u.slot}); PVE picks the entry "
+                        f"at start, so {addr} is not the VM's to detach alone: detach the pool "
+                        f"with --mapping {u.mapping}"
+                    )
             # a mapping vfctl made may outlive a pending delete on a running VM: clean up now
-            mid = str(req.options.get("mapping") or mapping_id_for(req.pf, req.vf))
+            mid = str(mid_opt or mapping_id_for(req.pf, req.vf))
             return self._mapping_cleanup(mid, mappings, None)
-        return self._detach_actions(vm, cfg, req.vf.address, mappings, remove_mapping=True)
+        return self._detach_actions(vm, cfg, addr, mappings, remove_mapping=True)
 
     def _detach_actions(
         self,
         vm: Mapping[str, Any],
         cfg: Mapping[str, Any],
         addr: str,
-        mappings: list[Mapping[str, Any]],
+        mappings: list[PciMapping],
         remove_mapping: bool,
     ) -> list[Action]:
         vmid = int(vm["vmid"])
-        maddrs = mapping_paths(mappings, self.node)
         actions: list[Action] = []
-        for slot in SLOTS:
-            value = cfg.get(slot)
-            if not isinstance(value, str):
+        for u in self._uses(cfg, mappings, vmid):
+            if addr not in u.exact:
                 continue
-            try:
-                addrs = slot_addresses(value, maddrs)
-                h = parse_hostpci(value)
-            except PropertyStringError:
-                continue
-            if addr not in addrs:
-                continue
-            if len(addrs) > 1:
+            if len(u.exact) > 1:
                 raise RefusedError(
-                    f"{slot} of VM {vmid} on {self.node} passes {addr} together "
-                    f"with other functions ({value}); change it by hand"
+                    f"{u.slot} of VM {vmid} on {self.node} passes {addr} together "
+                    f"with other functions ({u.value}); change it by hand"
                 )
-            p = {
-                "node": self.node,
-                "vmid": vmid,
-                "address": addr,
-                "mapping": h.mapping,
-                "slot": slot,
-                "value": value,
-            }
-            undo = self._action("proxmox.hostpci_add", f"vm{vmid} {slot}", f"add {value}", p)
-            actions.append(
-                self._action(
-                    "proxmox.hostpci_remove", f"vm{vmid} {slot}", f"remove {value}", p, undo
-                )
+            actions += self._remove_slot(vm, u, addr, mappings, remove_mapping)
+        return actions
+
+    def _remove_slot(
+        self,
+        vm: Mapping[str, Any],
+        u: SlotUse,
+        addr: str,
+        mappings: list[PciMapping],
+        remove_mapping: bool,
+    ) -> list[Action]:
+        vmid, slot, value = int(vm["vmid"]), u.slot, u.value
+        p = {
+            "node": self.node,
+            "vmid": vmid,
+            "address": addr,
+            "mapping": u.mapping,
+            "slot": slot,
+            "value": value,
+        }
+        undo = self._action("proxmox.hostpci_add", f"vm{vmid} {slot}", f"add {value}", p)
+        actions = [
+            self._action("proxmox.hostpci_remove", f"vm{vmid} {slot}", f"remove {value}", p, undo)
+        ]
+        live = self._live_slot(vm, slot)
+        if live:  # a pending add that never went live just goes away
+            self._warn(
+                f"VM {vmid} is running: removing {slot} stays pending "
+                "until the VM is stopped and started"
             )
-            live = self._live_slot(vm, slot)
-            if live:  # a pending add that never went live just goes away
-                self.warnings.append(
-                    f"VM {vmid} is running: removing {slot} stays pending "
-                    "until the VM is stopped and started"
-                )
-            if remove_mapping and h.mapping is not None and not live:
-                actions += self._mapping_cleanup(h.mapping, mappings, (vmid, slot))
+        if remove_mapping and u.mapping is not None and not live:
+            actions += self._mapping_cleanup(u.mapping, mappings, (vmid, slot))
         return actions
 
     def _live_slot(self, vm: Mapping[str, Any], slot: str) -> bool:
@@ -577,20 +730,20 @@ class ProxmoxBackend:
         return slot in (self.api.get(path, current=1) or {})
 
     def _mapping_cleanup(
-        self, mid: str, mappings: list[Mapping[str, Any]], leaving: tuple[int, str] | None
+        self, mid: str, mappings: list[PciMapping], leaving: tuple[int, str] | None
     ) -> list[Action]:
         """Delete mapping ``mid`` if vfctl made it and no VM but ``leaving`` uses it."""
-        m = next((x for x in mappings if x.get("id") == mid), None)
-        if m is None or not str(m.get("description") or "").startswith(MANAGED_PREFIX):
+        m = next((x for x in mappings if x.id == mid), None)
+        if m is None or not m.managed:
             return []
         if self._mapping_users(mid) - {leaving}:
             return []
-        old_map = [str(x) for x in m.get("map") or []]
+        old_map = list(m.raw)
         undo = self._action(
             "proxmox.mapping_put",
             f"mapping {mid}",
             "re-create",
-            {"id": mid, "map": old_map, "description": m.get("description"), "expect": None},
+            {"id": mid, "map": old_map, "description": m.description, "expect": None},
         )
         return [
             self._action(
@@ -666,10 +819,13 @@ class ProxmoxBackend:
 
     def op_hostpci_add(self, ctx: Context, p: Mapping[str, Any]) -> None:
         node, vmid, addr = str(p["node"]), int(p["vmid"]), str(p["address"])
-        maps = self._mappings()
+        maps, mid, present = self.mappings(), p.get("mapping"), self._present()
 
         def decide(cfg: dict[str, Any]) -> dict[str, Any] | None:
-            if addr in held_addresses(cfg, maps, node):
+            uses = slot_uses(cfg, maps, node, present, self._warn, f"VM {vmid}")
+            if addr in held_addresses(uses) or (
+                mid is not None and any(u.mapping == mid for u in uses)
+            ):
                 return None
             free = [s for s in SLOTS if s not in cfg]
             if not free:
@@ -682,23 +838,17 @@ class ProxmoxBackend:
 
     def op_hostpci_remove(self, ctx: Context, p: Mapping[str, Any]) -> None:
         node, vmid, addr, mid = str(p["node"]), int(p["vmid"]), str(p["address"]), p.get("mapping")
-        maddrs = mapping_paths(self._mappings(), node)
+        maps, present = self.mappings(), self._present()
 
         def decide(cfg: dict[str, Any]) -> dict[str, Any] | None:
-            for slot in SLOTS:
-                v = cfg.get(slot)
-                if not isinstance(v, str):
-                    continue
-                try:
-                    addrs = slot_addresses(v, maddrs)
-                    via = parse_hostpci(v).mapping
-                except PropertyStringError:
-                    continue
-                if (mid is not None and via == mid) or (via is None and addrs == (addr,)):
-                    return {"delete": slot}
-                if addr in addrs:
+            for u in slot_uses(cfg, maps, node, present, self._warn, f"VM {vmid}"):
+                if (mid is not None and u.mapping == mid) or (
+                    u.mapping is None and u.exact == (addr,)
+                ):
+                    return {"delete": u.slot}
+                if addr in u.exact:
                     raise RefusedError(
-                        f"{slot} of VM {vmid} on {node} now holds {v}; not removing it"
+                        f"{u.slot} of VM {vmid} on {node} now holds {u.value}; not removing it"
                     )
             return None
 
@@ -706,7 +856,7 @@ class ProxmoxBackend:
             self._note_pending(ctx, node, vmid)
 
     def _mapping_now(self, mid: str) -> Mapping[str, Any] | None:
-        for m in self._mappings():
+        for m in self.api.get("/cluster/mapping/pci") or []:
             if m.get("id") == mid:
                 return dict(self.api.get(f"/cluster/mapping/pci/{mid}") or m)
         return None
