@@ -223,3 +223,14 @@ def test_fake_rejects_what_pve_rejects(token_pve: Pve, tmp_path: Path) -> None:
         st["vms"]["101"]["config"]["hostpci0"] = "host=0000:01:11.7"
     with pytest.raises(fakepve_start.StartError, match="no PCI device found"):
         fake.start_vm(101, token_pve.root)
+
+
+def test_crafted_sysfs_values_never_reach_a_property_string(token_pve: Pve) -> None:
+    """Issue 11 item 9: a crafted subsystem_vendor once added description= to a mapping entry."""
+    dev = token_pve.root / f"sys/bus/pci/devices/{VFS[1]}"
+    (dev / "subsystem_vendor").write_text("0x8086,description=pwned\n")
+    r = token_pve("attach", "101", PF, "vf1", "--json")
+    assert r.code == 0, r.err
+    (entry,) = token_pve.mappings()["vf-enp1s0f0-1"]["map"]
+    assert "description" not in entry and "subsystem-id" not in entry
+    assert entry.startswith(f"node=pve1,path={VFS[1]},id=8086:10ed,iommugroup=")

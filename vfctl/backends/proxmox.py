@@ -79,6 +79,13 @@ def resolve_vm(resources: list[Mapping[str, Any]], spec: str) -> Mapping[str, An
     return next(iter(hits.values()))
 
 
+def _unfit(addr: str, exc: Exception) -> HostError:
+    """A value read from sysfs that PVE's format refuses: never written, never escaped."""
+    return HostError(
+        f"VF {addr}: a value read from sysfs does not fit PVE's format ({exc}); nothing written"
+    )
+
+
 def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", text)[:2])
 
@@ -340,7 +347,10 @@ class ProxmoxBackend:
                 f"VM {vmid} on {self.node} has no free hostpci slot "
                 f"(hostpci0..hostpci{len(SLOTS) - 1} all used)"
             )
-        value = format_hostpci(h)
+        try:
+            value = format_hostpci(h)
+        except PropertyStringError as exc:
+            raise _unfit(addr, exc) from None
         p = {"node": self.node, "vmid": vmid, "address": addr, "mapping": h.mapping}
         undo = self._action(
             "proxmox.hostpci_remove",
@@ -523,6 +533,10 @@ class ProxmoxBackend:
         entry = self._complete(
             MapEntry(node=self.node, path=(vf.address,), id=vid, iommugroup=vf.iommu_group)
         )
+        try:
+            format_map_entry(entry)
+        except PropertyStringError as exc:
+            raise _unfit(vf.address, exc) from None
         # a VF this run creates: sysfs cannot tell yet, the op reads it when it writes
         fill = vf.address if entry.iommugroup is None or entry.subsystem_id is None else None
         later = " (iommugroup/subsystem-id read at execution)" if fill else ""
