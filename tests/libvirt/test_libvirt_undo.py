@@ -45,3 +45,18 @@ def test_undo_refused_after_the_domain_changed(
     r = sim.run("undo", done["history_id"], "--json")
     assert r.returncode == 4, r.stderr
     assert "attached_to" in r.stderr and dom.XMLDesc(INACTIVE) == xml
+
+
+def test_metrics_name_the_domain_holding_a_vf(
+    sim: SimHost,  # noqa: F811
+    make_domain: Callable[..., Any],
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    dom = make_domain()
+    sim.json("attach", dom.name(), sim.pf, "vf0")
+    r = sim.run("metrics")
+    assert r.returncode == 0, r.stderr
+    fams = {f.name: f for f in text_string_to_metric_families(r.stdout)}
+    vms = {s.labels["address"]: s.labels["vm"] for s in fams["vfctl_vf_info"].samples}
+    assert vms[sim.vfs[0]] == f"libvirt:{dom.name()}" and vms[sim.vfs[1]] == ""
