@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 DEMO  := demo-host
 
-.PHONY: demo test test-fast bench crash-matrix lint deps venv venv-dev lab-deps clean
+.PHONY: demo test test-fast bench crash-matrix lint deps venv venv-dev lab-deps clean deb deb-test
 
 demo: venv
 	@scripts/demo.sh $(DEMO)
@@ -39,8 +39,16 @@ crash-matrix: venv-dev
 		$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/host/test_crash_matrix.py
 	@awk '{n[$$3]++} END {for (w in n) printf "%s: %d\n", w, n[w]}' .crash-matrix.log
 
+# vfctl_<version>_amd64.deb for this machine's Debian suite, in dist/ (docs/packaging.md)
+deb: deps
+	@scripts/deb.sh build
+
+# build + install + run in clean bookworm and trixie chroots (also part of `make test`)
+deb-test: deps
+	@scripts/deb.sh test bookworm && scripts/deb.sh test trixie
+
 bench: venv-dev
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf build *.egg-info $(DEMO) .bench
+	rm -rf build *.egg-info $(DEMO) .bench dist

@@ -958,6 +958,11 @@ READ_ONLY = {"list", "show", "decode", "doctor", "export", "drift", "metrics", "
 
 
 def main() -> None:
+    if os.environ.get("_VFCTL_COMPLETE") == "words":  # the shell asks (contrib/completion)
+        from vfctl import completion
+
+        completion.run()
+        return
     try:
         if "--json" in sys.argv[1:]:
             _main_json()

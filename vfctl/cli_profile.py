@@ -320,7 +320,7 @@ def persist_enable(
         changes = persist.enable(root, raw, program, check)
         if changes and not check and persist.systemd_running(root):
             _systemctl("daemon-reload")
-        _persist_result(changes, check, json_, {"unit": f"/{persist.UNIT_PATH}"})
+        _persist_result(changes, check, json_, {"unit": persist.status(root)["unit"]})
 
     guarded(json_, True, go)
 

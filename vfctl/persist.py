@@ -18,6 +18,8 @@ UNIT = "vfctl.service"
 PROFILE_DIR = "etc/vfctl"
 PROFILE = f"{PROFILE_DIR}/profile.yaml"
 UNIT_PATH = f"etc/systemd/system/{UNIT}"
+# the Debian package ships the unit here; persist enable only links it (as systemctl enable)
+PACKAGED_UNIT_PATH = f"usr/lib/systemd/system/{UNIT}"
 WANTS_PATH = f"etc/systemd/system/multi-user.target.wants/{UNIT}"
 
 # Guests must find their VFs: libvirt starts autostart domains when its daemon starts,
@@ -67,7 +69,7 @@ def unit_text(exe: str, root_profile: str = f"/{PROFILE}") -> str:
     """The unit: after udev has bound the PF drivers, before networking and guests."""
     cmd = " ".join(systemd_quote(w) for w in boot_command(exe, root_profile))
     return f"""\
-# Installed by `vfctl persist enable`; remove with `vfctl persist disable`.
+# Enabled by `vfctl persist enable`; disabled by `vfctl persist disable`.
 [Unit]
 Description=Apply the SR-IOV profile {root_profile} (vfctl)
 Documentation=man:systemd.service(5)
@@ -145,7 +147,12 @@ def enable(root: Path, profile_text: str, exe: str, check: bool = False) -> list
     """Install profile + unit and enable it (the wants link). Idempotent."""
     changes: list[Change] = []
     unit = unit_text(exe)
-    for rel, text in ((PROFILE, profile_text), (UNIT_PATH, unit)):
+    packaged = root / PACKAGED_UNIT_PATH
+    use_packaged = packaged.is_file() and packaged.read_text(encoding="utf-8") == unit
+    files = [(PROFILE, profile_text)] + ([] if use_packaged else [(UNIT_PATH, unit)])
+    if use_packaged:  # a copy in /etc would shadow the package's unit and its updates
+        changes += disable_unit_copy(root, check)
+    for rel, text in files:
         cur = root / rel
         _inside(root, cur.parent)
         same = cur.is_file() and not cur.is_symlink() and cur.read_text(encoding="utf-8") == text
@@ -154,7 +161,7 @@ def enable(root: Path, profile_text: str, exe: str, check: bool = False) -> list
             if not check:
                 _write(root, rel, text)
     link = root / WANTS_PATH
-    target = f"/{UNIT_PATH}"
+    target = f"/{PACKAGED_UNIT_PATH if use_packaged else UNIT_PATH}"
     if not (link.is_symlink() and os.readlink(link) == target):
         changes.append(Change(WANTS_PATH, "link"))
         if not check:
@@ -165,8 +172,27 @@ def enable(root: Path, profile_text: str, exe: str, check: bool = False) -> list
     return changes
 
 
+def disable_unit_copy(root: Path, check: bool) -> list[Change]:
+    p = root / UNIT_PATH
+    if not (p.is_symlink() or p.exists()):
+        return []
+    if not check:
+        p.unlink()
+    return [Change(UNIT_PATH, "remove")]
+
+
+def _enabled_target(root: Path) -> str | None:
+    link = root / WANTS_PATH
+    if not link.is_symlink():
+        return None
+    t = os.readlink(link)
+    return t if t in (f"/{UNIT_PATH}", f"/{PACKAGED_UNIT_PATH}") else None
+
+
 def disable(root: Path, check: bool = False) -> list[Change]:
-    """Remove the wants link, the unit and the installed profile. Idempotent."""
+    """Remove the wants link, the unit and the installed profile. Idempotent.
+
+    A packaged unit (/usr/lib/systemd/system) stays: it belongs to the package."""
     changes: list[Change] = []
     for rel in (WANTS_PATH, UNIT_PATH, PROFILE):
         p = root / rel
@@ -180,13 +206,14 @@ def disable(root: Path, check: bool = False) -> list[Change]:
 
 def status(root: Path) -> dict[str, Any]:
     unit = root / UNIT_PATH
-    link = root / WANTS_PATH
+    if not unit.is_file() and (root / PACKAGED_UNIT_PATH).is_file():
+        unit = root / PACKAGED_UNIT_PATH
     prof = root / PROFILE
     return {
-        "unit": "/" + UNIT_PATH,
+        "unit": "/" + str(unit.relative_to(root)),
         "profile": "/" + PROFILE,
         "installed": unit.is_file(),
-        "enabled": link.is_symlink() and os.readlink(link) == f"/{UNIT_PATH}",
+        "enabled": _enabled_target(root) is not None,
         "profile_present": prof.is_file(),
     }
 

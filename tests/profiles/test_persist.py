@@ -84,3 +84,30 @@ def test_installed_profile_applies_like_boot_would(sim: Sim) -> None:
     )
     r = vfctl(root, "apply", "--no-attach", "--json", str(root / persist.PROFILE))
     assert r.code == 0 and r.json()["changed"] is True
+
+
+def test_packaged_unit_is_linked_not_copied(sim: Sim) -> None:
+    """The Debian package ships the unit in /usr/lib; persist enable links that one (as
+    `systemctl enable` would), leaves no shadowing copy in /etc, and disable keeps the file."""
+    root = sim("minimal")
+    packaged = root / persist.PACKAGED_UNIT_PATH
+    packaged.parent.mkdir(parents=True)
+    packaged.write_text(persist.unit_text("/usr/bin/vfctl"))
+    stale = root / persist.UNIT_PATH  # an earlier copy, e.g. from a venv install
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("[Unit]\n")
+    prof = PROFILES / "sim-minimal.yaml"
+    r = vfctl(root, "persist", "enable", "--exec", "/usr/bin/vfctl", "--json", str(prof))
+    assert r.code == 0, r.err
+    assert r.json()["unit"] == "/usr/lib/systemd/system/vfctl.service"
+    link = root / persist.WANTS_PATH
+    assert os.readlink(link) == "/usr/lib/systemd/system/vfctl.service"
+    assert not stale.exists()
+    st = vfctl(root, "persist", "status", "--json").json()
+    assert st["installed"] and st["enabled"] and st["unit"] == "/" + persist.PACKAGED_UNIT_PATH
+    assert vfctl(root, "persist", "disable", "--json").code == 0
+    assert packaged.is_file() and not link.is_symlink()
+    assert not vfctl(root, "persist", "status", "--json").json()["enabled"]
+    # another vfctl (a venv's) gets its own unit: the packaged one would run the wrong binary
+    r = vfctl(root, "persist", "enable", "--exec", VFCTL, "--json", str(prof))
+    assert os.readlink(link) == "/etc/systemd/system/vfctl.service"

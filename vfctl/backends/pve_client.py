@@ -234,13 +234,31 @@ class _Repeated(dict[str, Any]):
                 yield k, v
 
 
+def check_proxmoxer(version: str) -> None:
+    """proxmoxer 1.x (Debian bookworm's 1.2.0) has no ``local`` (pvesh) backend and wants a
+    host for every backend: say what is needed instead of failing inside it."""
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        major = 0
+    if major < 2:
+        raise BackendError(
+            f"proxmoxer {version} is too old: vfctl needs proxmoxer >= 2.0 "
+            "(Debian trixie / PVE 9 ship 2.2; on bookworm / PVE 8 install vfctl with pipx "
+            "and its proxmox extra, see docs/packaging.md)"
+        )
+
+
 class PveApi:
     """get/post/put/delete on API paths; every failure becomes a one-line BackendError."""
 
     def __init__(self, settings: PveSettings, env: Mapping[str, str]) -> None:
         self.settings = settings
         self._secret: str | None = None  # only to scrub it from error text
-        from proxmoxer import ProxmoxAPI  # lazy: `vfctl list` must not need proxmoxer
+        import proxmoxer  # lazy: `vfctl list` must not need proxmoxer
+
+        check_proxmoxer(getattr(proxmoxer, "__version__", "0"))
+        from proxmoxer import ProxmoxAPI
 
         try:
             if settings.mode == "local":

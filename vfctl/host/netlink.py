@@ -240,6 +240,20 @@ def set_vf(host: Host, pf_ifname: str, vf: int, settings: dict[str, Any]) -> Non
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
+    spec = vf_spec(vf, settings)
+    with IPRoute() as ip:
+        idx = ip.link_lookup(ifname=pf_ifname)
+        if not idx:
+            raise OSError(errno.ENODEV, f"no interface {pf_ifname}")
+        try:
+            ip.link("set", index=idx[0], vf=spec)
+        except NetlinkError as e:
+            raise OSError(e.code, os.strerror(e.code)) from None
+
+
+def vf_spec(vf: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """pyroute2's ``vf=`` argument for these settings. Encoded the same by pyroute2 0.7.2
+    (bookworm) through 0.9 (tests/deb check the bytes against the kernel's structs)."""
     spec: dict[str, Any] = {"vf": vf}
     if "mac" in settings:
         spec["mac"] = settings["mac"]
@@ -262,14 +276,7 @@ def set_vf(host: Host, pf_ifname: str, vf: int, settings: dict[str, Any]) -> Non
         }
     if "query_rss" in settings:
         spec["rss_query_en"] = int(bool(settings["query_rss"]))
-    with IPRoute() as ip:
-        idx = ip.link_lookup(ifname=pf_ifname)
-        if not idx:
-            raise OSError(errno.ENODEV, f"no interface {pf_ifname}")
-        try:
-            ip.link("set", index=idx[0], vf=spec)
-        except NetlinkError as e:
-            raise OSError(e.code, os.strerror(e.code)) from None
+    return spec
 
 
 def _settings(d: dict[str, Any]) -> VFSettings:
