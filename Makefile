@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 DEMO  := demo-host
 
-.PHONY: demo test test-fast bench crash-matrix lint deps venv venv-dev lab-deps clean deb deb-test
+.PHONY: demo test test-fast bench crash-matrix lint deps venv venv-dev lab-deps clean deb deb-test collection
 
 demo: venv
 	@scripts/demo.sh $(DEMO)
@@ -44,6 +44,10 @@ deb: deps
 	@scripts/deb.sh build
 
 # build + install + run in clean bookworm and trixie chroots (also part of `make test`)
+# the Ansible collection vfctl.sriov (contrib/ansible) -> dist/vfctl-sriov-<version>.tar.gz
+collection: venv-dev
+	@mkdir -p dist && $(VENV)/bin/ansible-galaxy collection build --force contrib/ansible --output-path dist
+
 deb-test: deps
 	@scripts/deb.sh test bookworm && scripts/deb.sh test trixie
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: vfctl_apply
 short_description: Apply a vfctl SR-IOV profile on the managed host
+version_added: "0.1.0"
+author:
+  - vfctl maintainers
 description:
   - Runs C(vfctl apply --json PROFILE) on the target, with C(--check) in check mode and
     C(--diff) in diff mode, and maps vfctl's JSON envelope to changed/failed/msg/diff.
@@ -36,23 +39,58 @@ options:
     description: Seconds to wait for the host lock.
     type: float
     default: 60
+notes:
+  - Supports check mode (vfctl --check, nothing changes and C(changed) says whether it would) and
+    diff mode (the host's SR-IOV state before and after, as profile YAML).
+  - Exit codes and the JSON envelope are vfctl's contract (docs/json.md in vfctl).
+requirements:
+  - vfctl on the target (Debian package or pipx)
 """
 
 EXAMPLES = r"""
 - name: SR-IOV state of this host
-  vfctl_apply:
+  vfctl.sriov.vfctl_apply:
     profile: /etc/vfctl/profile.yaml
+
+- name: An inline profile, host part only (no VM attachments), Proxmox backend
+  vfctl.sriov.vfctl_apply:
+    content: |
+      version: 1
+      pfs:
+        - match: {netdev: enp1s0f0}
+          total-vfs: 4
+          vfs:
+            - {id: "0-3", driver: vfio-pci, mac-address: auto}
+    attach: false
+    backend: proxmox
 """
 
 RETURN = r"""
 actions:
-  description: The actions vfctl did (or, in check mode, would do).
+  description: The actions vfctl did (or, in check mode, would do), each op, target, detail.
   returned: always
   type: list
+  elements: dict
+  sample: [{"op": "sriov.numvfs", "target": "0000:01:00.0 sriov_numvfs", "detail": "0 -> 4"}]
+rolled_back:
+  description: The actions undone after a failure.
+  returned: always
+  type: list
+  elements: dict
 warnings_vfctl:
-  description: vfctl's warnings.
+  description: vfctl's warnings (each is also an Ansible warning).
   returned: always
   type: list
+  elements: str
+errors:
+  description: A bad profile's located problems (file, line, column, path, message).
+  returned: when the profile is invalid
+  type: list
+  elements: dict
+rc:
+  description: vfctl's exit code (0 ok, 2 invalid, 3 not found, 4 refused, 5 host, 6 backend, 7 lock).
+  returned: always
+  type: int
 """
 
 import json  # noqa: E402  (Ansible modules put their docs first)
