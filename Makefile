@@ -43,11 +43,11 @@ crash-matrix: venv-dev
 deb: deps
 	@scripts/deb.sh build
 
-# build + install + run in clean bookworm and trixie chroots (also part of `make test`)
 # the Ansible collection vfctl.sriov (contrib/ansible) -> dist/vfctl-sriov-<version>.tar.gz
 collection: venv-dev
 	@mkdir -p dist && $(VENV)/bin/ansible-galaxy collection build --force contrib/ansible --output-path dist
 
+# build + install + run in clean bookworm and trixie chroots (also part of `make test`)
 deb-test: deps
 	@scripts/deb.sh test bookworm && scripts/deb.sh test trixie
 
