@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from needs import missing
 
 from vfctl import completion, manpage
 from vfctl.cli import app
@@ -111,3 +112,56 @@ def test_bash_script_offers_what_vfctl_says(host: str) -> None:
     assert run("vfctl en") == ["enable"]
     assert "enp1s0f0" in run(f"vfctl --root {host} show enp")
     assert run(f"vfctl --root {host} set enp1s0f0 vf") == ["vf0", "vf1", "vf2"]
+
+
+def _shell(name: str) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        missing(f"{name} is missing (deps/apt-deb.txt)", "VFCTL_DEB")
+    return exe
+
+
+def _env() -> dict[str, str]:
+    import os
+    import sys
+
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+
+
+def test_fish_script(host: str) -> None:
+    fish = REPO / "contrib/completion/vfctl.fish"
+
+    def run(line: str) -> list[str]:
+        r = subprocess.run(
+            [_shell("fish"), "-c", f"source {fish}; complete -C '{line}'"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+        )
+        return r.stdout.split()
+
+    assert run("vfctl en") == ["enable"]
+    assert run(f"vfctl --root {host} show enp2") == ["enp2s0f0", "enp2s0f1"]
+    assert run(f"vfctl --root {host} set enp1s0f0 v") == ["vf0", "vf1", "vf2"]
+
+
+def test_zsh_script(host: str) -> None:
+    """zsh's compadd/_files stand-ins print what the script offers (no terminal needed)."""
+    stubs = "compadd() { [[ $1 == -a ]] && print -l -- ${(P)2}; }; _files() { print FILES; };"
+
+    def run(*words: str) -> list[str]:
+        script = f"{stubs} words=({' '.join(repr(w) for w in words)}); CURRENT={len(words)};"
+        script += f" source {REPO / 'contrib/completion/_vfctl'}"
+        r = subprocess.run(
+            [_shell("zsh"), "-f", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(),
+        )
+        return r.stdout.split()
+
+    assert run("vfctl", "en") == ["enable"]
+    assert run("vfctl", "--root", host, "set", "enp1s0f0", "v") == ["vf0", "vf1", "vf2"]
+    assert run("vfctl", "apply", "") == ["FILES"]
