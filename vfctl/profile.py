@@ -652,11 +652,15 @@ def loads(text: str, file: str = "<profile>") -> Profile:
 
 def read(path: str) -> str:
     """A profile's text from a file or ``-`` (stdin): bounded, never truncated, never blocking."""
+    from vfctl.host.files import FileRefused
+
     name = "<stdin>" if path == "-" else path
     try:
         return profile_yaml.read_profile(path)
     except profile_yaml.YamlRefused as e:
         raise ProfileInvalid([Problem(name, *e.loc, "", e.message)]) from None
+    except FileRefused as e:  # exists but refused: located like every other profile problem
+        raise ProfileInvalid([Problem(name, 1, 1, "", e.reason)]) from None
 
 
 def load(path: str, stdin_text: str | None = None) -> Profile:

@@ -15,8 +15,6 @@ from typing import IO, Any
 
 import yaml
 
-from vfctl.errors import UsageError
-
 MAX_BYTES = 1 << 20  # a profile for every VF of a large host is a few KB
 MAX_DEPTH = 32  # the schema nests 5 levels (pfs[].vfs[].attach.vm)
 MAX_INT_DIGITS = 20  # above every integer a profile holds (VF ids, rates, VM ids)
@@ -166,7 +164,9 @@ def read_profile(path: str, stdin: IO[bytes] | None = None) -> str:
         src = stdin if stdin is not None else sys.stdin.buffer
         data = src.read(MAX_BYTES + 1)
         if len(data) > MAX_BYTES:
-            raise UsageError(f"<stdin>: profile larger than {MAX_BYTES >> 10} KiB: refused")
+            from vfctl.host.files import FileRefused
+
+            raise FileRefused("<stdin>", f"profile larger than {MAX_BYTES >> 10} KiB: refused")
         return _text(data, "<stdin>")
     from vfctl.host.files import read_regular
 

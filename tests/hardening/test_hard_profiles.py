@@ -81,13 +81,13 @@ def test_oversize_file_refused_not_truncated(tmp_path: Path) -> None:
     f.write_bytes(oversize())
     r = vfctl("--backend", "none", "apply", "--check", str(f), root=tmp_path)
     assert r.code == 2, r.err
-    assert "larger than 1024 KiB" in r.err
+    assert f"{f}:1:1: profile larger than 1024 KiB" in r.err
 
 
 def test_oversize_stdin_refused_not_truncated(tmp_path: Path) -> None:
     r = vfctl("--backend", "none", "apply", "--check", "-", stdin=oversize(), root=tmp_path)
     assert r.code == 2, r.err
-    assert "<stdin>" in r.err and "larger than 1024 KiB" in r.err
+    assert "<stdin>:1:1: profile larger than 1024 KiB" in r.err
 
 
 def test_many_ranges_checked_without_expanding(tmp_path: Path) -> None:

@@ -28,6 +28,14 @@ def read_attr(path: str, limit: int = MAX_ATTR) -> bytes:
         os.close(fd)
 
 
+class FileRefused(UsageError):
+    """A file that exists but is refused (type, size, read error): ``reason`` without the path."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
 def read_regular(path: str, limit: int, what: str, missing: type[VfctlError] = UsageError) -> bytes:
     """A whole regular file of at most ``limit`` bytes, never cut: bigger ones are refused (exit 2).
 
@@ -38,26 +46,26 @@ def read_regular(path: str, limit: int, what: str, missing: type[VfctlError] = U
     except FileNotFoundError:
         raise missing(f"{path}: no such {what}") from None
     except OSError as e:
-        raise UsageError(f"{path}: cannot open: {os.strerror(e.errno or 0)}") from None
+        raise FileRefused(path, f"cannot open: {os.strerror(e.errno or 0)}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{path}: not a regular file")
+            raise FileRefused(path, "not a regular file")
         if st.st_size > limit:
-            raise UsageError(f"{path}: {what} larger than {limit >> 10} KiB: refused")
+            raise FileRefused(path, f"{what} larger than {limit >> 10} KiB: refused")
         chunks: list[bytes] = []
         size = 0
         while True:
             try:
                 b = os.read(fd, min(1 << 16, limit + 1 - size))
             except OSError as e:
-                raise UsageError(f"{path}: cannot read: {os.strerror(e.errno or 0)}") from None
+                raise FileRefused(path, f"cannot read: {os.strerror(e.errno or 0)}") from None
             if not b:
                 break
             chunks.append(b)
             size += len(b)
             if size > limit:  # grew since fstat
-                raise UsageError(f"{path}: {what} larger than {limit >> 10} KiB: refused")
+                raise FileRefused(path, f"{what} larger than {limit >> 10} KiB: refused")
         return b"".join(chunks)
     finally:
         os.close(fd)
