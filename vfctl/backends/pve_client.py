@@ -28,6 +28,10 @@ TOKEN_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9.\-_]{1,63}")
 # PVE token secrets are UUIDs; accept any printable ASCII without spaces, nothing that could end
 # a header line or smuggle a second one.
 SECRET_RE = re.compile(r"[\x21-\x7e]{1,512}")
+# pve-common PVE/JSONSchema.pm, pve_verify_node_name: the node goes into API paths
+NODE_RE = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+# a host name, IPv4 or [IPv6], optional port: nothing that could add a path, query or userinfo
+HOST_RE = re.compile(r"([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?")
 MAX_TOKEN_FILE = 4096
 
 
@@ -114,10 +118,20 @@ def settings_from_env(
     euid: int | None = None,
 ) -> PveSettings:
     """Token/https when ``VFCTL_PVE_HOST`` is set, else ``pvesh`` as root on this node."""
-    node = node or env.get("VFCTL_PVE_NODE") or local_node_name()
+    given = node or env.get("VFCTL_PVE_NODE")
+    node = given or local_node_name()  # a PVE node's own hostname is a valid node name
+    if given is not None and NODE_RE.fullmatch(given) is None:
+        raise UsageError(
+            f"invalid Proxmox node name {node[:70]!r} (--pve-node/VFCTL_PVE_NODE): "
+            "letters, digits and '-', as PVE's pve-node format"
+        )
     timeout = _timeout(env)
     host = env.get("VFCTL_PVE_HOST")
     if host:
+        if HOST_RE.fullmatch(host) is None:
+            raise UsageError(
+                f"invalid VFCTL_PVE_HOST {host[:70]!r}: host, IPv4 or [IPv6], optional :port"
+            )
         user, tname = env.get("VFCTL_PVE_USER"), env.get("VFCTL_PVE_TOKEN_NAME")
         if not user or not tname:
             raise UsageError(
