@@ -86,7 +86,8 @@ def test_persist_exec_quoted_for_systemd(tmp_path: Path, exe: str) -> None:
     words = line.removeprefix("ExecStart=")
     # systemd: "..." with C escapes for \\ and \", then %% -> % and $$ -> $ (systemd.service(5))
     parsed = [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(words)]
-    assert parsed == [exe, "apply", "--no-attach", "--wait", "120", "/etc/vfctl/profile.yaml"]
+    assert parsed == list(persist.boot_command(exe, "/etc/vfctl/profile.yaml"))
+    assert parsed[0] == exe
     assert "'\"'\"'" not in words  # shell quoting is not systemd's
     assert "%" not in exe or "%%" in words
     assert "$" not in exe or "$$" in words
