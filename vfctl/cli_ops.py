@@ -349,10 +349,19 @@ def metrics_cmd(
         stats = {p.netdev: netlink.vf_stats(h, p.netdev) for p in m.pfs if p.netdev and p.num_vfs}
         chosen = list(profiles or [])
         persisted = h.path("etc/vfctl/profile.yaml")
-        if not chosen and os.path.isfile(persisted):
-            chosen = [str(persisted)]
-        drift = {p: _drift_entries(h, m, p) for p in chosen}
-        runs = [r for r in history.read(h) if not r.get("confirms")]
+        drift: dict[str, Any] = {p: _drift_entries(h, m, p) for p in chosen}
+        if not profiles and os.path.isfile(persisted):
+            drift = {}  # the implicit profile: a broken one costs its drift, not the metrics
+            try:
+                drift[str(persisted)] = _drift_entries(h, m, str(persisted))
+            except VfctlError as e:
+                print(f"vfctl: warning: drift of {persisted}: {e.message}", file=sys.stderr)
+                drift[str(persisted)] = None
+        try:
+            runs = [r for r in history.read(h) if not r.get("confirms")]
+        except VfctlError as e:
+            print(f"vfctl: warning: history: {e.message}", file=sys.stderr)
+            runs = []
         fams = metrics.families(m, stats, pools(m), drift, runs[-1] if runs else None)
         text = metrics.render(fams)
         if textfile is None:

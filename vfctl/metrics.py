@@ -81,10 +81,11 @@ def families(
     m: HostModel,
     stats: Mapping[str, Sequence[Mapping[str, int] | None]],
     pools: Mapping[str, str] | None = None,
-    drift: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    drift: Mapping[str, Sequence[Mapping[str, Any]] | None] | None = None,
     last_run: Mapping[str, Any] | None = None,
 ) -> list[Family]:
-    """All families: ``stats`` is per PF netdev, indexed by VF; ``drift`` per profile path."""
+    """All families: ``stats`` is per PF netdev, indexed by VF; ``drift`` per profile path
+    (None: the profile could not be compared)."""
     vfs = Family("vfctl_pf_vfs", "gauge", "VFs enabled on the PF (sriov_numvfs).")
     vmax = Family("vfctl_pf_vfs_max", "gauge", "VFs the PF driver allows (sriov_totalvfs).")
     info = Family("vfctl_vf_info", "gauge", "One per VF: its address, driver, VM and pool.")
@@ -111,7 +112,11 @@ def families(
     if drift is not None:
         d = Family("vfctl_drift", "gauge", "1 when the host differs from the profile at this key.")
         n = Family("vfctl_drift_keys", "gauge", "Profile keys that differ from the host.")
+        bad = Family("vfctl_drift_error", "gauge", "1 when the profile could not be compared.")
         for profile, entries in drift.items():
+            bad.add({"profile": profile}, int(entries is None))
+            if entries is None:
+                continue
             for e in entries:
                 vf = "" if e["vf"] is None else e["vf"]
                 d.add(
@@ -119,7 +124,7 @@ def families(
                     int(e["drifted"]),
                 )
             n.add({"profile": profile}, sum(1 for e in entries if e["drifted"]))
-        out += [d, n]
+        out += [d, n, bad]
     if last_run is not None:
         ts = Family(
             "vfctl_last_run_timestamp_seconds", "gauge", "When the last mutating run started."

@@ -128,3 +128,21 @@ def test_textfile_is_written_atomically_and_safely(host: SimHost, tmp_path: Path
     link.symlink_to(out)
     assert host("metrics", "--textfile", str(link)).code == 2
     assert host("metrics", "--textfile", str(tmp_path / "missing")).code == 2
+
+
+def test_a_broken_persisted_profile_or_history_costs_only_its_part(host: SimHost) -> None:
+    pf = pf_by_driver(host, "igb")["netdev"]
+    assert host("enable", pf, "1").code == 0
+    persisted = host.root / "etc/vfctl/profile.yaml"
+    persisted.parent.mkdir(parents=True, exist_ok=True)
+    persisted.write_text("version: 1\npfs:\n  - match: {netdev: nosuch0}\n    total-vfs: 1\n")
+    hist = host.root / "var/lib/vfctl/history.jsonl"
+    hist.unlink()
+    hist.symlink_to("/etc/passwd")
+    r = host("metrics")
+    assert r.code == 0, r.err
+    assert "drift of" in r.err and "symlink" in r.err
+    fams = parse(r.out)
+    assert fams["vfctl_drift_error"][1] == [("vfctl_drift_error", {"profile": str(persisted)}, 1)]
+    assert "vfctl_last_run_success" not in fams and fams["vfctl_pf_vfs"][1]
+    assert host("metrics", "--profile", str(persisted)).code == 2  # asked for: an error
