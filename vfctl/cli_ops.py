@@ -241,6 +241,9 @@ def confirm_cmd(
     from vfctl.host.lock import host_lock
 
     def go() -> None:
+        from vfctl.inputs import seconds
+
+        seconds(wait, "--wait")  # nan/inf would wait for the lock forever
         h = host()
         if expire is not None:  # the reverter: wait, then revert if still pending
             if not confirm.wait_for_deadline(h, expire):

@@ -68,6 +68,15 @@ def test_waits_are_finite_and_non_negative(simroot: Path, opt: str, value: str) 
     assert not dev(simroot, IGB, "virtfn0").exists()
 
 
+@pytest.mark.parametrize(
+    "args", [("recover",), ("confirm",), ("disable", "enp2s0f0"), ("bind", "enp2s0f0", "vf0")]
+)
+def test_wait_checked_by_every_locking_command(simroot: Path, args: tuple[str, ...]) -> None:
+    r = cli(simroot, "--backend", "none", *args, "--wait", "nan")
+    assert r.code == 2, r.err
+    assert "invalid --wait" in r.err
+
+
 # ---------------------------------------------------------------- item 12: garbage counts
 
 
