@@ -5,16 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_pve_cli import (  # noqa: F401  (fixtures, shared with the attach/detach tests)
-    PF,
-    VF1,
-    Pve,
-    _pve_template,
-    pve,
-    root_pve,
-    simroot,
-    token_pve,
-)
+from pvecli import PF, Pve
+
+VF1 = "0000:01:10.2"  # VF 1 of the 82599 in the default preset: offset 128, stride 2
 
 
 def cluster(p: Pve) -> dict[str, Any]:
@@ -33,7 +26,7 @@ def host_state(p: Pve) -> dict[str, Any]:
     }
 
 
-def test_undo_attach_and_detach(pve: Pve) -> None:  # noqa: F811
+def test_undo_attach_and_detach(pve: Pve) -> None:
     before = (cluster(pve), host_state(pve))
     r = pve("attach", "101", PF, "vf1", "--json")
     assert r.code == 0, r.err
@@ -55,7 +48,7 @@ def test_undo_attach_and_detach(pve: Pve) -> None:  # noqa: F811
     assert pve.hostpci(101) == {"hostpci0": pve.expected_value(VF1, "vf-enp1s0f0-1")}
 
 
-def test_undo_refused_when_the_vm_changed_since(token_pve: Pve) -> None:  # noqa: F811
+def test_undo_refused_when_the_vm_changed_since(token_pve: Pve) -> None:
     r = token_pve("attach", "101", PF, "vf1", "--json")
     assert r.code == 0, r.err
     assert token_pve("detach", "101", PF, "vf1").code == 0
