@@ -7,6 +7,7 @@ with the Python oracle; the sanitizers abort the process on memory or UB errors.
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
 import struct
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pcitools import CORPUS, corpus_bytes
+from pcitools import CORPUS, corpus_bytes, repeated_caps
 
 from vfctl.pci import configspace as py
 
@@ -30,6 +31,7 @@ def main() -> int:
     blobs: list[bytes] = []
     for base in corpus:
         blobs += [base[:64], base[:256], base]
+    blobs += [repeated_caps(s, e) for s in (0, 1, 4) for e in (1, 13, 14)]  # > 16 errors
     for i in range(cases):
         kind = i % 3
         if kind == 0:
@@ -61,6 +63,9 @@ def main() -> int:
         p.write_bytes(b)
         paths.append(str(p))
     paths.append(str(work / "missing"))
+    fifo = work / "fifo.config"
+    os.mkfifo(fifo)  # O_NONBLOCK open, then refused as not a regular file
+    paths += [str(fifo), str(work)]
     if ext.parse_files(paths) != py.parse_files_python(paths):
         bad += 1
     print(f"asan-driver: {len(blobs)} cases, {bad} mismatches")

@@ -16,36 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pcitools import put16, put32
+from pcitools import repeated_caps
 
 from vfctl.pci import configspace as py
 
 pytestmark = pytest.mark.usefixtures("c_ext")
-
-SRIOV_ID, PCIE_ID = 0x0010, 0x10
-
-
-def repeated_caps(std: int, ext: int) -> bytes:
-    """A config space whose standard chain holds ``std`` PCI Express capabilities and whose
-    extended chain holds ``ext`` SR-IOV capabilities that each overrun their space (one error
-    each; each is decoded again because none succeeded); both chains end in a loop."""
-    assert 0 <= std <= 14 and 1 <= ext <= 14
-    b = bytearray(4096)
-    put16(b, 0x00, 0x8086)
-    put16(b, 0x02, 0x10FB)
-    put16(b, 0x06, 0x0010)  # status: capability list
-    ptrs = [0x100 - 4 * i for i in range(std, 0, -1)] + [0x40]
-    b[0x34] = ptrs[0]
-    for pos, nxt in zip(ptrs, [*ptrs[1:], ptrs[0]], strict=True):
-        b[pos], b[pos + 1] = PCIE_ID, nxt
-        if pos + 3 < 0x100:
-            put16(b, pos + 2, 0x0002)  # PCIe capability version 2, endpoint
-    first = 0x1000 - 4 * ext
-    put32(b, 0x100, 0x0001 | 1 << 16 | first << 20)  # AER, then the SR-IOV copies
-    for pos in range(first, 0x1000, 4):
-        nxt = pos + 4 if pos + 4 < 0x1000 else first
-        put32(b, pos, SRIOV_ID | 1 << 16 | nxt << 20)
-    return bytes(b)
 
 
 def c_parse(data: bytes) -> dict[str, Any]:
