@@ -47,6 +47,23 @@ for _ in $(seq 50); do [ "$(cat /sys/class/net/$ND/carrier 2>/dev/null)" = 1 ] &
 cat /sys/class/net/$ND/carrier > $O/carrier
 step max_up vfctl set $ND vf1 --max-tx-rate 100 --json
 step show_up vfctl show $ND --json
+python -c "$RTNL_DIFF" > $O/rtnl.json 2> $O/rtnl.err
+"""
+
+# vfctl's raw RTM_GETLINK decoder (vfctl/host/rtnl.py) against pyroute2 on the real kernel's
+# answer, every link, with and without stats (the kernel then also sends IFLA_VF_STATS)
+RTNL_DIFF = r"""
+import json
+from pyroute2 import IPRoute
+from vfctl.host import netlink, rtnl
+out = {}
+for mask in (1, 9):
+    mine = {k: [s.to_json() for s in v] for k, v in rtnl.dump_vf_info(mask).items()}
+    with IPRoute() as ip:
+        ref = {m.get_attr("IFLA_IFNAME"): [s.to_json() for s in netlink._vf_list(m)]
+               for m in ip.get_links(ext_mask=mask)}
+    out[mask] = {"mine": mine, "ref": ref}
+print(json.dumps(out))
 """
 
 # What igb answers, as iproute2 reports it, and the words vfctl uses for that errno.
@@ -61,7 +78,7 @@ IGB_REFUSALS = {
 @pytest.fixture(scope="module")
 def run(lab: Lab) -> dict[str, Any]:
     script = SCRIPT.replace("__SHARE__", GUEST_SHARE).replace("__MAC__", MAC)
-    lab.run(script, timeout=600, check=True, retry_on_hang=True)
+    lab.run(script, timeout=600, check=True, retry_on_hang=True, env={"RTNL_DIFF": RTNL_DIFF})
     return {"dir": lab.share / "n", "nd": (lab.share / "n" / "nd").read_text().strip()}
 
 
@@ -162,3 +179,12 @@ def test_max_tx_rate_once_the_pf_has_carrier(run: dict[str, Any]) -> None:
     assert rc(run, "max_up") == 0, rd(run, "max_up.err")
     assert ip_vfs(rd(run, "max_up.ip"))[1]["max_tx_rate"] == 100
     assert shown(run, "show_up", 1)["max_tx_rate"] == 100
+
+
+def test_raw_dump_decoder_equals_pyroute2_on_the_kernel(run: dict[str, Any]) -> None:
+    got = json.loads(rd(run, "rtnl.json") or "{}")
+    assert set(got) == {"1", "9"}, rd(run, "rtnl.err")
+    for mask, d in got.items():
+        assert d["mine"] == d["ref"], mask
+        vfs = d["mine"][run["nd"]]
+        assert len(vfs) == 2 and vfs[0]["mac"] == MAC and vfs[0]["vlan"] == 100, vfs

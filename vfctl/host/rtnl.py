@@ -1,0 +1,145 @@
+"""One RTM_GETLINK dump with VF info, over a raw netlink socket: what `list` needs from netlink.
+
+pyroute2 costs more to import (~200 ms of CPU here) than the rest of a `vfctl list` on a real
+host, for one request. This module sends the dump iproute2's `ip link` sends
+(RTM_GETLINK, NLM_F_DUMP, IFLA_EXT_MASK = RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS) and decodes
+only IFLA_IFNAME and IFLA_VFINFO_LIST, into the same VFSettings that netlink._from_vfinfo makes
+from pyroute2's messages (tests/host/test_rtnl.py feeds both the same bytes). Layouts:
+include/uapi/linux/rtnetlink.h, if_link.h (struct ifla_vf_*); the kernel fills them in
+net/core/rtnetlink.c, rtnl_fill_vfinfo(). Writes (set_vf) stay with pyroute2.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import Iterator
+
+from vfctl.model import VFSettings
+
+NETLINK_ROUTE = 0
+RTM_NEWLINK, RTM_GETLINK = 16, 18
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+IFLA_IFNAME, IFLA_VFINFO_LIST, IFLA_EXT_MASK = 3, 22, 29
+IFLA_VF_INFO = 1
+VF_MAC, VF_VLAN, VF_SPOOFCHK, VF_LINK_STATE, VF_RATE, VF_RSS, VF_TRUST, VF_VLAN_LIST = (
+    1, 2, 4, 5, 6, 7, 9, 12,
+)  # fmt: skip
+IFLA_VF_VLAN_INFO = 1
+UNSET = 0xFFFFFFFF  # "the driver does not say" (rtnl_fill_vfinfo() presets these to -1)
+_LINK_STATE = {0: "auto", 1: "enable", 2: "disable"}
+_HDR = struct.Struct("=IHHII")  # nlmsghdr
+_IFI = struct.Struct("=BxHiII")  # ifinfomsg
+
+
+def _attrs(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """(type, payload) of each netlink attribute in data[start:end]; nested flag masked off."""
+    end = len(data) if end is None else end
+    pos = start
+    while pos + 4 <= end:
+        length, kind = struct.unpack_from("=HH", data, pos)
+        if length < 4 or pos + length > end:
+            return
+        yield kind & 0x3FFF, data[pos + 4 : pos + length]
+        pos += (length + 3) & ~3
+
+
+def _u32s(payload: bytes, n: int) -> tuple[int, ...] | None:
+    return struct.unpack_from(f"={n}I", payload) if len(payload) >= 4 * n else None
+
+
+def _flag(v: tuple[int, ...] | None) -> bool | None:
+    return None if v is None or v[1] == UNSET else bool(v[1])
+
+
+def vf_settings(vfinfo: bytes) -> tuple[int, VFSettings] | None:
+    """One IFLA_VF_INFO: (VF index, settings), None without IFLA_VF_MAC (as netlink.py)."""
+    got: dict[int, bytes] = {}
+    for kind, payload in _attrs(vfinfo):
+        got.setdefault(kind, payload)  # the first of each, as pyroute2's get_attr
+    mac_raw = got.get(VF_MAC)
+    if mac_raw is None or len(mac_raw) < 4 + 32:
+        return None
+    vf = struct.unpack_from("=I", mac_raw)[0]
+    mac = ":".join(f"{b:02x}" for b in mac_raw[4:10])
+    vlan = _u32s(got.get(VF_VLAN, b""), 3)
+    proto = "802.1Q"
+    vlist = got.get(VF_VLAN_LIST)
+    if vlist is not None:
+        infos = [p for k, p in _attrs(vlist) if k == IFLA_VF_VLAN_INFO and len(p) >= 14]
+        if infos and struct.unpack_from(">H", infos[0], 12)[0] == 0x88A8:
+            proto = "802.1ad"
+    rate = _u32s(got.get(VF_RATE, b""), 3)
+    link = _u32s(got.get(VF_LINK_STATE, b""), 2)
+    return vf, VFSettings(
+        mac=mac or None,
+        vlan=vlan[1] if vlan else None,
+        qos=vlan[2] if vlan else None,
+        vlan_proto=proto if vlan else None,
+        spoofchk=_flag(_u32s(got.get(VF_SPOOFCHK, b""), 2)),
+        trust=_flag(_u32s(got.get(VF_TRUST, b""), 2)),
+        link_state=_LINK_STATE.get(link[1]) if link else None,
+        min_tx_rate=rate[1] if rate else None,
+        max_tx_rate=rate[2] if rate else None,
+        query_rss=_flag(_u32s(got.get(VF_RSS, b""), 2)),
+    )
+
+
+def link_vfs(msg: bytes) -> tuple[str | None, list[VFSettings]]:
+    """One RTM_NEWLINK body (after nlmsghdr): its name and VF settings by index."""
+    name: str | None = None
+    vfl: bytes | None = None
+    for kind, payload in _attrs(msg, _IFI.size):
+        if kind == IFLA_IFNAME and name is None:
+            name = payload.split(b"\0", 1)[0].decode(errors="surrogateescape")
+        elif kind == IFLA_VFINFO_LIST and vfl is None:
+            vfl = payload
+    out: dict[int, VFSettings] = {}
+    for kind, payload in _attrs(vfl or b""):
+        if kind == IFLA_VF_INFO:
+            s = vf_settings(payload)
+            if s is not None:
+                out[s[0]] = s[1]
+    return name, [out.get(i, VFSettings()) for i in range(max(out) + 1)] if out else []
+
+
+def dump_request(seq: int, ext_mask: int) -> bytes:
+    body = _IFI.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + struct.pack("=HHI", 8, IFLA_EXT_MASK, ext_mask)
+    return _HDR.pack(_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
+def dump_vf_info(ext_mask: int) -> dict[str, list[VFSettings]]:
+    """Every link's VF settings, by name, from one dump; OSError as the kernel answers."""
+    out: dict[str, list[VFSettings]] = {}
+    seq = 1
+    with socket.socket(
+        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
+    ) as s:
+        s.bind((0, 0))
+        s.sendall(dump_request(seq, ext_mask))
+        while True:
+            data, _, flags, _ = s.recvmsg(1 << 20)
+            if flags & socket.MSG_TRUNC:
+                raise OSError(os.strerror(90), "netlink dump message truncated")
+            pos = 0
+            while pos + _HDR.size <= len(data):
+                length, kind, _, mseq, _ = _HDR.unpack_from(data, pos)
+                if length < _HDR.size or pos + length > len(data):
+                    raise OSError("malformed netlink message")
+                body = data[pos + _HDR.size : pos + length]
+                pos += (length + 3) & ~3
+                if mseq != seq:
+                    continue
+                if kind == NLMSG_DONE:
+                    return out
+                if kind == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", body)[0]
+                    if err:
+                        raise OSError(err, os.strerror(err))
+                    return out
+                if kind == RTM_NEWLINK:
+                    name, vfs = link_vfs(body)
+                    if name is not None:
+                        out[name] = vfs
