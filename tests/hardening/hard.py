@@ -11,7 +11,18 @@ from pathlib import Path
 from clirun import Run
 
 MEM_LIMIT = 400 << 20  # address space: the interpreter alone maps ~60 MB here
-CPU_SECONDS = 20  # CPU time, not wall time: a loaded CI machine does not make it flaky
+CPU_SECONDS = 10  # CPU time, not wall time: a loaded CI machine does not make it flaky
+MAX_RSS_KB = 100 << 10  # issue 11: a bad profile costs at most 100 MB
+_RSS = "hard-maxrss-kb="
+# the child reports its own peak RSS at exit (RUSAGE_CHILDREN would mix in every other child)
+_WRAP = (
+    "import atexit, os, resource, sys\n"
+    "atexit.register(lambda: os.write(2, ('\\n" + _RSS + "%d\\n' % "
+    "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).encode()))\n"
+    "sys.argv[0] = 'vfctl'\n"
+    "from vfctl.entry import main\n"
+    "main()\n"
+)
 
 
 def _limits() -> None:
@@ -31,7 +42,7 @@ def vfctl(
     full = {**os.environ, **(env or {})}
     pre = ["--root", str(root)] if root is not None else []
     p = subprocess.run(
-        [sys.executable, "-m", "vfctl", *pre, *args],
+        [sys.executable, "-c", _WRAP, *pre, *args],
         input=stdin if stdin is not None else b"",
         capture_output=True,
         env=full,
@@ -39,7 +50,13 @@ def vfctl(
         timeout=timeout,
         check=False,
     )
-    return Run(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
+    err = p.stderr.decode(errors="replace")
+    head, sep, tail = err.rpartition("\n" + _RSS)
+    if sep:
+        rss = int(tail.strip())
+        err = head
+        assert rss < MAX_RSS_KB, f"peak RSS {rss} KB (limit {MAX_RSS_KB} KB)"
+    return Run(p.returncode, p.stdout.decode(errors="replace"), err)
 
 
 def cli(root: Path, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> Run:
