@@ -500,7 +500,7 @@ def _wait_count(count: Any, total: int, timeout: float, what: str, ctx: Context)
 
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*cols, transient=True, console=_stderr_console()) as bar:
-        task = bar.add_task(what, total=total)
+        task = bar.add_task(render_escape(what), total=total)
 
         def done() -> bool:
             c = count()
@@ -508,6 +508,12 @@ def _wait_count(count: Any, total: int, timeout: float, what: str, ctx: Context)
             return bool(c >= total)
 
         _wait(done, timeout, what, ctx)
+
+
+def render_escape(text: str) -> str:
+    from vfctl import render
+
+    return render.esc(text)
 
 
 def _stderr_console() -> Any:

@@ -153,3 +153,21 @@ def test_persist_temp_file_link_not_followed(tmp_path: Path) -> None:
     assert r.code == 0, r.err
     assert victim.read_text() == "keep\n"
     assert (root / "etc/vfctl/profile.yaml").read_text() == prof.read_text()
+
+
+def test_root_tree_never_reaches_this_machine_kernel(tmp_path: Path) -> None:
+    """modprobe and netlink act on the machine vfctl runs on: a --root tree must not use them."""
+    import errno
+
+    from vfctl.host import netlink
+    from vfctl.host.sysfs import Host
+
+    root = tmp_path / "root"
+    (root / "sys/bus/pci/devices").mkdir(parents=True)
+    h = Host(root)
+    with pytest.raises(OSError) as e:
+        h.modprobe("vfio-pci")
+    assert e.value.errno == errno.EXDEV
+    with pytest.raises(OSError) as e:
+        netlink.set_vf(h, "lo", 0, {"trust": True})
+    assert e.value.errno == errno.EXDEV

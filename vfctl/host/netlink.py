@@ -231,6 +231,10 @@ def set_vf(host: Host, pf_ifname: str, vf: int, settings: dict[str, Any]) -> Non
         return
     import errno
 
+    if str(host.root) != "/":  # netlink reaches this machine's kernel, not the --root tree
+        raise OSError(
+            errno.EXDEV, f"{host.root} is not this machine's root: VF settings go through netlink"
+        )
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 

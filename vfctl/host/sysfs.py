@@ -174,6 +174,8 @@ class Host:
             return
         if self.exists(f"sys/module/{module.replace('-', '_')}"):
             return
+        if self._prefix != "":  # modprobe loads into this machine's kernel, not the tree's
+            raise OSError(errno.EXDEV, f"modprobe {module}: {self.root} is not this machine's root")
         proc = subprocess.run(["modprobe", module], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise OSError(errno.ENOENT, f"modprobe {module}: {proc.stderr.strip()}")
