@@ -151,6 +151,14 @@ def _put(
         cur = [v for v in p.vfs if view is not None and v.address in view.members]
         if view is not None:
             pools.check_same_pf(view, m, p)
+        if pl.name == "libvirt" and p.netdev and verb in ("create", "add"):
+            from vfctl.host import netlink
+
+            if not netlink.link_info(h, p.netdev).up:
+                pl.warnings.append(
+                    f"{p.netdev} is down: libvirt refuses to start a domain on this pool until "
+                    "the PF is up (it programs the VF through the PF)"
+                )
         sel = [] if vfs is None else pools.select(p, parse_vf_selector(vfs, p))
         s = view.settings if view is not None else pools.PoolSettings()
         if verb == "create":

@@ -101,8 +101,10 @@ def guest_died(e: BaseException) -> bool:
     (repeated RCU stalls), and QEMU 10 aborting in iotlb_to_section() during nested vfio.
     """
     text = str(e)
-    return isinstance(e, LabError) and not isinstance(e, LabTimeout) and any(
-        w in text for w in ("no answer from the guest", "vCPU stalled", "QEMU exited")
+    return (
+        isinstance(e, LabError)
+        and not isinstance(e, LabTimeout)
+        and any(w in text for w in ("no answer from the guest", "vCPU stalled", "QEMU exited"))
     )
 
 

@@ -134,6 +134,7 @@ def test_a_hung_guest_is_rebooted_once_for_a_self_contained_command(
     calls.clear()
     with pytest.raises(LabError):
         lab.run("true")
+
     # a command that merely timed out inside a live guest is not a hang
     def timed_out(*_a: object, **_k: object) -> Result:
         raise LabTimeout("command timed out", Result("", "", 124, 60.0))

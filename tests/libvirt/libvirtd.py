@@ -195,14 +195,17 @@ class Libvirtd:
                 raise LibvirtdError(
                     f"libvirtd exited with {self.proc.returncode}: {self.log_tail()}"
                 )
-            r = subprocess.run(
-                ["virsh", "-q", "-c", self.uri, "version"],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-            if r.returncode == 0:
-                return
+            try:  # a loaded machine (the lab's nested TCG) may take long: ask until the deadline
+                r = subprocess.run(
+                    ["virsh", "-q", "-c", self.uri, "version"],
+                    capture_output=True,
+                    timeout=max(1.0, min(30.0, deadline - time.monotonic())),
+                    check=False,
+                )
+                if r.returncode == 0:
+                    return
+            except subprocess.TimeoutExpired:
+                pass
             if time.monotonic() > deadline:
                 self.stop()
                 raise LibvirtdError(
@@ -405,7 +408,7 @@ def main(argv: list[str]) -> int:
             return 1
     d = Libvirtd(args.dir, args.cache, host_dirs=not args.no_host_dirs)
     try:
-        d.start()
+        d.start(timeout=110.0)  # nested TCG under load (the lab) starts slowly
         print(d.uri, flush=True)
         while True:
             signal.pause()

@@ -28,6 +28,7 @@ from vfctl.backends.libvirt_xml import (
     NetworkInterfaceXml,
     NetworkXml,
     network_interfaces,
+    pci_devices,
 )
 from vfctl.errors import BackendError, NotFoundError, RefusedError, UsageError
 from vfctl.model import PF, VF
@@ -49,6 +50,10 @@ def summary(net: NetworkXml | None) -> dict[str, Any] | None:
         "addresses": [a.pci_address for a in net.addresses],
         "vlan": net.vlan_tag,
     }
+
+
+def _members(net: NetworkXml) -> set[str]:
+    return {a.pci_address for a in net.addresses if a.pci_address}
 
 
 def pool_network(
@@ -89,9 +94,15 @@ class LibvirtPools:
         with _libvirt_errors(f"read network {name}"):
             return net, NetworkXml.from_xml(net.XMLDesc(NET_INACTIVE))
 
-    def _users(self) -> dict[str, set[tuple[str, str]]]:
-        """network -> {(domain, scope)} of every interface drawing from it."""
+    def _users(self, members: Mapping[str, set[str]]) -> dict[str, set[tuple[str, str]]]:
+        """network -> {(domain, scope)} of every interface drawing from it.
+
+        A running domain's live XML shows the VF libvirt handed out as ``<interface
+        type='hostdev'>`` with its PCI address (seen on the lab's real kernel, libvirt 9.0),
+        not always with ``source network=``: a live holder of a member address counts too.
+        """
         out: dict[str, set[tuple[str, str]]] = {}
+        by_addr = {a: n for n, addrs in members.items() for a in addrs}
         with _libvirt_errors("list domains"):
             domains = self.be.conn.listAllDomains(0)
         for dom in domains:
@@ -100,27 +111,31 @@ class LibvirtPools:
                 xml = self.be.scope_xml(dom, scope)
                 for f in network_interfaces(xml) if xml else ():
                     out.setdefault(f.network, set()).add((info.name, scope))
+                for d in pci_devices(xml) if xml and scope == "live" else ():
+                    if d.address in by_addr:
+                        out.setdefault(by_addr[d.address], set()).add((info.name, "live"))
         return out
 
     def views(self) -> list[PoolView]:
         with _libvirt_errors("list networks"):
             nets = self.be.conn.listAllNetworks(0)
-        users = self._users() if nets else {}
-        out = []
+        defs = []
         for n in nets:
             with _libvirt_errors("read network"):
-                x = NetworkXml.from_xml(n.XMLDesc(NET_INACTIVE))
-                active = bool(n.isActive())
-            if x.pool_pf is None or x.forward_mode != "hostdev" or not x.name:
-                continue
+                defs.append((NetworkXml.from_xml(n.XMLDesc(NET_INACTIVE)), bool(n.isActive())))
+        defs = [(x, a) for x, a in defs if x.pool_pf and x.forward_mode == "hostdev" and x.name]
+        users = self._users({str(x.name): _members(x) for x, _a in defs}) if defs else {}
+        out = []
+        for x, active in defs:
+            name = str(x.name)
             out.append(
                 PoolView(
-                    name=x.name,
+                    name=name,
                     backend="libvirt",
                     pf=x.pool_pf,
                     members=tuple(a.pci_address for a in x.addresses if a.pci_address),
                     settings=PoolSettings.decode(x.pool_settings),
-                    vms=tuple(sorted({d for d, _s in users.get(x.name, set())})),
+                    vms=tuple(sorted({d for d, _s in users.get(name, set())})),
                     active=active,
                 )
             )
@@ -185,7 +200,7 @@ class LibvirtPools:
         found = self._mine(name)
         if found is None:
             return []
-        users = self._users().get(name, set())
+        users = self._users({name: _members(found[1])}).get(name, set())
         running = sorted(d for d, sc in users if sc == "live")
         if running:
             raise RefusedError(
