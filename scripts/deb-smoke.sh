@@ -17,6 +17,30 @@ vfctl --root /tmp/h --backend none apply --json "$ex" |
 vfctl --root /tmp/h --backend none apply --json "$ex" |
     python3 -c 'import json,sys; d=json.load(sys.stdin); assert not d["changed"], d' &&
     ok "second apply: nothing to do"
+# every command parses its options under this suite's typer/click (bookworm: typer 0.7.0)
+for page in /usr/share/man/man8/vfctl-*.8.gz; do
+    words=$(basename "$page" .8.gz | cut -d- -f2- | tr - ' ')
+    # shellcheck disable=SC2086
+    vfctl $words --help >/dev/null 2>&1 || { vfctl $words --help; exit 1; }
+done
+ok "--help of every command that has a man page"
+r=/tmp/h
+vfctl --root $r --backend none enable enp2s0f1 2 >/dev/null &&
+    vfctl --root $r --backend none set enp2s0f1 vf1 --mac auto --vlan 7 --trust on --max-tx-rate 100 >/dev/null &&
+    vfctl --root $r --backend none bind enp2s0f1 vf0 >/dev/null &&
+    vfctl --root $r show enp2s0f1 --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+v0, v1 = d["vfs"]
+assert v0["driver"] == "vfio-pci" and (v1["vlan"], v1["trust"], v1["max_tx_rate"]) == (7, True, 100), d
+' && vfctl --root $r --backend none unbind enp2s0f1 vf0 >/dev/null &&
+    vfctl --root $r --backend none disable enp2s0f1 >/dev/null &&
+    ok "enable, set, bind, show, unbind, disable on the simulated host"
+vfctl --root $r export >/tmp/export.yaml && vfctl --root $r --backend none plan /tmp/export.yaml |
+    grep -q "nothing to do" && ok "export | plan: nothing to do"
+vfctl --root $r persist enable --check --json "$ex" | python3 -c 'import json,sys; assert json.load(sys.stdin)["changed"]' &&
+    ok "persist enable --check"
+vfctl --root $r decode /dev/null >/dev/null 2>&1; [ $? -eq 2 ] && ok "bad input: exit 2"
 [ -f /usr/share/vfctl/profiles/schema.json ] && ok "schema shipped"
 man -w vfctl >/dev/null && man -w vfctl-apply >/dev/null && ok "man -w vfctl: $(man -w vfctl)"
 [ -f /usr/lib/systemd/system/vfctl.service ] && [ ! -e /etc/systemd/system/multi-user.target.wants/vfctl.service ] &&

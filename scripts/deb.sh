@@ -112,6 +112,10 @@ build_in_chroot() {
 cmd=${1:-build}
 SUITE=${2:-}
 WORK=${VFCTL_DEB_WORK:-$CACHE/work-${SUITE:-host}}
+if [ -n "$SUITE" ]; then
+    # clones share the cache: one run per suite at a time (the build chroot is reused)
+    mkdir -p "$CACHE" && exec 9>"$CACHE/$SUITE.lock" && flock 9
+fi
 case $cmd in
 build)
     if [ -z "$SUITE" ]; then
