@@ -227,6 +227,25 @@ def test_vf_in_another_domain_refused_force_moves_it(
     assert held(a) == [] and held(b) == [("hostdev", sim.vfs[0])]
 
 
+def test_vf_held_by_a_qemu_no_domain_names_is_refused(
+    sim: SimHost, make_domain: Callable[..., Any]
+) -> None:
+    """Issue 12 §3: the running truth (an open /dev/vfio/N) counts, whatever configs say."""
+    from vfctl.host import sim_vm
+
+    dom = make_domain()
+    assert sim.json("bind", sim.pf, "vf1")["changed"] is True
+    group = sim.vf_json(1)["iommu_group"]
+    pid = sim_vm.start(sim.root, "libvirt", "elsewhere", [group])
+    assert sim.vf_json(1)["held_by"] == {"vm": "elsewhere", "pid": pid, "backend": "libvirt"}
+    r = sim.run("attach", dom.name(), sim.pf, "vf1")
+    assert r.returncode == 4 and "elsewhere" in one_line_error(r.stderr)
+    assert held(dom) == []
+    sim_vm.stop(sim.root, "libvirt", "elsewhere")
+    assert sim.vf_json(1)["held_by"] is None
+    assert sim.json("attach", dom.name(), sim.pf, "vf1")["changed"] is True
+
+
 def test_unknown_vm_is_not_found(sim: SimHost) -> None:
     for verb in ("attach", "detach"):
         r = sim.run(verb, "no-such-vm", sim.pf, "vf0")

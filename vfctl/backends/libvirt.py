@@ -449,6 +449,12 @@ class LibvirtBackend:
         if others and not req.force:
             where = ", ".join(sorted({f"{h.vm} ({h.scope})" for h in others}))
             raise RefusedError(f"{label} is attached to another domain: {where}; --force moves it")
+        hb = req.vf.held_by  # the running truth: a QEMU (of any manager) has its group open
+        if hb is not None and hb.vm != info.name and not others and not req.force:
+            raise RefusedError(
+                f"{label} is held by {hb.describe()}, which no domain here names; "
+                "--force attaches it anyway"
+            )
         pool = pool_members(self.networks(), [req.pf]).get(address)
         if pool is not None and not req.force:
             raise RefusedError(
