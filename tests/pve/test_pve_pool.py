@@ -6,6 +6,7 @@ process; all talk to one fake PVE API over HTTPS with an API token, as Ansible f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -101,6 +102,7 @@ def cluster(fake: FakePve, server: Server, tls: Tls, template: Path, tmp_path: P
     st["vms"] = {
         "101": vm("pve1", "web", machine="q35"),
         "102": vm("pve1", "db", status="running", machine="q35"),
+        "103": vm("pve1", "app", machine="q35"),
         "201": vm("pve2", "far", machine="q35"),
     }
     fake.write(st)
@@ -317,3 +319,31 @@ def test_attach_any_skips_pool_members(cluster: Cluster) -> None:
     cluster.json("pve1", "attach", "101", PF, "vf3")
     r = cluster.run("pve1", "attach", "101", PF, "any")
     assert r.returncode == 4 and "no free VF" in r.stderr and "in a pool" in r.stderr
+
+
+def test_started_vms_take_the_first_free_entry_and_hold_it(cluster: Cluster) -> None:
+    """The fake starts VMs as qemu-server does (first free entry, reservations, /dev/vfio)."""
+    vfs = vf_addrs(cluster, "pve1")
+    root = cluster.roots["pve1"]
+    cluster.json("pve1", "pool", "create", "tenant", PF, "vf0-1")
+    cluster.json("pve1", "attach", "101", "--pool", "tenant")
+    cluster.json("pve1", "attach", "103", "--pool", "tenant")
+    try:
+        cluster.fake.start_vm(101, root)
+        members = cluster.json("pve1", "pool", "show", "tenant")["members"]
+        assert [(m["address"], m["state"], m["held_by"]) for m in members] == [
+            (vfs[0], "held", "vm101"),
+            (vfs[1], "free", None),
+        ]
+        r = cluster.run("pve1", "pool", "remove", "tenant", PF, "vf0")
+        assert r.returncode == 4 and "vm101" in r.stderr, r.stderr
+        assert cluster.entries("tenant") == {"pve1": vfs[:2]}
+        cluster.fake.start_vm(103, root)  # vf0 is taken: the next free entry
+        members = cluster.json("pve1", "pool", "show", "tenant")["members"]
+        assert [m["held_by"] for m in members] == ["vm101", "vm103"]
+        r = cluster.run("pve1", "pool", "delete", "tenant", "--force")
+        assert r.returncode == 4 and "running" in r.stderr
+    finally:
+        for vmid in (101, 103):
+            with contextlib.suppress(Exception):
+                cluster.fake.stop_vm(vmid, root)
