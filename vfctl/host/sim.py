@@ -1253,7 +1253,7 @@ def _render_drivers(root: Path, st: State) -> None:
             _link(dd / "module", root / "sys/module" / mod)
         want = set(bound.get(drv, []))
         for name in os.listdir(dd):
-            if _BDF.match(name) and name not in want:
+            if _BDF.fullmatch(name) and name not in want:
                 (dd / name).unlink()
         for bdf in want:
             _link(dd / bdf, root / DEVICES / st["devices"][bdf]["path"])
@@ -1387,7 +1387,7 @@ def _snapshot_state(src: Path) -> tuple[State, dict[str, bytes]]:
     bus = src / BUS_DEVICES
     devices: dict[str, Dev] = {}
     configs: dict[str, bytes] = {}
-    bdfs = sorted(n for n in (os.listdir(bus) if bus.is_dir() else []) if _BDF.match(n))
+    bdfs = sorted(n for n in (os.listdir(bus) if bus.is_dir() else []) if _BDF.fullmatch(n))
     for bdf in bdfs:
         d = Path(os.path.realpath(bus / bdf))
         try:
