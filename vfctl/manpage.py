@@ -33,6 +33,8 @@ ENVIRONMENT = (
 FILES = (
     ("/etc/vfctl/profile.yaml", "the profile `vfctl persist enable` installs for boot"),
     ("/usr/lib/systemd/system/vfctl.service", "the boot unit (enabled only by persist enable)"),
+    ("/run/vfctl/", "vfctl's private state directory (mode 0700): lock, journal"),
+    ("/run/vfctl/lock", "the host lock every mutating command takes (flock)"),
     ("/run/vfctl/journal.json", "the journal of a run in progress; see vfctl-recover(8)"),
     ("/usr/share/vfctl/profiles/", "example profiles and their JSON Schema"),
 )
