@@ -28,3 +28,11 @@ def test_proxmoxer_1x_is_refused_with_what_to_do() -> None:
         check_proxmoxer("1.2.0")
     check_proxmoxer("2.2.0")
     check_proxmoxer("2.0.1")
+
+
+def test_deb_version_follows_the_package() -> None:
+    """vfctl_<version>_amd64.deb takes its version from debian/changelog: keep them equal."""
+    from vfctl import __version__
+
+    top = (REPO / "debian/changelog").read_text().splitlines()[0]
+    assert top.startswith(f"vfctl ({__version__})"), (top, __version__)
