@@ -12,7 +12,7 @@ json() { python3 -c "import json, sys; d = json.load(sys.stdin); assert $1, d"; 
 r=/tmp/h
 ex=/usr/share/vfctl/profiles/sim-default.yaml
 
-version() { vfctl --version | grep -q '^vfctl [0-9]'; }
+version() { local v; v=$(vfctl --version); grep -q '^vfctl [0-9]' <<<"$v"; }
 check "vfctl --version: $(vfctl --version)" version
 cparser() { python3 -c 'from vfctl.pci import configspace as c; assert c.HAVE_C'; }
 check "C config-space parser loads on $(python3 -V)" cparser
@@ -21,6 +21,8 @@ ok "$nl"
 check "vfctl sim init $r" vfctl sim init $r
 listed() { vfctl --root $r list --json | json 'len(d["pfs"]) == 4'; }
 check "vfctl --root $r list --json: 4 PFs" listed
+table() { vfctl --root $r list -a >/tmp/list.txt && grep -q "SR-IOV physical functions" /tmp/list.txt; }
+check "vfctl --root $r list -a: the rich table" table
 applied() { vfctl --root $r apply --json "$ex" | json 'd["changed"] and d["error"] is None'; }
 check "vfctl --root $r apply $ex" applied
 again() { vfctl --root $r apply --json "$ex" | json 'not d["changed"]'; }
@@ -42,12 +44,12 @@ imperative() {
         vfctl --root $r bind enp2s0f1 vf0 >/dev/null &&
         vfctl --root $r show enp2s0f1 --json |
         json 'd["vfs"][0]["driver"] == "vfio-pci" and (d["vfs"][1]["vlan"], d["vfs"][1]["trust"], d["vfs"][1]["spoofchk"]) == (7, True, False)' &&
-        vfctl --root $r show enp2s0f1 | grep -q "spoof-check" &&
+        vfctl --root $r show enp2s0f1 >/tmp/show.txt && grep -q "spoof-check" /tmp/show.txt &&
         vfctl --root $r unbind enp2s0f1 vf0 >/dev/null &&
         vfctl --root $r disable enp2s0f1 >/dev/null
 }
 check "enable, set, bind, show, unbind, disable on the simulated host" imperative
-roundtrip() { vfctl --root $r export >/tmp/export.yaml && vfctl --root $r plan /tmp/export.yaml | grep -q "nothing to do"; }
+roundtrip() { vfctl --root $r export >/tmp/export.yaml && vfctl --root $r plan /tmp/export.yaml >/tmp/plan.txt && grep -q "nothing to do" /tmp/plan.txt; }
 check "export | plan: nothing to do" roundtrip
 persist_check() { vfctl --root $r persist enable --check --json "$ex" | json 'd["changed"]'; }
 check "persist enable --check" persist_check
@@ -59,6 +61,14 @@ manw() { man -w vfctl >/dev/null && man -w vfctl-apply >/dev/null; }
 check "man -w vfctl: $(man -w vfctl 2>/dev/null)" manw
 unit() { [ -f /usr/lib/systemd/system/vfctl.service ] && [ ! -e /etc/systemd/system/multi-user.target.wants/vfctl.service ]; }
 check "unit shipped, not enabled by installing" unit
+enabled() {
+    # this chroot is thrown away: enable for real on its / (no systemd runs here, so no systemctl)
+    local w=/etc/systemd/system/multi-user.target.wants/vfctl.service
+    vfctl persist enable --json "$ex" | json 'd["changed"] and d["unit"] == "/usr/lib/systemd/system/vfctl.service"' &&
+        [ "$(readlink $w)" = /usr/lib/systemd/system/vfctl.service ] && [ ! -e /etc/systemd/system/vfctl.service ] &&
+        vfctl persist disable --json | json 'd["changed"]' && [ ! -L $w ] && [ -f /usr/lib/systemd/system/vfctl.service ]
+}
+check "persist enable links the packaged unit; disable unlinks it" enabled
 
 complete_line() {
     # what bash completion offers for the words of $1 (the last one may be empty)
@@ -70,8 +80,9 @@ complete_line() {
 }
 en() { [ "$(complete_line 'vfctl en')" = enable ]; }
 check "bash: vfctl en<TAB> -> enable" en
-pfname() { complete_line "vfctl --root $r show enp1" | grep -qx enp1s0f0; }
+# (candidates captured first: `grep -q` closing the pipe early would fail it under pipefail)
+pfname() { local c; c=$(complete_line "vfctl --root $r show enp1"); grep -qx enp1s0f0 <<<"$c"; }
 check "bash: vfctl --root $r show enp1<TAB> -> $(complete_line "vfctl --root $r show enp1" | xargs)" pfname
-vfid() { complete_line "vfctl --root $r set enp1s0f0 " | grep -qx vf3; }
+vfid() { local c; c=$(complete_line "vfctl --root $r set enp1s0f0 "); grep -qx vf3 <<<"$c"; }
 check "bash: set enp1s0f0 <TAB> -> $(complete_line "vfctl --root $r set enp1s0f0 " | xargs)" vfid
 echo "deb-smoke: all checks passed"
