@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - depends on the build
 
 HAVE_C = _C_PARSE_FILES is not None and os.environ.get("VFCTL_NO_C") != "1"
 MAX_ERRORS = 16  # errors listed per document; the rest are counted (C: MAX_ERRORS)
+ERROR_LEN = 96  # C: the buffer of one error line, NUL included
 
 Doc = dict[str, Any]
 Fetch = Callable[[int, int], bytes | None]
@@ -357,10 +358,12 @@ def _walk(fetch: Fetch, hdr: bytes) -> Doc:
 
 
 def _capped(errors: list[str]) -> list[str]:
-    """At most MAX_ERRORS listed and the rest counted, exactly as the C extension does."""
-    if len(errors) <= MAX_ERRORS:
-        return errors
-    return [*errors[:MAX_ERRORS], f"{len(errors) - MAX_ERRORS} more errors not listed"]
+    """At most MAX_ERRORS listed and the rest counted, exactly as the C extension does; each
+    line cut as C's ``vsnprintf`` into ERROR_LEN bytes would (every message is ASCII)."""
+    out = [e[: ERROR_LEN - 1] for e in errors[:MAX_ERRORS]]
+    if len(errors) > MAX_ERRORS:
+        out.append(f"{len(errors) - MAX_ERRORS} more errors not listed")
+    return out
 
 
 def _walk_standard(fetch: Fetch, pos: int, htype: int, doc: Doc, st: _Walk) -> None:
