@@ -27,6 +27,7 @@ from needs import missing
 from vfctl.backends.libvirt import LibvirtBackend
 from vfctl.backends.libvirt_pool import LibvirtPools
 from vfctl.backends.libvirt_xml import NetworkXml, network_interfaces
+from vfctl.discover import discover
 from vfctl.host.sysfs import Host
 from vfctl.plan import Action, Context, ExecutionFailed, execute, op
 from vfctl.pools import PoolSettings
@@ -277,7 +278,6 @@ def _op_fail(ctx: Context, p: Any) -> None:
 def test_rollback_restores_network_and_domain(lab: Lab, domain: Any, tmp_path: Path) -> None:
     be = LibvirtBackend.connect(lab.daemon.uri)
     pl = LibvirtPools(be)
-    from vfctl.discover import discover
 
     pf = next(p for p in discover(Host(lab.root)).pfs if p.netdev == PF)
     boom = Action("test.fail", "test", "fail")
@@ -352,3 +352,28 @@ def test_profile_pools_apply_export_roundtrip(lab: Lab, domain: Any, tmp_path: P
     finally:
         lab.run("detach", vm, "--pool", "tenant-p")
         lab.run("pool", "delete", "tenant-p")
+
+
+def test_recover_undoes_what_a_killed_pool_create_did(lab: Lab) -> None:
+    """A run killed after defining the network leaves a journal; `vfctl recover` (a new
+    process, ops found by their prefix) undefines it again."""
+    from vfctl.journal import Journal
+    from vfctl.plan import _run
+
+    be = LibvirtBackend.connect(lab.daemon.uri)
+    try:
+        pf = next(p for p in discover(Host(lab.root)).pfs if p.netdev == PF)
+        acts = LibvirtPools(be).plan_put("tenant-k", pf, [pf.vfs[7]], PoolSettings(), create=True)
+        _run(Context(Host(lab.root), lambda name, params: be), acts[0])
+        assert "tenant-k" in lab.networks()
+    finally:
+        be.close()
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout
+    Journal(Host(lab.root)).save(
+        {"pid": int(dead), "started": 0, "actions": [a.to_record() for a in acts], "done": 1}
+    )
+    r = lab.run("pool", "create", "other", PF, "vf6")
+    assert r.returncode == 4 and "recover" in r.stderr  # nothing runs over the journal
+    doc = lab.json("recover")
+    assert [a["op"] for a in doc["rolled_back"]] == ["libvirt_pool.put"]
+    assert "tenant-k" not in lab.networks()
