@@ -91,6 +91,10 @@ class Inner:
         r = self.vfctl("show", self.pf)
         return json.loads(r.stdout)["vfs"][index]["attached_to"] if r.returncode == 0 else r
 
+    def held(self, index: int) -> Any:
+        r = self.vfctl("show", self.pf)
+        return json.loads(r.stdout)["vfs"][index]["held_by"] if r.returncode == 0 else r
+
 
 def pci_ids(info_pci: str) -> list[str]:
     """vendor:device of every function QEMU's `info pci` lists."""
@@ -118,11 +122,21 @@ def scenario(lab: Lab) -> dict[str, Any]:
     seen["start"] = (i.info_pci(), i.driver(vfs[0]))
     seen["attach"] = i.vfctl("attach", "inner", pf, "vf0")
     seen["attached"] = (i.info_pci(), i.driver(vfs[0]), i.attached(0))
+    # the isolated daemon keeps its runtime dir (pid files) in its own mount namespace: expose
+    # it where a system libvirtd keeps it, so vfctl maps the QEMU holder to its domain
+    lab.run(
+        f"[ -e /run/libvirt/qemu ] || {{ mkdir -p /run/libvirt && "
+        f"ln -s {DAEMON}/d/run/qemu /run/libvirt/qemu; }}",
+        check=True,
+    )
+    qemu_pid = lab.run(f"cat {DAEMON}/d/run/qemu/inner.pid", check=True).stdout.strip()
+    seen["held"] = (i.held(0), qemu_pid)
     seen["attach_again"] = i.vfctl("attach", "inner", pf, "vf0")
     seen["disable"] = i.vfctl("disable", pf, "--force", "--check")
     seen["numvfs"] = lab.run(f"cat /sys/bus/pci/devices/{pf}/sriov_numvfs", check=True).stdout
     seen["detach"] = i.vfctl("detach", "inner", pf, "vf0")
     seen["detached"] = (i.info_pci(), i.driver(vfs[0]), i.attached(0))
+    seen["held_after"] = i.held(0)
     seen["bind"] = i.vfctl("bind", pf, "vf1")
     seen["bound_driver"] = i.driver(vfs[1])
     seen["attach_live"] = i.vfctl("attach", "inner", pf, "vf1", "--live")
@@ -185,7 +199,15 @@ def test_vf_held_by_qemu_blocks_numvfs_even_with_force(seen: dict[str, Any]) -> 
     # a real QEMU holds /dev/vfio/<group>: changing numvfs would hang the kernel (LAB.md)
     message = ok(seen["disable"], rc=4)["error"]["message"]
     assert "held open by" in message and seen["vfs"][0] in message
+    assert "VM inner" in message
     assert seen["numvfs"].strip() == "2"
+
+
+def test_held_by_is_the_real_qemu_process_and_its_domain(seen: dict[str, Any]) -> None:
+    """Issue 12 §3 on a real kernel: the holder of /dev/vfio/N, mapped through the pid file."""
+    held, qemu_pid = seen["held"]
+    assert held == {"vm": "inner", "pid": int(qemu_pid), "backend": "libvirt"}
+    assert seen["held_after"] is None  # detached: QEMU closed the group
 
 
 def test_live_detach_leaves_the_inner_guest(seen: dict[str, Any]) -> None:
