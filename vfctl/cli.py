@@ -877,9 +877,9 @@ def doctor(
         m = model(h, with_devices=True, with_backends=False)
         pfs = [resolve_pf(m, pf, h)] if pf else list(m.pfs)
         checks = doc.run(h, m, pfs)
-        from vfctl import cli_pool
+        from vfctl import cli_pool_read
 
-        checks += cli_pool.doctor_checks(h, m)
+        checks += cli_pool_read.doctor_checks(h, m)
         failed = [c for c in checks if c.status == doc.FAIL]
         if json_:
             render.emit_json({"ok": not failed, "checks": [c.to_json() for c in checks]})
