@@ -234,3 +234,15 @@ def test_crafted_sysfs_values_never_reach_a_property_string(token_pve: Pve) -> N
     (entry,) = token_pve.mappings()["vf-enp1s0f0-1"]["map"]
     assert "description" not in entry and "subsystem-id" not in entry
     assert entry.startswith(f"node=pve1,path={VFS[1]},id=8086:10ed,iommugroup=")
+
+
+def test_vfctl_pool_vf_moves_only_with_force(token_pve: Pve) -> None:
+    """A pool vfctl made is vfctl's to move: refused without --force, allowed with it."""
+    assert token_pve("bind", PF, "vf1").code == 0
+    with token_pve.fake.edit() as st:
+        st["mappings"]["mine"] = {**POOL, "description": "vfctl: pool"}
+        st["vms"]["101"]["config"]["hostpci0"] = "mapping=mine"
+    r = token_pve("unbind", PF, "vf1", "--json")
+    assert r.code == 4 and "mine" in r.json()["error"]["message"]
+    assert "--force" in r.json()["error"]["message"]
+    assert token_pve("unbind", PF, "vf1", "--force", "--json").code == 0
