@@ -168,12 +168,16 @@ def test_create_network_settings_binding_and_idempotence(lab: Lab) -> None:
 
 
 def test_add_remove_and_attach_detach_by_pool(lab: Lab, domain: Any) -> None:
-    lab.json("pool", "create", "tenant-b", PF, "vf4")
+    lab.json("pool", "create", "tenant-b", PF, "vf4", "--vlan", "3")
     lab.json("pool", "add", "tenant-b", PF, "vf5,vf6")
     assert _addrs(lab.virsh_net("tenant-b")) == list(lab.vfs[4:7])
-    assert lab.vf(6)["driver"] == "vfio-pci"
-    lab.json("pool", "remove", "tenant-b", PF, "vf5")
+    assert lab.vf(6)["driver"] == "vfio-pci" and lab.vf(6)["vlan"] == 3  # the pool's settings
+    assert lab.run("set", PF, "vf4", "--vlan", "9").returncode == 0  # drift on a staying member
+    lab.json("pool", "remove", "tenant-b", PF, "vf5")  # is not this command's business
     assert _addrs(lab.virsh_net("tenant-b")) == [lab.vfs[4], lab.vfs[6]]
+    assert lab.json("pool", "show", "tenant-b")["members"][0]["drift"] == [
+        "vlan is 9, pool wants 3"
+    ]
     r = lab.run("pool", "remove", "tenant-b", PF, "vf4,vf6")
     assert r.returncode == 2 and "pool delete" in r.stderr
 
