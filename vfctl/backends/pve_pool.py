@@ -34,7 +34,6 @@ from vfctl.plan import Action, Context, op
 from vfctl.pools import PoolSettings, PoolView
 
 MARK = "vfctl: pool"  # description prefix of the mappings that are vfctl pools
-CREATE_RACE = "already exists"
 
 
 def is_pool(m: Mapping[str, Any]) -> bool:
@@ -291,9 +290,12 @@ class PvePools:
                         "/cluster/mapping/pci", id=name, map=want, description=p["description"]
                     )
                     return
-                except PveApiError as exc:
-                    if CREATE_RACE in exc.text:
-                        continue  # another node created it meanwhile: merge into theirs
+                except PveApiError:
+                    # another node created it meanwhile (pve-manager API2/Cluster/Mapping/PCI.pm
+                    # `create` dies "pci ID '…' already defined"): merge into theirs; decided by
+                    # reading the mapping back, not by the error's wording
+                    if self.mapping(name) is not None:
+                        continue
                     raise
             if not is_pool(cur_m):
                 raise RefusedError(f"PCI mapping {name} is not a vfctl pool; not changing it")
