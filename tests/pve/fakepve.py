@@ -423,7 +423,10 @@ class FakePve:
             if method == "GET":
                 return [{"id": k, **m} for k, m in sorted(st["mappings"].items())]
             if p["id"] in st["mappings"]:
-                raise ApiError(500, f"unable to create PCI mapping '{p['id']}' - already exists")
+                # pve-manager PVE/API2/Cluster/Mapping/PCI.pm `create`, inside lock_pci_config
+                raise ApiError(
+                    500, f"create hardware mapping failed: pci ID '{p['id']}' already defined"
+                )
             st["mappings"][p["id"]] = self._mapping_from(p, {})
             return None
         if tmpl == "/cluster/mapping/pci/{id}":
