@@ -347,3 +347,30 @@ def test_started_vms_take_the_first_free_entry_and_hold_it(cluster: Cluster) -> 
         for vmid in (101, 103):
             with contextlib.suppress(Exception):
                 cluster.fake.stop_vm(vmid, root)
+
+
+def test_recover_restores_the_mapping_after_a_killed_create(cluster: Cluster) -> None:
+    """A run killed after writing this node's entries: `vfctl recover` (a new process) puts
+    the mapping back as it was, the other node's entry included."""
+    from vfctl.journal import Journal
+    from vfctl.plan import _run
+
+    root = cluster.roots["pve1"]
+    with cluster.fake.edit() as st:
+        st["mappings"]["tenant"] = {
+            "map": ["node=pve2,path=0000:01:10.0,id=8086:10ed"],
+            "description": "vfctl: pool",
+        }
+    before = cluster.mapping("tenant")
+    be = cluster.backend("pve1")
+    pf = next(p for p in discover(Host(root)).pfs if p.netdev == PF)
+    acts = PvePools(be).plan_put("tenant", pf, list(pf.vfs[:2]), PoolSettings(), create=True)
+    _run(Context(Host(root), backend_factory=lambda name, params: be), acts[0])
+    assert "pve1" in cluster.entries("tenant")
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout
+    Journal(Host(root)).save(
+        {"pid": int(dead), "started": 0, "actions": [a.to_record() for a in acts], "done": 1}
+    )
+    doc = cluster.json("pve1", "recover")
+    assert [a["op"] for a in doc["rolled_back"]] == ["pve_pool.entries"]
+    assert cluster.mapping("tenant") == before
