@@ -96,6 +96,16 @@ class Inner:
         return json.loads(r.stdout)["vfs"][index]["held_by"] if r.returncode == 0 else r
 
 
+def expose_runtime_dir(lab: Lab) -> None:
+    """The isolated daemon keeps its runtime dir (pid files) in its own mount namespace: expose
+    it where a system libvirtd keeps it, so vfctl maps the QEMU holder to its domain."""
+    lab.run(
+        f"[ -e /run/libvirt/qemu ] || {{ mkdir -p /run/libvirt && "
+        f"ln -s {DAEMON}/d/run/qemu /run/libvirt/qemu; }}",
+        check=True,
+    )
+
+
 def pci_ids(info_pci: str) -> list[str]:
     """vendor:device of every function QEMU's `info pci` lists."""
     return [
@@ -122,13 +132,7 @@ def scenario(lab: Lab) -> dict[str, Any]:
     seen["start"] = (i.info_pci(), i.driver(vfs[0]))
     seen["attach"] = i.vfctl("attach", "inner", pf, "vf0")
     seen["attached"] = (i.info_pci(), i.driver(vfs[0]), i.attached(0))
-    # the isolated daemon keeps its runtime dir (pid files) in its own mount namespace: expose
-    # it where a system libvirtd keeps it, so vfctl maps the QEMU holder to its domain
-    lab.run(
-        f"[ -e /run/libvirt/qemu ] || {{ mkdir -p /run/libvirt && "
-        f"ln -s {DAEMON}/d/run/qemu /run/libvirt/qemu; }}",
-        check=True,
-    )
+    expose_runtime_dir(lab)
     qemu_pid = lab.run(f"cat {DAEMON}/d/run/qemu/inner.pid", check=True).stdout.strip()
     seen["held"] = (i.held(0), qemu_pid)
     seen["attach_again"] = i.vfctl("attach", "inner", pf, "vf0")

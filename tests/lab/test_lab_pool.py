@@ -19,7 +19,16 @@ from typing import Any
 import pytest
 
 from .runner import Lab, LabConfig, Result, guest_died
-from .test_lab_libvirt import DAEMON, INNER_XML, START_DAEMON, STEP, VF_ID, Inner, pci_ids
+from .test_lab_libvirt import (
+    DAEMON,
+    INNER_XML,
+    START_DAEMON,
+    STEP,
+    VF_ID,
+    Inner,
+    expose_runtime_dir,
+    pci_ids,
+)
 
 LAB_CONFIG = LabConfig(igb_pfs=1, nvme=False, cmdline_extra=("no_timer_check",))
 
@@ -45,7 +54,8 @@ def scenario(lab: Lab) -> dict[str, Any]:
     i.virsh("define", lab.write("inner.xml", INNER_XML))
     seen["attach"] = i.vfctl("attach", "inner", "--pool", "tenant")
     i.virsh("start", "inner")
-    seen["info_pci"] = pci_ids(i.virsh("qemu-monitor-command", "--hmp", "inner", "info pci"))
+    seen["info_pci"] = pci_ids(_info_pci_once_enumerated(lab, uri))
+    expose_runtime_dir(lab)  # so `pool show` names the domain that holds the member
     seen["ip_link"] = lab.run(f"ip link show {netdev}", check=True).stdout
     seen["show"] = i.vfctl("pool", "show", "tenant")
     seen["live_xml"] = i.virsh("dumpxml", "inner")
@@ -59,6 +69,24 @@ def scenario(lab: Lab) -> dict[str, Any]:
     lab.run(f"kill $(cat {DAEMON}/pid)", timeout=STEP)
     lab.run(f"echo 0 > /sys/bus/pci/devices/{pf}/sriov_numvfs", timeout=STEP)
     return seen
+
+
+def _info_pci_once_enumerated(lab: Lab, uri: str) -> str:
+    """QEMU's `info pci` once the inner firmware has numbered the root ports' buses.
+
+    Right after `virsh start` the firmware has not run yet under nested TCG: every root port
+    still reads "secondary bus 0" and `info pci` lists nothing behind them, the VF included.
+    Poll (bounded) until a function shows up behind a port, then return that listing.
+    """
+    script = f"""
+    for i in $(seq 90); do
+        out=$(virsh -c '{uri}' qemu-monitor-command --hmp inner 'info pci')
+        case "$out" in *"Bus  1,"*|*"Bus  2,"*|*"Bus  3,"*) break;; esac
+        sleep 1
+    done
+    printf '%s\n' "$out"
+    """
+    return str(lab.run(script, timeout=STEP, check=True).stdout)
 
 
 def _doc(r: Result) -> dict[str, Any]:
