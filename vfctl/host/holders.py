@@ -88,22 +88,10 @@ def vfio_group_holders(host: Host, groups: Iterable[int]) -> dict[int, list[int]
     out: dict[int, list[int]] = {}
     if not want:
         return out
-    for pid in host.listdir("proc"):
-        if not pid.isdigit():
-            continue
-        fds = host.path(f"proc/{pid}/fd")
-        try:
-            entries = os.listdir(fds)
-        except OSError:
-            continue
-        for fd in entries:
-            try:
-                target = os.readlink(fds / fd)
-            except OSError:
-                continue
-            g = want.get(target)
-            if g is not None and int(pid) not in out.get(g, []):
-                out.setdefault(g, []).append(int(pid))  # one QEMU may hold several groups
+    for pid, target in host.open_fds():
+        g = want.get(target)
+        if g is not None and pid not in out.get(g, []):
+            out.setdefault(g, []).append(pid)  # one QEMU may hold several groups
     return out
 
 

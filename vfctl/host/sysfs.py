@@ -180,9 +180,8 @@ class Host:
         if proc.returncode != 0:
             raise OSError(errno.ENOENT, f"modprobe {module}: {proc.stderr.strip()}")
 
-    def fd_holders(self, dev_rel: str) -> Iterator[tuple[int, str]]:
-        """Processes holding a device node open: (pid, comm), found by scanning /proc/*/fd."""
-        want = "/" + dev_rel.strip("/")
+    def open_fds(self) -> Iterator[tuple[int, str]]:
+        """Every open descriptor on the host as (pid, link target): one pass over /proc/*/fd."""
         for pid in self.listdir("proc"):
             if not pid.isdigit():
                 continue
@@ -193,10 +192,15 @@ class Host:
                 continue
             for fd in entries:
                 try:
-                    target = os.readlink(fds / fd)
+                    yield int(pid), os.readlink(fds / fd)
                 except OSError:
                     continue
-                if target == want:
-                    comm = self.read_opt(f"proc/{pid}/comm") or "?"
-                    yield int(pid), comm
-                    break
+
+    def fd_holders(self, dev_rel: str) -> Iterator[tuple[int, str]]:
+        """Processes holding a device node open: (pid, comm)."""
+        want = "/" + dev_rel.strip("/")
+        seen: set[int] = set()
+        for pid, target in self.open_fds():
+            if target == want and pid not in seen:
+                seen.add(pid)
+                yield pid, self.read_opt(f"proc/{pid}/comm") or "?"
