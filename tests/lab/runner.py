@@ -24,10 +24,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_DIR = (REPO / ".lab").resolve()  # a symlink to a shared lab: the guest sees only real paths
@@ -94,6 +95,9 @@ class LabTimeout(LabError):
         self.result = result
 
 
+T = TypeVar("T")
+
+
 def guest_died(e: BaseException) -> bool:
     """The guest or QEMU itself failed (not the command): worth one fresh boot.
 
@@ -106,6 +110,17 @@ def guest_died(e: BaseException) -> bool:
         and not isinstance(e, LabTimeout)
         and any(w in text for w in ("no answer from the guest", "vCPU stalled", "QEMU exited"))
     )
+
+
+def once_more_if_guest_died(lab: Lab, scenario: Callable[[Lab], T]) -> T:
+    """Run a recorded scenario; one fresh boot and a second run when the emulator failed."""
+    try:
+        return scenario(lab)
+    except Exception as e:
+        if not guest_died(e):
+            raise
+        lab.restart(e)
+        return scenario(lab)
 
 
 @dataclass(frozen=True)

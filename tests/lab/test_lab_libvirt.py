@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from .runner import REPO, Lab, LabConfig, Result, guest_died
+from .runner import REPO, Lab, LabConfig, Result, once_more_if_guest_died
 
 LAB_CONFIG = LabConfig(igb_pfs=1, nvme=False)
 STEP = 180.0  # seconds for one command: Python and libvirt under nested TCG are slow
@@ -155,13 +155,7 @@ def scenario(lab: Lab) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def seen(lab: Lab) -> dict[str, Any]:
-    try:
-        return scenario(lab)
-    except Exception as e:
-        if not guest_died(e):
-            raise
-        lab.restart(e)
-        return scenario(lab)
+    return once_more_if_guest_died(lab, scenario)
 
 
 def ok(r: Result, rc: int = 0) -> dict[str, Any]:

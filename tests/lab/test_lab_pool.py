@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .runner import Lab, LabConfig, Result, guest_died
+from .runner import Lab, LabConfig, Result, once_more_if_guest_died
 from .test_lab_libvirt import (
     DAEMON,
     INNER_XML,
@@ -99,13 +99,7 @@ def _doc(r: Result) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def seen(lab: Lab) -> dict[str, Any]:
-    try:
-        return scenario(lab)
-    except Exception as e:
-        if not guest_died(e):
-            raise
-        lab.restart(e)
-        return scenario(lab)
+    return once_more_if_guest_died(lab, scenario)
 
 
 def ok(r: Result, rc: int = 0) -> dict[str, Any]:
