@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,34 @@ def test_link_info_shapes(make_host) -> None:
     sim.set_link(root, "enp1s0f0", up=False)
     assert sim.link_info(root, "enp1s0f0")["operstate"] == "down"
     assert rd(root, "sys/class/net/enp1s0f0/carrier") == "0"
+
+
+def test_links_is_every_link_at_once_and_a_bond_port_has_no_brport(make_host) -> None:
+    root = make_host("default")
+    sim.write(root, dev("0000:02:00.0", "sriov_numvfs"), "2")
+    with sim._locked(root) as st:  # a bond over VF 0's netdev, as `ip link set … master bond0`
+        vf0 = next(d for d in st["devices"].values() if d.get("vf_index") == 0)
+        st["vnet"]["bond0"] = {"kind": "bond", "ifindex": 90, "mac": "02:00:00:00:00:90",
+                               "mtu": 1500, "up": True, "ports": [vf0["net"]["ifname"]]}  # fmt: skip
+        vf0["net"]["master"] = "bond0"
+    port = vf0["net"]["ifname"]
+    got = {d["ifname"]: d for d in sim.links(root)}
+    assert got == {n: sim.link_info(root, n) for n in got}
+    assert {"lo", "vmbr0", "bond0", "enp3s0", port} <= set(got)
+    assert got["bond0"]["kind"] == "bond" and got[port]["master"] == "bond0"
+    assert os.readlink(root / f"sys/class/net/{port}/master").endswith("/bond0")
+    assert not (root / f"sys/class/net/{port}/brport").exists()
+    assert (root / "sys/class/net/enp3s0/brport").is_dir()  # the bridge's port keeps it
+
+
+def test_stub_drivers_load_and_bind_by_override_only(minimal: Path) -> None:
+    sim.write(minimal, dev(PF, "sriov_numvfs"), "1")
+    vf = os.readlink(minimal / "sys/bus/pci/devices" / PF / "virtfn0").rsplit("/", 1)[-1]
+    for drv, module in (("uio_pci_generic", "uio_pci_generic"), ("pci-stub", "pci_stub")):
+        sim.modprobe(minimal, module)
+        assert (minimal / f"sys/bus/pci/drivers/{drv}").is_dir()
+        assert not (minimal / f"sys/bus/pci/drivers/{drv}" / vf).exists()  # no id table
+        sim.write(minimal, dev(vf, "driver_override"), drv)
+        sim.write(minimal, dev(vf, "driver") + "/unbind", vf)
+        sim.write(minimal, "sys/bus/pci/drivers_probe", vf)
+        assert os.readlink(minimal / dev(vf, "driver")).endswith(f"/{drv}")

@@ -64,6 +64,7 @@ __all__ = [
     "PRESETS",
     "init",
     "link_info",
+    "links",
     "modprobe",
     "set_link",
     "set_vf",
@@ -933,33 +934,45 @@ def _check_rate(dev: Dev, ops: str, lo: int, hi: int, path: str) -> None:
 def link_info(root: Path, ifname: str) -> dict[str, Any]:
     """What the host-NIC safety checks need: addresses, master, state, default route."""
     with _locked(Path(root)) as st:
-        found = _netdev(st, ifname)
-        if found is not None:
-            bdf, dev = found
-            net = dev["net"]
-            kind, ports = "device", []
-        elif ifname in st["vnet"]:
-            bdf, net = None, st["vnet"][ifname]
-            kind, ports = net["kind"], list(net.get("ports", []))
-        else:
-            raise _oserr(errno.ENODEV, f"no such network device {ifname!r}")
-        routes = [r for r in st.get("routes", []) if r.get("dev") == ifname]
-        return {
-            "ifname": ifname,
-            "ifindex": net["ifindex"],
-            "kind": kind,
-            "pci_address": bdf,
-            "address": net["mac"],
-            "mtu": net["mtu"],
-            "up": bool(net["up"]),
-            "carrier": bool(net.get("carrier", net["up"])),
-            "operstate": _operstate(net, kind),
-            "master": net.get("master"),
-            "ports": ports,
-            "addresses": list(st.get("addresses", {}).get(ifname, [])),
-            "routes": routes,
-            "default_route": any(r.get("dst") == "default" for r in routes),
-        }
+        return _link_info(st, ifname)
+
+
+def _link_info(st: State, ifname: str) -> dict[str, Any]:
+    found = _netdev(st, ifname)
+    if found is not None:
+        bdf, dev = found
+        net = dev["net"]
+        kind, ports = "device", []
+    elif ifname in st["vnet"]:
+        bdf, net = None, st["vnet"][ifname]
+        kind, ports = net["kind"], list(net.get("ports", []))
+    else:
+        raise _oserr(errno.ENODEV, f"no such network device {ifname!r}")
+    routes = [r for r in st.get("routes", []) if r.get("dev") == ifname]
+    return {
+        "ifname": ifname,
+        "ifindex": net["ifindex"],
+        "kind": kind,
+        "pci_address": bdf,
+        "address": net["mac"],
+        "mtu": net["mtu"],
+        "up": bool(net["up"]),
+        "carrier": bool(net.get("carrier", net["up"])),
+        "operstate": _operstate(net, kind),
+        "master": net.get("master"),
+        "ports": ports,
+        "addresses": list(st.get("addresses", {}).get(ifname, [])),
+        "routes": routes,
+        "default_route": any(r.get("dst") == "default" for r in routes),
+    }
+
+
+def links(root: Path) -> list[dict[str, Any]]:
+    """Every link as :func:`link_info` describes it, from one state load (one RTM_GETLINK dump,
+    one RTM_GETADDR and one RTM_GETROUTE dump on a real host)."""
+    with _locked(Path(root)) as st:
+        names = [*(n for n, (b, _) in _visible_netdevs(st).items() if b), *st["vnet"]]
+        return [_link_info(st, n) for n in names]
 
 
 def set_link(root: Path, ifname: str, up: bool, carrier: bool | None = None) -> None:
@@ -1205,8 +1218,11 @@ def _render_net(root: Path, st: State) -> None:
                 (nd / name2).unlink()
         if master and master in nets:
             mdir = _netdir(root, st, master, None)
-            (nd / "brport").mkdir(exist_ok=True)
-            _put(nd / "brport/state", "3\n")
+            if nets[master][1].get("kind") == "bridge":  # a bond's port has no brport
+                (nd / "brport").mkdir(exist_ok=True)
+                _put(nd / "brport/state", "3\n")
+            else:
+                _rm(nd / "brport")
             _link(nd / "master", mdir)
             _link(nd / f"upper_{master}", mdir)
         else:
