@@ -12,8 +12,9 @@ import pytest
 from simcli import SimHost
 
 from vfctl.host import sim
-from vfctl.host.cfgbuild import PCI_EXT_CAP_ID_ACS, find_ext_cap
+from vfctl.host.cfgbuild import find_ext_cap
 from vfctl.host.sysfs import Host
+from vfctl.pci.regs import PCI_EXT_CAP_ID_ACS
 
 MIN_PF, MIN_ADDR = "enp1s0", "0000:01:00.0"  # minimal preset: igb behind root port 00:01.0
 ROOT_PORT = "0000:00:01.0"

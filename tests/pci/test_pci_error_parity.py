@@ -59,13 +59,3 @@ def test_fifo_config_refused_without_blocking(tmp_path: Path, impl: str) -> None
     code = f"import json; from vfctl.pci import configspace as c; print(json.dumps(c.{impl}([{str(fifo)!r}])))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert json.loads(p.stdout) == [{"path": str(fifo), "error": "cannot open: not a regular file"}]
-
-
-def test_error_limits_are_the_c_extensions() -> None:
-    """One limit in two languages: the #defines in _configspace.c and configspace.py agree."""
-    src = (Path(py.__file__).parent / "_configspace.c").read_text()
-    defines = dict(re.findall(r"^#define (MAX_ERRORS|ERROR_LEN) (\d+)", src, re.M))
-    assert {k: int(v) for k, v in defines.items()} == {
-        "MAX_ERRORS": py.MAX_ERRORS,
-        "ERROR_LEN": py.ERROR_LEN,
-    }

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vfctl.host.cfgbuild import PCI_EXP_TYPE_ROOT_PORT, Bar, Function, build
+from vfctl.host.cfgbuild import Bar, Function, build
+from vfctl.pci import regs as R
 
 State = dict[str, Any]
 
@@ -82,7 +83,7 @@ def _root_port(device: int, vendor: int, buses: tuple[int, int, int], port: int)
                 0x40,
                 "pcie",
                 {
-                    "type": PCI_EXP_TYPE_ROOT_PORT,
+                    "type": R.PCI_EXP_TYPE_ROOT_PORT,
                     "speed": GT8,
                     "width": 8,
                     "port": port,

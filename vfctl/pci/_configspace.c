@@ -22,7 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Register layout: same names and values as vfctl/pci/regs.py. */
+/* Register layout: C cannot import vfctl/pci/regs.py, so it is repeated here with the same
+ * names and values; tests/pci/test_pci_regs_parity.py fails on any difference. */
 #define PCI_VENDOR_ID 0x00
 #define PCI_DEVICE_ID 0x02
 #define PCI_STATUS 0x06
@@ -77,6 +78,13 @@
 #define PCI_ACS_CAP 0x04
 #define PCI_ACS_CTRL 0x06
 #define PCI_ACS_SIZEOF 0x08
+#define PCI_ACS_SV 0x0001
+#define PCI_ACS_TB 0x0002
+#define PCI_ACS_RR 0x0004
+#define PCI_ACS_CR 0x0008
+#define PCI_ACS_UF 0x0010
+#define PCI_ACS_EC 0x0020
+#define PCI_ACS_DT 0x0040
 
 #define PCI_EXT_CAP_ID_ARI 0x000e
 #define PCI_ARI_CAP 0x04
@@ -304,13 +312,13 @@ static const struct {
     enum key_index name, ctrl_name;
     uint16_t bit;
 } acs_bits[] = {
-    {K_source_validation, K_ctrl_source_validation, 0x0001},
-    {K_translation_blocking, K_ctrl_translation_blocking, 0x0002},
-    {K_request_redirect, K_ctrl_request_redirect, 0x0004},
-    {K_completion_redirect, K_ctrl_completion_redirect, 0x0008},
-    {K_upstream_forwarding, K_ctrl_upstream_forwarding, 0x0010},
-    {K_egress_control, K_ctrl_egress_control, 0x0020},
-    {K_direct_translated, K_ctrl_direct_translated, 0x0040},
+    {K_source_validation, K_ctrl_source_validation, PCI_ACS_SV},
+    {K_translation_blocking, K_ctrl_translation_blocking, PCI_ACS_TB},
+    {K_request_redirect, K_ctrl_request_redirect, PCI_ACS_RR},
+    {K_completion_redirect, K_ctrl_completion_redirect, PCI_ACS_CR},
+    {K_upstream_forwarding, K_ctrl_upstream_forwarding, PCI_ACS_UF},
+    {K_egress_control, K_ctrl_egress_control, PCI_ACS_EC},
+    {K_direct_translated, K_ctrl_direct_translated, PCI_ACS_DT},
 };
 #define N_ACS_BITS (sizeof(acs_bits) / sizeof(acs_bits[0]))
 

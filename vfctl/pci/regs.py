@@ -1,7 +1,10 @@
-"""Config-space register layout (PCI Local Bus 3.0, PCIe Base 6.0, SR-IOV 1.1).
+"""Config-space register layout (PCI Local Bus 3.0, PCIe Base 6.0, SR-IOV 1.1), defined once.
 
-Names follow the Linux/pciutils convention so a reader can check them against
-``pci_regs.h``; vfctl/pci/_configspace.c defines the same names with the same values.
+Every Python module that reads or writes config space (the decoder ``configspace``, the
+simulator's builder ``cfgbuild``) imports its offsets and bits from here. Names follow pciutils'
+``lib/header.h`` so a reader can check them against it. vfctl/pci/_configspace.c keeps its own
+``#define``s (C cannot import this file); tests/pci/test_pci_regs_parity.py fails if any of them
+lacks a twin here or differs in value.
 """
 
 from __future__ import annotations
@@ -11,17 +14,38 @@ from typing import Final
 # Type 0/1/2 common header
 PCI_VENDOR_ID: Final = 0x00
 PCI_DEVICE_ID: Final = 0x02
+PCI_COMMAND: Final = 0x04
+PCI_COMMAND_IO: Final = 0x1
+PCI_COMMAND_MEMORY: Final = 0x2
+PCI_COMMAND_MASTER: Final = 0x4
+PCI_COMMAND_DISABLE_INTX: Final = 0x400
 PCI_STATUS: Final = 0x06
 PCI_STATUS_CAP_LIST: Final = 0x10
+PCI_REVISION_ID: Final = 0x08
 PCI_CLASS_PROG: Final = 0x09
+PCI_CLASS_DEVICE: Final = 0x0A
+PCI_CACHE_LINE_SIZE: Final = 0x0C
 PCI_HEADER_TYPE: Final = 0x0E
 PCI_HEADER_TYPE_MASK: Final = 0x7F
+PCI_HEADER_TYPE_MFD: Final = 0x80
 PCI_HEADER_TYPE_NORMAL: Final = 0
 PCI_HEADER_TYPE_BRIDGE: Final = 1
 PCI_HEADER_TYPE_CARDBUS: Final = 2
+PCI_BASE_ADDRESS_0: Final = 0x10
 PCI_SUBSYSTEM_VENDOR_ID: Final = 0x2C
 PCI_SUBSYSTEM_ID: Final = 0x2E
 PCI_CAPABILITY_LIST: Final = 0x34
+PCI_INTERRUPT_LINE: Final = 0x3C
+PCI_INTERRUPT_PIN: Final = 0x3D
+# Type 1 (bridge) header
+PCI_PRIMARY_BUS: Final = 0x18
+PCI_SECONDARY_BUS: Final = 0x19
+PCI_SUBORDINATE_BUS: Final = 0x1A
+PCI_IO_BASE: Final = 0x1C
+PCI_MEMORY_BASE: Final = 0x20
+PCI_MEMORY_LIMIT: Final = 0x22
+PCI_PREF_MEMORY_BASE: Final = 0x24
+PCI_PREF_MEMORY_LIMIT: Final = 0x26
 PCI_CB_CAPABILITY_LIST: Final = 0x14
 PCI_STD_HEADER_SIZEOF: Final = 0x40
 PCI_CFG_SPACE_SIZE: Final = 0x100
@@ -35,25 +59,56 @@ PCI_CAP_HEADER_SIZE: Final = 4
 PCI_CAP_PTR_MASK: Final = 0xFC
 PCI_CAP_MAX_ENTRIES: Final = 48
 
+PCI_CAP_ID_PM: Final = 0x01
+PCI_CAP_ID_MSI: Final = 0x05
+PCI_CAP_ID_MSIX: Final = 0x11
+PCI_PM_PMC: Final = 2
+PCI_PM_CTRL: Final = 4
+PCI_MSI_FLAGS: Final = 2
+PCI_MSI_FLAGS_64BIT: Final = 0x0080
+PCI_MSI_FLAGS_MASK_BIT: Final = 0x0100
+PCI_MSIX_FLAGS: Final = 2
+PCI_MSIX_FLAGS_QSIZE: Final = 0x07FF
+PCI_MSIX_TABLE: Final = 4
+PCI_MSIX_PBA: Final = 8
 PCI_CAP_ID_SSVID: Final = 0x0D
 PCI_SSVID_VENDOR_ID: Final = 4
 PCI_SSVID_DEVICE_ID: Final = 6
 PCI_SSVID_SIZEOF: Final = 8
 
 PCI_CAP_ID_EXP: Final = 0x10
+PCI_EXP_FLAGS: Final = 0x02
 PCI_EXP_FLAGS_VERS: Final = 0x000F
 PCI_EXP_FLAGS_TYPE: Final = 0x00F0
 PCI_EXP_FLAGS_TYPE_SHIFT: Final = 4
+PCI_EXP_FLAGS_SLOT: Final = 0x0100
+PCI_EXP_DEVCAP: Final = 0x04
+PCI_EXP_DEVCAP_RBER: Final = 0x00008000
+PCI_EXP_DEVCAP_FLR: Final = 0x10000000
+PCI_EXP_DEVCTL: Final = 0x08
 PCI_EXP_LNKCAP: Final = 0x0C
 PCI_EXP_LNKSTA: Final = 0x12
+PCI_EXP_LNKSTA_DL_ACT: Final = 0x2000
+PCI_EXP_SLTCAP: Final = 0x14
+PCI_EXP_DEVCAP2: Final = 0x24
+PCI_EXP_LNKCAP2: Final = 0x2C
+PCI_EXP_LNKCTL2: Final = 0x30
 PCI_EXP_LNK_SPEED: Final = 0x000F
 PCI_EXP_LNK_WIDTH: Final = 0x03F0
 PCI_EXP_LNK_WIDTH_SHIFT: Final = 4
 PCI_EXP_LNK_REGS_END: Final = 0x14
+PCI_EXP_TYPE_ENDPOINT: Final = 0x0
+PCI_EXP_TYPE_ROOT_PORT: Final = 0x4
 PCI_EXP_TYPE_ROOT_INT_EP: Final = 0x9
 PCI_EXP_TYPE_ROOT_EC: Final = 0xA
 
 # Extended capability list
+PCI_EXT_CAP_ID_ERR: Final = 0x0001
+PCI_EXT_CAP_ID_DSN: Final = 0x0003
+PCI_ERR_UNCOR_SEVER: Final = 0x0C
+PCI_ERR_COR_MASK: Final = 0x14
+PCI_DSN_SERIAL_LOW: Final = 0x04
+PCI_DSN_SERIAL_HIGH: Final = 0x08
 PCI_EXT_CAP_ID_MASK: Final = 0xFFFF
 PCI_EXT_CAP_VER_SHIFT: Final = 16
 PCI_EXT_CAP_VER_MASK: Final = 0xF
@@ -93,6 +148,7 @@ PCI_IOV_CTRL: Final = 0x08
 PCI_IOV_CTRL_VFE: Final = 0x0001
 PCI_IOV_CTRL_MSE: Final = 0x0008
 PCI_IOV_CTRL_ARI: Final = 0x0010
+PCI_IOV_STATUS: Final = 0x0A
 PCI_IOV_INITIAL_VF: Final = 0x0C
 PCI_IOV_TOTAL_VF: Final = 0x0E
 PCI_IOV_NUM_VF: Final = 0x10
@@ -107,6 +163,7 @@ PCI_IOV_NUM_BAR: Final = 6
 PCI_IOV_FETCH_END: Final = 0x3C  # up to, not including, the VF Migration State register
 
 PCI_BASE_ADDRESS_SPACE_IO: Final = 0x1
+PCI_BASE_ADDRESS_IO_MASK: Final = 0xFFFFFFFC
 PCI_BASE_ADDRESS_MEM_TYPE_MASK: Final = 0x6
 PCI_BASE_ADDRESS_MEM_TYPE_64: Final = 0x4
 PCI_BASE_ADDRESS_MEM_PREFETCH: Final = 0x8
