@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from vfctl import hostops, vfsettings
+from vfctl import hostops, vfattrs, vfsettings
 from vfctl.backends.base import AttachRequest
 from vfctl.errors import (
     BackendError,
@@ -496,7 +496,7 @@ def unified(before: str, after: str, name: str) -> str:
     )
 
 
-_EXPORT = {attr: key for key, attr in SETTING_KEYS}
+_EXPORT = vfattrs.KEY_OF
 
 
 def export_settings(s: VFSettings) -> dict[str, Any]:

@@ -13,9 +13,7 @@ from typing import Any
 
 from vfctl import converge
 from vfctl.host.sysfs import Host
-from vfctl.profile import SETTING_KEYS
-
-_KEY_OF = {attr: key for key, attr in SETTING_KEYS}
+from vfctl.vfattrs import KEY_OF as _KEY_OF
 
 
 def _entry(

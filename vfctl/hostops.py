@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vfctl import vfattrs
 from vfctl.errors import HostError, RefusedError, UsageError
 from vfctl.host import netlink
 from vfctl.host.sysfs import PCI_DEVICES, PCI_DRIVERS, Host
@@ -231,12 +232,6 @@ def plan_numvfs(
     return actions
 
 
-_DEFAULTS: dict[str, Any] = {
-    "mac": "00:00:00:00:00:00", "vlan": 0, "qos": 0, "vlan_proto": "802.1Q", "spoofchk": True,
-    "trust": False, "link_state": "auto", "min_tx_rate": 0, "max_tx_rate": 0, "query_rss": False,
-}  # fmt: skip
-
-
 def vf_state(pf: PF) -> list[dict[str, Any]]:
     """What re-created VFs need back: their driver (host driver, vfio-pci or none),
     driver_override and the settings that are not defaults — every VF, so a rollback can
@@ -246,8 +241,8 @@ def vf_state(pf: PF) -> list[dict[str, Any]]:
         s = vf.settings
         settings = {
             k: getattr(s, k)
-            for k in _DEFAULTS
-            if getattr(s, k) is not None and getattr(s, k) != _DEFAULTS[k]
+            for k, default in vfattrs.DEFAULTS.items()
+            if getattr(s, k) is not None and getattr(s, k) != default
         }
         if settings.get("vlan_proto") and not (settings.get("vlan") or settings.get("qos")):
             settings.pop("vlan_proto")

@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from vfctl import vfattrs
 from vfctl.host.sysfs import PCI_DEVICES, Host
 from vfctl.model import VFSettings
 
-SETTINGS = tuple(VFSettings.__dataclass_fields__)
+SETTINGS = vfattrs.NAMES
 Snapshot = dict[str, Any]
 
 

@@ -76,18 +76,7 @@ class VFSettings:
     query_rss: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "mac": self.mac,
-            "vlan": self.vlan,
-            "qos": self.qos,
-            "vlan_proto": self.vlan_proto,
-            "spoofchk": self.spoofchk,
-            "trust": self.trust,
-            "link_state": self.link_state,
-            "min_tx_rate": self.min_tx_rate,
-            "max_tx_rate": self.max_tx_rate,
-            "query_rss": self.query_rss,
-        }
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)

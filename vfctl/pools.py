@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from vfctl import hostops, vfsettings
+from vfctl import hostops, vfattrs, vfsettings
 from vfctl.errors import NotFoundError, RefusedError, UsageError
 from vfctl.host.sysfs import Host
 from vfctl.model import PF, VF, HostModel
@@ -91,14 +91,8 @@ class PoolSettings:
             return cls()
 
 
-_KEYS = {
-    "vlan": "vlan",
-    "qos": "qos",
-    "trust": "trust",
-    "spoofchk": "spoofchk",
-    "mac": "mac",
-    "max_tx_rate": "max-tx-rate",
-}
+# how a setting rides in the VM manager's object: its ``vfctl set`` option without the dashes
+_KEYS = {f.name: vfattrs.ATTR[f.name].option.removeprefix("--") for f in fields(PoolSettings)}
 
 
 def validate(s: PoolSettings) -> PoolSettings:

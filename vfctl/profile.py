@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from vfctl import profile_yaml
+from vfctl import profile_yaml, vfattrs
 from vfctl.errors import UsageError
 
 SCHEMA_ID = "urn:vfctl:profile:1"
@@ -73,42 +73,30 @@ RANGE_RE = r"^[0-9]{1,10}-[0-9]{1,10}$"
 MAX_VF_ID = 65535  # NumVFs/TotalVFs are 16-bit registers (PCIe SR-IOV capability)
 
 # VF keys shared by ``defaults`` and each ``vfs`` entry (nmstate's names where it has them)
-SETTING_KEYS: tuple[tuple[str, str], ...] = (
-    ("mac-address", "mac"),
-    ("vlan-id", "vlan"),
-    ("qos", "qos"),
-    ("vlan-proto", "vlan_proto"),
-    ("spoof-check", "spoofchk"),
-    ("trust", "trust"),
-    ("link-state", "link_state"),
-    ("min-tx-rate", "min_tx_rate"),
-    ("max-tx-rate", "max_tx_rate"),
-    ("query-rss", "query_rss"),
-)
+SETTING_KEYS: tuple[tuple[str, str], ...] = vfattrs.YAML_KEYS  # (YAML key, setting)
 
-_VF_SETTINGS: tuple[tuple[str, T], ...] = (
-    (
-        "mac-address",
-        T(
+
+def _setting(a: vfattrs.Attr) -> T:
+    """A VF setting's schema node, from its row in the table."""
+    if a.kind == "mac":
+        return T(
             "any-of",
-            "MAC address of the VF, or `auto`: a stable locally administered MAC derived from "
-            "the machine-id, the PF address and the VF id (the same after every reboot).",
+            a.doc,
             options=(
                 T("string", enum=("auto",)),
                 T("string", label="a MAC address", pattern=MAC_RE),
             ),
             hint="quote MACs",
-        ),
-    ),
-    ("vlan-id", _i("802.1Q VLAN the PF tags the VF's traffic with; 0 = untagged.", 0, 4094)),
-    ("qos", _i("802.1p priority for the VLAN tag.", 0, 7)),
-    ("vlan-proto", _e("VLAN protocol of the tag.", "802.1q", "802.1ad")),
-    ("spoof-check", _b("Drop frames whose source MAC is not the VF's MAC.")),
-    ("trust", _b("Trusted VF: may change its MAC and use promiscuous/all-multicast modes.")),
-    ("link-state", _e("VF link: follow the PF, always up, or down.", "auto", "enable", "disable")),
-    ("min-tx-rate", _i("Minimum transmit rate in Mbit/s; 0 = none.", 0)),
-    ("max-tx-rate", _i("Maximum transmit rate in Mbit/s; 0 = unlimited.", 0)),
-    ("query-rss", _b("Allow the VF to query the PF's RSS configuration.")),
+        )
+    if a.kind == "int":
+        return _i(a.doc, a.lo, a.hi)
+    if a.kind == "bool":
+        return _b(a.doc)
+    return _e(a.doc, *a.choices)
+
+
+_VF_SETTINGS: tuple[tuple[str, T], ...] = (
+    *((a.yaml_key, _setting(a)) for a in vfattrs.ATTRS),
     (
         "driver",
         _s(

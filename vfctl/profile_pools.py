@@ -13,20 +13,15 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from vfctl import pools
+from vfctl import pools, vfattrs
 from vfctl.errors import BackendError, NotFoundError, RefusedError, UsageError, VfctlError
 from vfctl.host.sysfs import Host
 from vfctl.model import PF, HostModel
 from vfctl.profile import MAX_VF_ID, Path_, Problem, Profile, ProfileInvalid, vf_bounds
 
-_SETTINGS = (
-    ("vlan-id", "vlan"),
-    ("qos", "qos"),
-    ("trust", "trust"),
-    ("spoof-check", "spoofchk"),
-    ("mac-address", "mac"),
-    ("max-tx-rate", "max_tx_rate"),
-)
+_SETTINGS = tuple(
+    (vfattrs.KEY_OF[f.name], f.name) for f in dataclasses.fields(pools.PoolSettings)
+)  # (YAML key, setting)
 
 
 def ids(spec: Any) -> list[int]:

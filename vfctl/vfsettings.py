@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vfctl import vfattrs
 from vfctl.errors import HostError, UsageError
 from vfctl.host import netlink
 from vfctl.host.sysfs import Host
@@ -20,7 +21,7 @@ from vfctl.model import PF, VF, VFSettings
 from vfctl.plan import Action, Context, op
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-LINK_STATES = ("auto", "enable", "disable")
+LINK_STATES = vfattrs.LINK_STATES
 PROTOS = {"802.1q": "802.1Q", "802.1ad": "802.1ad"}
 
 
@@ -141,7 +142,7 @@ def _groups(
 
 
 def _default(key: str) -> Any:
-    return {"spoofchk": True, "trust": False, "link_state": "auto", "query_rss": False}[key]
+    return vfattrs.DEFAULTS[key]
 
 
 def _fmt(v: Mapping[str, Any]) -> str:
@@ -182,18 +183,7 @@ def plan_set(host: Host, pf: PF, vf: VF, d: Desired) -> list[Action]:
     return actions
 
 
-_SETTING_NAMES = {
-    "mac": "MAC",
-    "vlan": "VLAN",
-    "qos": "VLAN qos",
-    "vlan_proto": "VLAN protocol",
-    "spoofchk": "spoof-check",
-    "trust": "trust",
-    "link_state": "link-state",
-    "min_tx_rate": "min-tx-rate",
-    "max_tx_rate": "max-tx-rate",
-    "query_rss": "query-rss",
-}
+_SETTING_NAMES = vfattrs.LABEL
 
 
 @op("netlink.vf")

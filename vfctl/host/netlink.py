@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from vfctl import vfattrs
 from vfctl.host.sysfs import CLASS_NET, Host
 from vfctl.model import VFSettings
 
@@ -179,47 +180,21 @@ def vf_stats(host: Host, pf_ifname: str) -> list[dict[str, int] | None]:
         return [out.get(i) for i in range(max(out) + 1)] if out else []
 
 
-_LINK_STATE = {0: "auto", 1: "enable", 2: "disable"}
-
-
 def _from_vfinfo(vfi: Any) -> tuple[int, VFSettings] | None:
     mac = vfi.get_attr("IFLA_VF_MAC")
     if mac is None:
         return None
-    vlan = vfi.get_attr("IFLA_VF_VLAN") or {}
-    proto = "802.1Q"
+    ad = False
     vl = vfi.get_attr("IFLA_VF_VLAN_LIST")
     if vl is not None:
         infos = vl.get_attrs("IFLA_VF_VLAN_INFO")
-        if infos and infos[0].get("proto") == 0x88A8:
-            proto = "802.1ad"
-    rate = vfi.get_attr("IFLA_VF_RATE") or {}
-    return int(mac["vf"]), VFSettings(
-        mac=str(mac.get("mac", "")).lower() or None,
-        vlan=vlan.get("vlan"),
-        qos=vlan.get("qos"),
-        vlan_proto=proto if vlan else None,
-        spoofchk=_flag(vfi.get_attr("IFLA_VF_SPOOFCHK"), "spoofchk"),
-        trust=_flag(vfi.get_attr("IFLA_VF_TRUST"), "trust"),
-        link_state=_LINK_STATE.get(
-            (vfi.get_attr("IFLA_VF_LINK_STATE") or {}).get("link_state", -1)
-        ),
-        min_tx_rate=rate.get("min_tx_rate"),
-        max_tx_rate=rate.get("max_tx_rate"),
-        query_rss=_flag(vfi.get_attr("IFLA_VF_RSS_QUERY_EN"), "rss_query_en"),
-    )
-
-
-def _flag(attr: Any, key: str) -> bool | None:
-    """A VF on/off setting; the kernel reports -1 (u32 max) when the driver does not say."""
-    if not attr:
-        return None
-    v = attr.get(key)
-    return None if v is None or v == 0xFFFFFFFF else bool(v)
-
-
-_LINK_CODE = {v: k for k, v in _LINK_STATE.items()}
-_PROTO = {"802.1Q": 0x8100, "802.1ad": 0x88A8}
+        ad = bool(infos) and infos[0].get("proto") == vfattrs.ETH_P["802.1ad"]
+    u32s: dict[str, tuple[Any, ...] | None] = {}
+    for g, fields in vfattrs.FIELDS.items():
+        if fields:
+            attr = vfi.get_attr(vfattrs.GROUP[g].nla)
+            u32s[g] = tuple(attr.get(a.field) for a in fields) if attr else None
+    return int(mac["vf"]), vfattrs.decode(u32s, str(mac.get("mac", "")).lower() or None, ad)
 
 
 def set_vf(host: Host, pf_ifname: str, vf: int, settings: dict[str, Any]) -> None:
@@ -250,31 +225,10 @@ def set_vf(host: Host, pf_ifname: str, vf: int, settings: dict[str, Any]) -> Non
 
 
 def vf_spec(vf: int, settings: dict[str, Any]) -> dict[str, Any]:
-    """pyroute2's ``vf=`` argument for these settings. Encoded the same by pyroute2 0.7.2
-    (bookworm) through 0.9 (tests/deb check the bytes against the kernel's structs)."""
-    spec: dict[str, Any] = {"vf": vf}
-    if "mac" in settings:
-        spec["mac"] = settings["mac"]
-    if "vlan" in settings or "qos" in settings or "vlan_proto" in settings:
-        proto = _PROTO[settings.get("vlan_proto") or "802.1Q"]
-        vlan = {"vlan": settings.get("vlan") or 0, "qos": settings.get("qos") or 0}
-        # 802.1Q goes as IFLA_VF_VLAN, as iproute2 sends it: pyroute2 (0.9.7) encodes
-        # IFLA_VF_VLAN_INFO in 14 bytes, the kernel wants 16 and answers EINVAL (lab, igb)
-        spec["vlan"] = vlan if proto == _PROTO["802.1Q"] else [{**vlan, "proto": proto}]
-    if "spoofchk" in settings:
-        spec["spoofchk"] = int(bool(settings["spoofchk"]))
-    if "trust" in settings:
-        spec["trust"] = int(bool(settings["trust"]))
-    if "link_state" in settings:
-        spec["link_state"] = _LINK_CODE[settings["link_state"]]
-    if "min_tx_rate" in settings or "max_tx_rate" in settings:
-        spec["rate"] = {
-            "min_tx_rate": settings.get("min_tx_rate") or 0,
-            "max_tx_rate": settings.get("max_tx_rate") or 0,
-        }
-    if "query_rss" in settings:
-        spec["rss_query_en"] = int(bool(settings["query_rss"]))
-    return spec
+    """pyroute2's ``vf=`` argument for these settings (``vfattrs.encode``). Encoded the same by
+    pyroute2 0.7.2 (bookworm) through 0.9 (tests/deb check the bytes against the kernel's
+    structs)."""
+    return vfattrs.encode(vf, settings)
 
 
 def _settings(d: dict[str, Any]) -> VFSettings:

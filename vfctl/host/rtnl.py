@@ -16,6 +16,7 @@ import socket
 import struct
 from collections.abc import Iterator
 
+from vfctl import vfattrs
 from vfctl.model import VFSettings
 
 NETLINK_ROUTE = 0
@@ -24,12 +25,17 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 IFLA_IFNAME, IFLA_VFINFO_LIST, IFLA_EXT_MASK = 3, 22, 29
 IFLA_VF_INFO = 1
-VF_MAC, VF_VLAN, VF_SPOOFCHK, VF_LINK_STATE, VF_RATE, VF_RSS, VF_TRUST, VF_VLAN_LIST = (
-    1, 2, 4, 5, 6, 7, 9, 12,
-)  # fmt: skip
-IFLA_VF_VLAN_INFO = 1
-UNSET = 0xFFFFFFFF  # "the driver does not say" (rtnl_fill_vfinfo() presets these to -1)
-_LINK_STATE = {0: "auto", 1: "enable", 2: "disable"}
+VF_MAC, VF_VLAN, VF_SPOOFCHK, VF_LINK_STATE, VF_RATE, VF_RSS, VF_TRUST = (
+    vfattrs.GROUP[g].nla_type
+    for g in ("mac", "vlan", "spoofchk", "link_state", "rate", "query_rss", "trust")
+)
+VF_VLAN_LIST, IFLA_VF_VLAN_INFO = vfattrs.IFLA_VF_VLAN_LIST, vfattrs.IFLA_VF_VLAN_INFO
+# the u32 attributes after IFLA_VF_MAC: (group, kernel type, u32s after ``vf``)
+_U32_GROUPS = tuple(
+    (g.name, g.nla_type, len(vfattrs.FIELDS[g.name]))
+    for g in vfattrs.GROUPS
+    if vfattrs.FIELDS[g.name]
+)
 _HDR = struct.Struct("=IHHII")  # nlmsghdr
 _IFI = struct.Struct("=BxHiII")  # ifinfomsg
 
@@ -50,10 +56,6 @@ def _u32s(payload: bytes, n: int) -> tuple[int, ...] | None:
     return struct.unpack_from(f"={n}I", payload) if len(payload) >= 4 * n else None
 
 
-def _flag(v: tuple[int, ...] | None) -> bool | None:
-    return None if v is None or v[1] == UNSET else bool(v[1])
-
-
 def vf_settings(vfinfo: bytes) -> tuple[int, VFSettings] | None:
     """One IFLA_VF_INFO: (VF index, settings), None without IFLA_VF_MAC (as netlink.py)."""
     got: dict[int, bytes] = {}
@@ -64,27 +66,16 @@ def vf_settings(vfinfo: bytes) -> tuple[int, VFSettings] | None:
         return None
     vf = struct.unpack_from("=I", mac_raw)[0]
     mac = ":".join(f"{b:02x}" for b in mac_raw[4:10])
-    vlan = _u32s(got.get(VF_VLAN, b""), 3)
-    proto = "802.1Q"
+    ad = False
     vlist = got.get(VF_VLAN_LIST)
     if vlist is not None:
         infos = [p for k, p in _attrs(vlist) if k == IFLA_VF_VLAN_INFO and len(p) >= 14]
-        if infos and struct.unpack_from(">H", infos[0], 12)[0] == 0x88A8:
-            proto = "802.1ad"
-    rate = _u32s(got.get(VF_RATE, b""), 3)
-    link = _u32s(got.get(VF_LINK_STATE, b""), 2)
-    return vf, VFSettings(
-        mac=mac or None,
-        vlan=vlan[1] if vlan else None,
-        qos=vlan[2] if vlan else None,
-        vlan_proto=proto if vlan else None,
-        spoofchk=_flag(_u32s(got.get(VF_SPOOFCHK, b""), 2)),
-        trust=_flag(_u32s(got.get(VF_TRUST, b""), 2)),
-        link_state=_LINK_STATE.get(link[1]) if link else None,
-        min_tx_rate=rate[1] if rate else None,
-        max_tx_rate=rate[2] if rate else None,
-        query_rss=_flag(_u32s(got.get(VF_RSS, b""), 2)),
-    )
+        ad = bool(infos) and struct.unpack_from(">H", infos[0], 12)[0] == vfattrs.ETH_P["802.1ad"]
+    u32s: dict[str, tuple[int, ...] | None] = {}
+    for g, kind, n in _U32_GROUPS:
+        v = _u32s(got.get(kind, b""), n + 1)
+        u32s[g] = v[1:] if v else None
+    return vf, vfattrs.decode(u32s, mac or None, ad)
 
 
 def link_vfs(msg: bytes) -> tuple[str | None, list[VFSettings]]:

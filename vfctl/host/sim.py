@@ -55,6 +55,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vfctl import vfattrs
 from vfctl.errors import UsageError
 from vfctl.host import cfgbuild
 from vfctl.host.sim_presets import DRIVERS, PRESETS, make
@@ -92,18 +93,7 @@ _WRITABLE_UNMODELLED = {
     "tx_queue_len", "ifalias", "carrier", "group", "proto_down", "sriov_vf_msix_count",
     "drivers_autoprobe",
 }  # fmt: skip
-_VF_DEFAULTS: dict[str, Any] = {
-    "mac": "00:00:00:00:00:00",
-    "vlan": 0,
-    "qos": 0,
-    "vlan_proto": "802.1Q",
-    "spoofchk": True,
-    "trust": False,
-    "link_state": "auto",
-    "min_tx_rate": 0,
-    "max_tx_rate": 0,
-    "query_rss": False,
-}
+_VF_DEFAULTS: dict[str, Any] = dict(vfattrs.DEFAULTS)  # what the kernel gives a new VF
 
 
 def _oserr(code: int, msg: str) -> OSError:
@@ -824,7 +814,7 @@ def vf_stats(root: Path, pf_ifname: str) -> list[dict[str, int] | None]:
         return [{k: int(given.get(str(i), {}).get(k, 0)) for k in keys} for i in range(sr["num"])]
 
 
-_SET_ORDER = ("mac", "vlan", "rate", "spoofchk", "link_state", "query_rss", "trust")
+_SET_ORDER = tuple(g.name for g in vfattrs.GROUPS)  # do_setvfinfo() order
 _LINK_STATES = {"auto": "auto", "enable": "enable", "disable": "disable",
                 0: "auto", 1: "enable", 2: "disable"}  # fmt: skip
 
@@ -841,9 +831,7 @@ def set_vf(root: Path, pf_ifname: str, vf: int, **settings: Any) -> None:
         _, dev = _pf_for(st, pf_ifname)
         groups: dict[str, dict[str, Any]] = {}
         for key, val in settings.items():
-            group = {"qos": "vlan", "vlan_proto": "vlan", "min_tx_rate": "rate",
-                     "max_tx_rate": "rate"}.get(key, key)  # fmt: skip
-            groups.setdefault(group, {})[key] = val
+            groups.setdefault(vfattrs.GROUP_OF[key], {})[key] = val
         for group in _SET_ORDER:
             if group not in groups:
                 continue

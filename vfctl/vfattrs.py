@@ -1,0 +1,201 @@
+"""The ten VF settings, one row each: every other description of them derives from this table.
+
+Modelled on systemd-networkd's ``netif-sriov.c`` (``SRIOVAttribute`` and one encoder per
+netlink attribute): a *setting* (``ATTRS``) is what a user names — its YAML key, CLI option,
+kernel default, how it compares; a *group* (``GROUPS``) is one IFLA_VF_* attribute the kernel
+takes as one struct, so settings of one group are always written together (vlan + qos +
+vlan_proto in IFLA_VF_VLAN / IFLA_VF_VLAN_LIST, min + max rate in IFLA_VF_RATE).
+
+Rules the planner, the read-back and verify share (``vfsettings``, ``converge``, ``drift``):
+- a setting the driver does not report (None) counts as its kernel default when a group of
+  several settings is planned, and as unknown otherwise (a one-setting write is then planned
+  as "ensure"); verify and drift never call an unreported setting different;
+- undo writes the whole group back as it was (unreported: the default);
+- MAC and VLAN protocol compare case-insensitively; a VLAN protocol means nothing without a
+  VLAN id or priority (802.1Q is written when both are 0, and not kept for re-created VFs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vfctl.model import VFSettings
+
+UNSET = 0xFFFFFFFF  # a u32 the driver left unfilled (rtnl_fill_vfinfo() presets -1)
+LINK_STATES = ("auto", "enable", "disable")  # IFLA_VF_LINK_STATE_AUTO/ENABLE/DISABLE: 0/1/2
+ETH_P = {"802.1Q": 0x8100, "802.1ad": 0x88A8}  # include/uapi/linux/if_ether.h
+
+
+def _int_out(v: Any) -> int:
+    return int(v or 0)
+
+
+def _bool_out(v: Any) -> int:
+    return int(bool(v))
+
+
+def _link_out(v: Any) -> int:
+    return LINK_STATES.index(v)
+
+
+def _int_in(v: int | None) -> int | None:
+    return v
+
+
+def _flag_in(v: int | None) -> bool | None:
+    return None if v is None or v == UNSET else bool(v)
+
+
+def _link_in(v: int | None) -> str | None:
+    return LINK_STATES[v] if v is not None and 0 <= v < len(LINK_STATES) else None
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One VF setting: the field of ``VFSettings``/``Desired`` named ``name``."""
+
+    name: str
+    label: str  # in messages ("VLAN qos")
+    yaml_key: str  # profile key
+    option: str  # ``vfctl set`` option
+    help: str  # its help text
+    doc: str  # the profile schema's description
+    default: Any  # what the kernel gives a new VF
+    group: str  # the netlink write it belongs to (``GROUPS``)
+    field: str | None  # its u32 in the group's struct (pyroute2's name); None: not a u32
+    kind: str  # profile schema type: mac, int, bool, enum
+    lo: int | None = None
+    hi: int | None = None
+    choices: tuple[str, ...] = ()  # enum values as the profile spells them
+    casefold: bool = False  # compare ignoring case
+    to_u32: Callable[[Any], int] = _int_out
+    from_u32: Callable[[int | None], Any] = _int_in
+
+
+_ON_OFF = "on or off."
+ATTRS: tuple[Attr, ...] = (
+    Attr("mac", "MAC", "mac-address", "--mac", "MAC, or 'auto' (stable, derived).",
+         "MAC address of the VF, or `auto`: a stable locally administered MAC derived from "
+         "the machine-id, the PF address and the VF id (the same after every reboot).",
+         "00:00:00:00:00:00", "mac", None, "mac", casefold=True),
+    Attr("vlan", "VLAN", "vlan-id", "--vlan", "VLAN id 0-4094 (0: none).",
+         "802.1Q VLAN the PF tags the VF's traffic with; 0 = untagged.",
+         0, "vlan", "vlan", "int", 0, 4094),
+    Attr("qos", "VLAN qos", "qos", "--qos", "802.1p priority 0-7.",
+         "802.1p priority for the VLAN tag.", 0, "vlan", "qos", "int", 0, 7),
+    Attr("vlan_proto", "VLAN protocol", "vlan-proto", "--vlan-proto", "802.1q or 802.1ad.",
+         "VLAN protocol of the tag.", "802.1Q", "vlan", None, "enum",
+         choices=("802.1q", "802.1ad"), casefold=True),
+    Attr("spoofchk", "spoof-check", "spoof-check", "--spoofchk", _ON_OFF,
+         "Drop frames whose source MAC is not the VF's MAC.", True, "spoofchk", "spoofchk",
+         "bool", to_u32=_bool_out, from_u32=_flag_in),
+    Attr("trust", "trust", "trust", "--trust", _ON_OFF,
+         "Trusted VF: may change its MAC and use promiscuous/all-multicast modes.", False,
+         "trust", "trust", "bool", to_u32=_bool_out, from_u32=_flag_in),
+    Attr("link_state", "link-state", "link-state", "--link-state", "auto|enable|disable.",
+         "VF link: follow the PF, always up, or down.", "auto", "link_state", "link_state",
+         "enum", choices=LINK_STATES, to_u32=_link_out, from_u32=_link_in),
+    Attr("min_tx_rate", "min-tx-rate", "min-tx-rate", "--min-tx-rate", "Mbps.",
+         "Minimum transmit rate in Mbit/s; 0 = none.", 0, "rate", "min_tx_rate", "int", 0),
+    Attr("max_tx_rate", "max-tx-rate", "max-tx-rate", "--max-tx-rate", "Mbps.",
+         "Maximum transmit rate in Mbit/s; 0 = unlimited.", 0, "rate", "max_tx_rate", "int", 0),
+    Attr("query_rss", "query-rss", "query-rss", "--query-rss", _ON_OFF,
+         "Allow the VF to query the PF's RSS configuration.", False, "query_rss",
+         "rss_query_en", "bool", to_u32=_bool_out, from_u32=_flag_in),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Group:
+    """One IFLA_VF_* attribute (include/uapi/linux/if_link.h, struct ifla_vf_*)."""
+
+    name: str
+    nla: str  # pyroute2's name for it
+    nla_type: int  # the kernel's number
+    spec_key: str  # pyroute2's key in ``ip.link("set", vf={...})``
+
+
+# In the order the kernel applies them (net/core/rtnetlink.c, do_setvfinfo()): a write that
+# fails leaves the ones before it applied. IFLA_VF_VLAN_LIST (12) is written instead of
+# IFLA_VF_VLAN for 802.1ad and read for the protocol (``decode``).
+GROUPS: tuple[Group, ...] = (
+    Group("mac", "IFLA_VF_MAC", 1, "mac"),
+    Group("vlan", "IFLA_VF_VLAN", 2, "vlan"),
+    Group("rate", "IFLA_VF_RATE", 6, "rate"),
+    Group("spoofchk", "IFLA_VF_SPOOFCHK", 4, "spoofchk"),
+    Group("link_state", "IFLA_VF_LINK_STATE", 5, "link_state"),
+    Group("query_rss", "IFLA_VF_RSS_QUERY_EN", 7, "rss_query_en"),
+    Group("trust", "IFLA_VF_TRUST", 9, "trust"),
+)
+IFLA_VF_VLAN_LIST, IFLA_VF_VLAN_INFO = 12, 1
+
+NAMES: tuple[str, ...] = tuple(a.name for a in ATTRS)
+ATTR: Mapping[str, Attr] = {a.name: a for a in ATTRS}
+GROUP: Mapping[str, Group] = {g.name: g for g in GROUPS}
+DEFAULTS: Mapping[str, Any] = {a.name: a.default for a in ATTRS}
+GROUP_OF: Mapping[str, str] = {a.name: a.group for a in ATTRS}
+MEMBERS: Mapping[str, tuple[str, ...]] = {
+    g.name: tuple(a.name for a in ATTRS if a.group == g.name) for g in GROUPS
+}
+FIELDS: Mapping[str, tuple[Attr, ...]] = {
+    g.name: tuple(a for a in ATTRS if a.group == g.name and a.field) for g in GROUPS
+}
+YAML_KEYS: tuple[tuple[str, str], ...] = tuple((a.yaml_key, a.name) for a in ATTRS)
+KEY_OF: Mapping[str, str] = {a.name: a.yaml_key for a in ATTRS}
+LABEL: Mapping[str, str] = {a.name: a.label for a in ATTRS}
+
+
+def same(name: str, have: Any, want: Any) -> bool:
+    """Whether a reported value is the wanted one (MAC, VLAN protocol: any case)."""
+    if ATTR[name].casefold and isinstance(have, str) and isinstance(want, str):
+        return have.lower() == want.lower()
+    return bool(have == want)
+
+
+def shown(name: str, v: Any) -> Any:
+    """A value as profiles, export and drift spell it (MAC, VLAN protocol: lower case)."""
+    return v.lower() if isinstance(v, str) and ATTR[name].casefold else v
+
+
+def groups_of(names: Sequence[str]) -> list[str]:
+    """The groups these settings belong to, in table (= message) order."""
+    return [g for g in dict.fromkeys(GROUP_OF[n] for n in ATTR if n in names)]
+
+
+# ---------------------------------------------------------------- netlink codec
+
+
+def encode(vf: int, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """pyroute2's ``vf=`` argument: each group the settings touch, whole (missing: 0/802.1Q)."""
+    spec: dict[str, Any] = {"vf": vf}
+    for g in groups_of(list(settings)):
+        key = GROUP[g].spec_key
+        if g == "mac":
+            spec[key] = settings["mac"]
+            continue
+        vals = {a.field: a.to_u32(settings.get(a.name)) for a in FIELDS[g] if a.field}
+        if g == "vlan":
+            proto = ETH_P[settings.get("vlan_proto") or "802.1Q"]
+            # 802.1Q goes as IFLA_VF_VLAN, as iproute2 sends it: pyroute2 (0.9.7) encodes
+            # IFLA_VF_VLAN_INFO in 14 bytes, the kernel wants 16 and answers EINVAL (lab, igb)
+            spec[key] = vals if proto == ETH_P["802.1Q"] else [{**vals, "proto": proto}]
+        else:
+            spec[key] = vals if len(vals) > 1 else next(iter(vals.values()))
+    return spec
+
+
+def decode(
+    u32s: Mapping[str, Sequence[int | None] | None], mac: str | None, ad: bool
+) -> VFSettings:
+    """One VF's settings from its attributes' u32 fields after ``vf`` (by group; None:
+    attribute absent), its MAC and whether IFLA_VF_VLAN_LIST says 802.1ad. Both readers
+    (pyroute2 in ``netlink``, raw bytes in ``rtnl``) end here."""
+    vals: dict[str, Any] = {"mac": mac}
+    for g, attrs in FIELDS.items():
+        got = u32s.get(g)
+        for i, a in enumerate(attrs):
+            vals[a.name] = a.from_u32(got[i]) if got is not None and i < len(got) else None
+    vals["vlan_proto"] = ("802.1ad" if ad else "802.1Q") if u32s.get("vlan") else None
+    return VFSettings(**vals)
