@@ -923,7 +923,9 @@ def sim_init(
         if dir.exists() and not dir.is_dir():
             raise RefusedError(f"{dir} exists and is not a directory")
         if dir.exists() and any(dir.iterdir()) and not force:
-            raise RefusedError(f"{dir} exists and is not empty (--force to replace it)")
+            raise RefusedError(
+                f"{dir} exists and is not empty (--force to replace it)", override="--force"
+            )
         if dir.exists() and force:
             import shutil
 

@@ -321,8 +321,10 @@ _MOVE_HINT = "a profile never forces: detach the VF where it is (vfctl detach), 
 def _located(e: VfctlError, prof: Profile | None, path: Path_) -> VfctlError:
     """The backend's refusal of one attach, prefixed with where the profile asks for it."""
     where = str(prof.problem(path, "")).removesuffix(": ") if prof is not None else ""
-    hint = _MOVE_HINT if isinstance(e, RefusedError) and "--force" in e.message else e.hint
-    return type(e)(f"{where}: {e.message}" if where else e.message, hint=hint)
+    new = e.with_message(f"{where}: {e.message}" if where else e.message)
+    if isinstance(e, RefusedError) and e.override is not None:
+        new.hint = _MOVE_HINT
+    return new
 
 
 def _final(v: VF, w: VFWant, pf: PF, ident: str) -> VF:

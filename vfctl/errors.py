@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 
 class VfctlError(Exception):
     """Base: a one-line message and the documented exit code."""
@@ -13,6 +15,15 @@ class VfctlError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+    def with_message(self, message: str) -> Self:
+        """The same error (class, exit code, structured fields) with another message: for
+        callers that add where it happened, so no field is lost by rebuilding the error."""
+        new = type(self).__new__(type(self), message)  # no __init__: subclasses differ in it
+        new.__dict__.update(self.__dict__)
+        new.args = (message,)
+        new.message = message
+        return new
 
 
 class UsageError(VfctlError):
@@ -26,8 +37,17 @@ class NotFoundError(VfctlError):
 
 
 class RefusedError(VfctlError):
+    """Unsafe or in use. ``override`` is the flag that lifts this refusal ("--force",
+    "--force-host-nic"), or None when nothing does: callers ask it, never the message."""
+
     exit_code = 4
     kind = "refused"
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, override: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.override = override
 
 
 class HostError(VfctlError):

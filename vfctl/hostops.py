@@ -118,7 +118,8 @@ def check_host_nic(host: Host, pf: PF, force_host_nic: bool) -> None:
     if reason and not force_host_nic:
         raise RefusedError(
             f"{pf.address}: {reason}; changing its VFs may reset the link and cut the host off "
-            "(--force-host-nic to do it anyway)"
+            "(--force-host-nic to do it anyway)",
+            override="--force-host-nic",
         )
 
 
@@ -200,7 +201,8 @@ def plan_numvfs(
             raise RefusedError(
                 f"{name}: VFs in use — "
                 + "; ".join(map(str, soft))
-                + " (--force to remove them anyway)"
+                + " (--force to remove them anyway)",
+                override="--force",
             )
     t = timeout if timeout is not None else default_timeout(max(n, pf.num_vfs))
     expect_probe = (autoprobe if autoprobe is not None else pf.autoprobe) is not False
@@ -283,24 +285,28 @@ def plan_bind(
                     raise RefusedError(
                         f"{vf.address} (VF {vf.index} of {pf.netdev or pf.address}): "
                         + "; ".join(blockers)
-                        + " (--force to unbind anyway)"
+                        + " (--force to unbind anyway)",
+                        override="--force",
                     )
             for h in vfio_holders(host, vf):
                 raise RefusedError(f"{vf.address}: /dev/vfio/{vf.iommu_group} is held open by {h}")
             pu = pool_user(vf)
             if pu is not None and (pu[1] or not force):
                 raise RefusedError(
-                    f"{vf.address}: {pu[0]}" + ("" if pu[1] else " (--force to rebind anyway)")
+                    f"{vf.address}: {pu[0]}" + ("" if pu[1] else " (--force to rebind anyway)"),
+                    override=None if pu[1] else "--force",
                 )
             if vf.held_by is not None and not force:
                 raise RefusedError(
-                    f"{vf.address}: held by {vf.held_by.describe()} (--force to rebind anyway)"
+                    f"{vf.address}: held by {vf.held_by.describe()} (--force to rebind anyway)",
+                    override="--force",
                 )
             for a in vf.attached_to:
                 if not force:
                     raise RefusedError(
                         f"{vf.address}: attached to {a.backend} VM {a.vm}; "
-                        "detach it first (--force to rebind anyway)"
+                        "detach it first (--force to rebind anyway)",
+                        override="--force",
                     )
         if driver in STUB_DRIVERS and vf.iommu_group is not None:
             check_group_viable(model, vf, selected)

@@ -249,7 +249,7 @@ def execute(
                 "; ROLLBACK INCOMPLETE: " + "; ".join(failures) + "; the journal is kept: "
                 "fix the cause and run `vfctl recover`"
             )
-        new = type(err)(msg, hint=err.hint)
+        new = err.with_message(msg)
         if failures and not isinstance(err, HostError | BackendError):
             new = HostError(msg, hint=err.hint)
         if isinstance(exc, KeyboardInterrupt):

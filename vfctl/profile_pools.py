@@ -88,7 +88,7 @@ def wrap(be: Any) -> Any:
 
 def _located(e: VfctlError, prof: Profile, path: Path_) -> VfctlError:
     where = str(prof.problem(path, "")).removesuffix(": ")
-    return type(e)(f"{where}: {e.message}", hint=e.hint)
+    return e.with_message(f"{where}: {e.message}")
 
 
 def plan(

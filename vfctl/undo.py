@@ -55,7 +55,8 @@ def plan(
         if not force:
             raise RefusedError(
                 f"run {rec['id']}: the host was not re-read after it, so drift cannot be "
-                "checked (--force to undo anyway)"
+                "checked (--force to undo anyway)",
+                override="--force",
             )
         keys = []
     drifted = drift(keys, now)
@@ -64,7 +65,8 @@ def plan(
             f"run {rec['id']}: the host changed since: "
             + "; ".join(_fmt(d) for d in drifted[:8])
             + (f"; and {len(drifted) - 8} more" if len(drifted) > 8 else "")
-            + " (--force to undo anyway)"
+            + " (--force to undo anyway)",
+            override="--force",
         )
     return inverses(list(rec.get("actions") or [])), drifted
 

@@ -448,18 +448,23 @@ class LibvirtBackend:
         label = f"{req.pf.netdev or req.pf.address} vf{req.vf.index} ({address})"
         if others and not req.force:
             where = ", ".join(sorted({f"{h.vm} ({h.scope})" for h in others}))
-            raise RefusedError(f"{label} is attached to another domain: {where}; --force moves it")
+            raise RefusedError(
+                f"{label} is attached to another domain: {where}; --force moves it",
+                override="--force",
+            )
         hb = req.vf.held_by  # the running truth: a QEMU (of any manager) has its group open
         if hb is not None and hb.vm != info.name and not others and not req.force:
             raise RefusedError(
                 f"{label} is held by {hb.describe()}, which no domain here names; "
-                "--force attaches it anyway"
+                "--force attaches it anyway",
+                override="--force",
             )
         pool = pool_members(self.networks(), [req.pf]).get(address)
         if pool is not None and not req.force:
             raise RefusedError(
                 f"{label} belongs to libvirt hostdev network {pool!r}: a guest using that "
-                "network may be handed the same VF; --force attaches it anyway"
+                "network may be handed the same VF; --force attaches it anyway",
+                override="--force",
             )
         infos = {info.uuid: info}
         for h in others:
@@ -474,7 +479,8 @@ class LibvirtBackend:
                 raise RefusedError(
                     f"{label} is already in {info.name} ({scope}) as "
                     f"{describe(mine[0].found.device)}, not {describe(want)}; "
-                    "--force replaces it"
+                    "--force replaces it",
+                    override="--force",
                 )
             actions += self._detach_actions(mine, infos)
             actions.append(self._action("attach", info, scope, address, xml, describe(want)))

@@ -211,7 +211,8 @@ class LibvirtPools:
         if doms and not force:
             raise RefusedError(
                 f"pool {name} is referenced by domain(s) {', '.join(doms)}; "
-                "--force detaches it from them and deletes it"
+                "--force detaches it from them and deletes it",
+                override="--force",
             )
         actions: list[Action] = []
         for d in doms:

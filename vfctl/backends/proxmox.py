@@ -314,7 +314,8 @@ class ProxmoxBackend:
                 raise RefusedError(
                     f"VF {addr} is already in VM {other['vmid']} "
                     f"({other.get('name')}) as {slot} on {self.node}; "
-                    "use --force to move it"
+                    "use --force to move it",
+                    override="--force",
                 )
             actions += self._detach_actions(other, ocfg, addr, mappings, remove_mapping=False)
 
@@ -463,7 +464,8 @@ class ProxmoxBackend:
         raise RefusedError(
             f"VF {req.vf.address} is held by {hb.describe()} "
             f"(/dev/vfio/{req.vf.iommu_group} or a PVE reservation); use --force to "
-            "change the configs anyway"
+            "change the configs anyway",
+            override="--force",
         )
 
     def _complete(self, e: MapEntry) -> MapEntry:

@@ -207,7 +207,9 @@ class PvePools:
             )
         if users and not force:
             refs = ", ".join(f"vm{v} {s} on {n}" for n, v, s, _r in users)
-            raise RefusedError(f"pool {name} is referenced by {refs}; --force detaches it")
+            raise RefusedError(
+                f"pool {name} is referenced by {refs}; --force detaches it", override="--force"
+            )
         actions: list[Action] = []
         for n, vmid, slot, _r in users:
             actions.append(
