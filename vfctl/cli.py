@@ -378,12 +378,15 @@ def list_cmd(
     """List SR-IOV physical functions."""
 
     def go() -> None:
-        from vfctl import pciids, render
+        from vfctl import jsontext, pciids, render
 
         m = pciids.named(model(host(), lenient=True))
         if json_:
             pooled = pools(m)
-            render.emit_json({"pfs": [pf_json(p, pooled) for p in m.pfs]})
+            if pooled is None:  # the common document: encoded without a dict per VF
+                render.emit_json_text(jsontext.list_text(m.pfs))
+            else:
+                render.emit_json({"pfs": [pf_json(p, pooled) for p in m.pfs]})
             for p in m.pfs:
                 for problem in p.problems:
                     render.warn(f"{p.address}: {problem}")
@@ -406,7 +409,7 @@ def show(
     """Show one PF and its VFs."""
 
     def go() -> None:
-        from vfctl import pciids, render
+        from vfctl import jsontext, pciids, render
         from vfctl.discover import resolve_pf
 
         h = host()
@@ -415,7 +418,10 @@ def show(
         for problem in p.problems:
             render.warn(f"{p.address}: {problem}")
         if json_:
-            render.emit_json(pf_json(p, pooled))
+            if pooled is None:
+                render.emit_json_text(jsontext.pf_text(p))
+            else:
+                render.emit_json(pf_json(p, pooled))
             return
         render.out.print(render.pf_summary(p), markup=False)
         for note in p.notes:

@@ -7,34 +7,53 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vfctl.model import HostModel
 
+_BLOCK_END = re.compile(rb"\n[^\t#]")  # a line that is neither a device nor a comment
 PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
+
+
+def _line(text: bytes, key: bytes) -> int:
+    """Where the first line starting with ``key`` starts, or -1."""
+    if text.startswith(key):
+        return 0
+    at = text.find(b"\n" + key)
+    return at + 1 if at >= 0 else -1
 
 
 @functools.lru_cache(maxsize=256)
 def name(vendor: str, device: str) -> str | None:
-    """Device name from pci.ids, scanning only the vendor's block."""
+    """Device name from pci.ids: the vendor's block found by a search, not line by line.
+
+    The rules of a line-by-line reading: comment lines are skipped; the first line that
+    starts with the vendor id opens its block, any other line not starting with a tab
+    closes it; a device line is one tab, the 4-digit id, the name; ids compare case-blind.
+    """
+    if any(c in vendor + device for c in "#\t\r\n") or not vendor or not device:
+        return None
     for path in PATHS:
         try:
-            f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+            with open(path, "rb") as f:
+                data = f.read()
         except OSError:
             continue
-        with f:
-            in_vendor = False
-            for line in f:
-                if not line or line[0] == "#":
-                    continue
-                if line[0] != "\t":
-                    if in_vendor:
-                        return None
-                    in_vendor = line[:4].lower() == vendor
-                elif in_vendor and line[1] != "\t" and line[1:5].lower() == device:
-                    return line[5:].strip()
-        return None
+        low = data.lower()  # ASCII only: the same offsets as data
+        at = _line(low, vendor.encode())
+        start = data.find(b"\n", at) + 1 if at >= 0 else 0
+        if start == 0:
+            return None
+        end = _BLOCK_END.search(low, start - 1)
+        block = low[start : end.start() + 1 if end else len(low)]
+        d = _line(block, b"\t" + device.encode())
+        if d < 0:
+            return None
+        stop = block.find(b"\n", d)
+        text = data[start + d + 5 : start + stop if stop >= 0 else len(data)]
+        return text.decode("utf-8", "replace").strip()
     return None
 
 

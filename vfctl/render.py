@@ -49,6 +49,14 @@ def emit_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
+def emit_json_text(text: str) -> None:
+    """As emit_json, for a document already encoded compactly (vfctl.jsontext)."""
+    if sys.stdout.isatty():
+        text = json.dumps(json.loads(text), indent=2)  # same keys, order and values
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def esc(v: object) -> str:
     """Host-derived text made literal for rich: a netdev named ``[reverse]eth9`` stays that."""
     from rich.markup import escape

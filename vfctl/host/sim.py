@@ -126,14 +126,18 @@ def _locked(root: Path) -> Iterator[State]:
         fcntl.flock(fd, fcntl.LOCK_EX)
         text = (sd / "state.json").read_text()
         st: State = json.loads(text)
+        before: State | None = json.loads(text)  # pristine, to tell whether anything changed
         if (sd / PENDING).exists():
             _commit(root, st, full=True)  # a killed writer: finish its render first
-            text = ""
+            before = None
         try:
             _settle(st)
             yield st
         finally:
-            if _dump(st) != text:  # reads (vf_info, link_info) change nothing: no commit
+            # reads (vf_info, link_info) change nothing: no commit. Compared as compact
+            # sorted dumps (the C encoder; _dump's indent needs the pure-Python one): equal
+            # exactly when _dump's texts are
+            if before is None or _canon(st) != _canon(before):
                 _commit(root, st)
     finally:
         os.close(fd)
@@ -175,6 +179,10 @@ def _locked_raw(root: Path) -> Iterator[State]:
         yield json.loads((sd / "state.json").read_text())
     finally:
         os.close(fd)
+
+
+def _canon(st: State) -> str:
+    return json.dumps(st, sort_keys=True)
 
 
 def _dump(st: State) -> str:

@@ -1,0 +1,101 @@
+"""list/show JSON written by vfctl.jsontext: the bytes json.dumps gives for the same model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+
+import pytest
+from simcli import SimHost
+
+from vfctl import jsontext, pciids
+from vfctl.discover import discover, with_vf_info
+from vfctl.host import netlink
+from vfctl.host.sysfs import Host
+from vfctl.model import PF, VF, Attachment, HeldBy, HostModel, PoolRef, VFSettings
+
+NewHost = Callable[..., SimHost]
+
+
+def _model(root: object) -> HostModel:
+    h = Host(str(root))
+    m = discover(h)
+    info = netlink.vf_info_all(h, [p.netdev for p in m.pfs if p.netdev and p.num_vfs])
+    return pciids.named(with_vf_info(m, info))
+
+
+def _busy(h: SimHost) -> None:
+    for pf in h("list", "--json").json()["pfs"]:
+        name = pf["address"]
+        assert h("enable", name, str(min(pf["total_vfs"], 6))).code == 0
+        assert h("bind", name, "vf0-1").code == 0
+        if pf["netdev"]:
+            assert h("set", name, "vf2", "--vlan", "7", "--trust", "on").code == 0
+
+
+def _same(m: HostModel) -> None:
+    assert jsontext.list_text(m.pfs) == json.dumps(m.to_json())
+    for p in m.pfs:
+        assert jsontext.pf_text(p) == json.dumps(p.to_json())
+
+
+@pytest.mark.parametrize("preset", ["default", "minimal", "lab"])
+def test_simulated_hosts_give_json_dumps_bytes(new_host: NewHost, preset: str) -> None:
+    h = new_host(f"jsontext-{preset}", preset, _busy)
+    m = _model(h.root)
+    assert sum(len(p.vfs) for p in m.pfs) > 0
+    assert any(v.settings.vlan == 7 for p in m.pfs for v in p.vfs)  # netlink settings in
+    _same(m)
+    # the CLI writes that text
+    out = h("list", "--json").out
+    assert out == json.dumps(m.to_json()) + "\n"
+    pf = m.pfs[0]
+    assert h("show", pf.address, "--json").out == json.dumps(pf.to_json()) + "\n"
+
+
+def _odd(v: VF, i: int) -> VF:
+    """Every kind of value a VF can carry, on every third VF."""
+    if i % 3 == 0:
+        return v
+    if i % 3 == 1:
+        return dataclasses.replace(
+            v,
+            driver='vfio"pci\n\u00e9',
+            driver_override="[bold]x\\y",
+            netdev="\udcffbad",
+            iommu_group=None,
+            settings=VFSettings(mac="02:00:00:00:00:01", vlan=0, spoofchk=False, trust=True),
+        )
+    return dataclasses.replace(
+        v,
+        attached_to=(Attachment("proxmox", "vm101", "101", "hostpci0", live=True),),
+        held_by=HeldBy("vm101", 42, "proxmox"),
+        pool=PoolRef("pool1", ("vm101", "vm102")),
+    )
+
+
+def test_odd_values_give_json_dumps_bytes(new_host: NewHost) -> None:
+    h = new_host("jsontext-default", "default", _busy)
+    m = _model(h.root)
+    pfs = []
+    for p in m.pfs:
+        vfs = tuple(_odd(v, i) for i, v in enumerate(p.vfs))
+        pfs.append(dataclasses.replace(p, vfs=vfs, notes=('"vfs": []',), name="x\u2028y"))
+    pfs.append(dataclasses.replace(m.pfs[0], vfs=()))
+    _same(HostModel(tuple(pfs)))
+
+
+def test_a_model_change_falls_back_to_json_dumps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A field the format string does not know: the text still equals json.dumps's."""
+    vf = VF(0, "0000:01:10.0", None, None, None, 3, "8086", "10ca")
+    pf = PF("0000:01:00.0", "eth0", ("eth0",), "igb", "8086", "10c9", "020000", None, 7, 7, 7,
+            1, 128, 2, "10ca", True, 0, 1, None, False, vfs=(vf,))  # fmt: skip
+    orig = VF.to_json
+
+    def extra(self: VF) -> dict[str, object]:
+        return {**orig(self), "new_field": 1}
+
+    monkeypatch.setattr(VF, "to_json", extra)
+    assert jsontext.pf_text(pf) == json.dumps(pf.to_json())
+    assert '"new_field": 1' in jsontext.pf_text(pf)
