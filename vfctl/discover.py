@@ -149,6 +149,8 @@ def discover(
                 p,
                 vfs=tuple(
                     replace(v, held_by=held.get(v.address), pool=pools.get(v.address))
+                    if v.address in held or v.address in pools
+                    else v  # nothing to fill in: the same (equal) VF
                     for v in p.vfs
                 ),
             )
@@ -191,8 +193,11 @@ def _device(host: Host, a: str) -> Device:
 
 def _virtfn_indexes(host: Host, dev: str) -> list[int] | None:
     """VF indexes from the PF's ``virtfnN`` names; None when a name is not canonical."""
+    names = [n for n in host.listdir(dev) if n.startswith("virtfn")]
+    if set(names) == {f"virtfn{i}" for i in range(len(names))}:
+        return list(range(len(names)))  # the kernel's names: virtfn0 … virtfn<k-1>
     out = []
-    for name in host.listdir(dev):
+    for name in names:
         if name.startswith("virtfn"):
             n = name[6:]
             if not (n.isascii() and n.isdigit()):
@@ -225,7 +230,7 @@ def _pfs_and_vfs(host: Host, addrs: Sequence[str]) -> tuple[list[str], dict[str,
     devdir = str(host.path(PCI_DEVICES))
     pfs: list[str] = []
     pairs: dict[str, list[tuple[int, str]]] = {}
-    vf_addrs: set[str] = set()
+    vf_addrs: dict[str, None] = {}  # every VF once, in the order found
     for a in addrs:
         if a in vf_addrs or not host.exists(f"{PCI_DEVICES}/{a}/sriov_totalvfs"):
             continue
@@ -236,23 +241,23 @@ def _pfs_and_vfs(host: Host, addrs: Sequence[str]) -> tuple[list[str], dict[str,
         else:
             got = vfscan.links(devdir, [f"{a}/virtfn{i}" for i in idx]) if idx else []
             pairs[a] = [(i, t) for i, t in zip(idx, got, strict=True) if t]
-        vf_addrs.update(t for _, t in pairs[a])
-    plain = sorted(t for t in vf_addrs if not (len(t) > 63 or t in _ODD) or not vfscan.odd(t))
+        vf_addrs.update(dict.fromkeys([t for _, t in pairs[a]]))
+    plain = [t for t in vf_addrs if (len(t) <= 63 and t not in _ODD) or not vfscan.odd(t)]
     flags, drivers, nets = _bulk_listings(host, len(plain))
     raws = dict(zip(plain, vfscan.scan(devdir, plain, flags), strict=True))
     out: dict[str, VfRows] = {}
     for a in pfs:
         rows: VfRows = []
         for i, t in pairs[a]:
-            if t not in raws:
+            raw = raws.get(t)
+            if raw is None:
                 rows.append((i, t, _raw_via_host(host, t)))
-                continue
-            drv, override, group, netdevs = raws[t]
-            if drivers is not None:
-                drv = drivers.get(t)
-            if nets is not None:
-                netdevs = nets.get(t, _NONE)
-            rows.append((i, t, (drv, override, group, netdevs)))
+            elif drivers is None and nets is None:
+                rows.append((i, t, raw))
+            else:
+                drv = raw[0] if drivers is None else drivers.get(t)
+                netdevs = raw[3] if nets is None else nets.get(t, _NONE)
+                rows.append((i, t, (drv, raw[1], raw[2], netdevs)))
         out[a] = rows
     return pfs, out
 
@@ -328,34 +333,37 @@ def _pf(
     if offset is not None and stride is not None:
         expects[:] = pciaddr.vf_addresses(a, offset, stride, [r[0] for r in rows])
     empty = VFSettings()  # frozen: one instance serves every VF until netlink fills them in
+    if vf_device:
+        ids: tuple[str, str] | None = (vendor, vf_device)
+    else:
+        ids = None
+    new_vf = VF.plain
     for (idx, vaddr, (driver, override, group, nets)), expect in zip(rows, expects, strict=True):
-        if expect is not None and expect != vaddr:
+        if expect != vaddr and expect is not None:
             # virtfnN is the kernel's truth; a mismatch is a quirk worth showing
             notes.append(f"virtfn{idx} is {vaddr}, offset/stride say {expect}")
         if override is not None:
             override = override.strip()
             if override in ("", "(null)"):
                 override = None
-        if vf_device:
-            vid, did = vendor, vf_device
-        else:
+        if ids is None:
             vd = f"{PCI_DEVICES}/{vaddr}"
             vid, did = _hex4(host.read_opt(f"{vd}/vendor")), _hex4(host.read_opt(f"{vd}/device"))
-        att = attachments.get(vaddr)
-        vfs.append(
-            VF(
-                index=idx,
-                address=vaddr,
-                driver=driver,
-                driver_override=override,
-                netdev=nets[0] if nets else None,
-                iommu_group=int(group) if group and group.isdigit() else None,
-                vendor_id=vid,
-                device_id=did,
-                settings=empty,
-                attached_to=tuple(att) if att else (),
-            )
+        else:
+            vid, did = ids
+        v = new_vf(
+            idx,
+            vaddr,
+            driver,
+            override,
+            nets[0] if nets else None,
+            int(group) if group and group.isdigit() else None,
+            vid,
+            did,
+            empty,
         )
+        att = attachments.get(vaddr) if attachments else None
+        vfs.append(replace(v, attached_to=tuple(att)) if att else v)
     ari = cs.get("ari") if cs else None
     cap_total = sr.get("total_vfs")
     initial = sr.get("initial_vfs")

@@ -94,6 +94,43 @@ class VF:
     held_by: HeldBy | None = None
     pool: PoolRef | None = None
 
+    @classmethod
+    def plain(
+        cls,
+        index: int,
+        address: str,
+        driver: str | None,
+        driver_override: str | None,
+        netdev: str | None,
+        iommu_group: int | None,
+        vendor_id: str,
+        device_id: str,
+        settings: VFSettings,
+    ) -> VF:
+        """``VF(...)`` with nothing attached, held or pooled, made as discovery makes one per
+        VF: one dict instead of the frozen ``__init__``'s twelve ``object.__setattr__``
+        calls (a third of the cost; equal objects, tests/core/test_model.py)."""
+        v = object.__new__(cls)
+        object.__setattr__(
+            v,
+            "__dict__",
+            {
+                "index": index,
+                "address": address,
+                "driver": driver,
+                "driver_override": driver_override,
+                "netdev": netdev,
+                "iommu_group": iommu_group,
+                "vendor_id": vendor_id,
+                "device_id": device_id,
+                "settings": settings,
+                "attached_to": (),
+                "held_by": None,
+                "pool": None,
+            },
+        )
+        return v
+
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "index": self.index,
