@@ -161,7 +161,11 @@ def inventory(h: Any, lenient: bool = False) -> dict[str, list[Any]]:
 
 
 def model(
-    h: Any, with_devices: bool = False, with_backends: bool = True, lenient: bool = False
+    h: Any,
+    with_devices: bool = False,
+    with_backends: bool = True,
+    lenient: bool = False,
+    inuse: bool = False,
 ) -> HostModel:
     from vfctl.discover import discover, with_vf_info
     from vfctl.host import netlink
@@ -169,7 +173,7 @@ def model(
     inv = inventory(h, lenient) if with_backends else {}  # one round of VM-manager calls
     pooled = pool_refs() if with_backends else {}
     h.settle()  # a simulated host runs pending probes first, as a kernel would by itself
-    m = discover(h, inv, with_devices=with_devices, pools=pooled)
+    m = discover(h, inv, with_devices=with_devices, pools=pooled, inuse=inuse)
     info = netlink.vf_info_all(h, [pf.netdev for pf in m.pfs if pf.netdev and pf.num_vfs])
     return with_vf_info(m, info) if any(info.values()) else m
 
@@ -259,12 +263,14 @@ def run_plan(
     confirm: float | None = None,
     detailed_exitcode: bool = False,
     record: dict[str, Any] | None = None,
+    plan_warnings: list[str] | None = None,
 ) -> None:
     """Lock, refuse over a stale journal, discover, plan, execute, verify, record, render.
 
     ``confirm``: arm an automatic revert unless `vfctl confirm` runs within that many seconds;
     ``detailed_exitcode``: with --check, exit 2 when changes are pending; ``record``: extra
-    fields for the history record (profile, undone run).
+    fields for the history record (profile, undone run); ``plan_warnings``: what ``build``
+    noted while planning, shown first among the result's warnings.
     """
     from vfctl import confirm as confirm_mod
     from vfctl import history, plan, render
@@ -293,7 +299,7 @@ def run_plan(
                     f"an interrupted vfctl run left a journal ({plan.Journal(h).path}) with "
                     f"{len(stale['actions'])} actions; run `vfctl recover` to roll it back"
                 )
-            m = model(h, with_devices=with_devices)
+            m = model(h, with_devices=with_devices, inuse=True)  # planners need in-use facts
             actions, verify = build(h, m)
             from vfctl.discover import refuse_unsound
 
@@ -311,6 +317,8 @@ def run_plan(
                 )
                 if confirm is not None and res.changed:
                     res.extra["confirm"] = confirm_mod.arm(h, res, confirm, reverter_argv())
+        if plan_warnings:
+            res.warnings[:0] = [w for w in plan_warnings if w not in res.warnings]
         if extra_fn is not None:
             res.extra.update(extra_fn())
             early = [w for w in res.extra.get("backend_warnings", []) if w not in res.warnings]
@@ -511,19 +519,19 @@ def _numvfs_cmd(
     wait: float,
     confirm: float | None = None,
 ) -> None:
-    from vfctl import hostops
-    from vfctl.discover import resolve_pf
+    from vfctl import plan_host
+    from vfctl.discover import discover, resolve_pf
 
     def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None]]:
         from vfctl.inputs import seconds
 
         seconds(timeout, "--timeout")
         p = resolve_pf(m, pf, h)
-        acts = hostops.plan_numvfs(
-            h, p, count, force=force, force_host_nic=force_host_nic, timeout=timeout,
+        acts = plan_host.plan_numvfs(
+            m, p, count, force=force, force_host_nic=force_host_nic, timeout=timeout,
             autoprobe=autoprobe,
         )  # fmt: skip
-        return acts, lambda: hostops.verify_numvfs(h, p.address, count)
+        return acts, lambda: plan_host.verify_numvfs(discover(h), p.address, count)
 
     run_plan(json_, check, wait, build, confirm=confirm)
 
@@ -537,23 +545,28 @@ def _bind_cmd(
     json_: bool,
     wait: float,
     confirm: float | None = None,
+    force_host_nic: bool = False,
 ) -> None:
-    from vfctl import hostops
-    from vfctl.discover import parse_vf_selector, resolve_pf
+    from vfctl import ops_host, plan_host
+    from vfctl.discover import discover, parse_vf_selector, resolve_pf
 
     if driver is not None:
         from vfctl.inputs import driver_name
 
         driver_name(driver, "--driver")
+    notes: list[str] = []
 
     def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None]]:
         p = resolve_pf(m, pf, h)
         idx = sorted({i for sel in vfs for i in parse_vf_selector(sel, p)})
         chosen = [v for v in p.vfs if v.index in idx]
-        acts = hostops.plan_bind(h, m, p, chosen, driver, force=force)
-        return acts, lambda: hostops.verify_driver(h, [v.address for v in chosen], driver)
+        acts = plan_host.plan_bind(m, p, chosen, driver, force=force, force_host_nic=force_host_nic)
+        if acts and driver is not None:  # load its module, or refuse (exit 2) before any write
+            notes.extend(ops_host.ensure_driver(h, driver, check))
+        addrs = [v.address for v in chosen]
+        return acts, lambda: plan_host.verify_driver(discover(h), addrs, driver)
 
-    run_plan(json_, check, wait, build, with_devices=True, confirm=confirm)
+    run_plan(json_, check, wait, build, with_devices=True, confirm=confirm, plan_warnings=notes)
 
 
 @app.command()
@@ -562,13 +575,18 @@ def bind(
     vfs: list[str] = typer.Argument(..., help="VFs: vf3, 3, vf0-3,7, all, or addresses."),
     driver: str = typer.Option("vfio-pci", "--driver", help="Driver to bind."),
     force: bool = ForceOpt(False),
+    force_host_nic: bool = typer.Option(False, "--force-host-nic"),
     check: bool = CheckOpt(False),
     json_: bool = JsonOpt(False),
     wait: float = WaitOpt(30.0),
     confirm: Optional[float] = ConfirmOpt(),
 ) -> None:
     """Bind VFs to a driver (vfio-pci by default) via driver_override."""
-    guarded(json_, True, lambda: _bind_cmd(pf, vfs, driver, force, check, json_, wait, confirm))
+    guarded(
+        json_,
+        True,
+        lambda: _bind_cmd(pf, vfs, driver, force, check, json_, wait, confirm, force_host_nic),
+    )
 
 
 @app.command()
@@ -576,12 +594,17 @@ def unbind(
     pf: str = typer.Argument(..., help="PF netdev or PCI address."),
     vfs: list[str] = typer.Argument(..., help="VFs: vf3, 3, vf0-3,7, all, or addresses."),
     force: bool = ForceOpt(False),
+    force_host_nic: bool = typer.Option(False, "--force-host-nic"),
     check: bool = CheckOpt(False),
     json_: bool = JsonOpt(False),
     wait: float = WaitOpt(30.0),
 ) -> None:
     """Return VFs to their default driver (clear driver_override, reprobe)."""
-    guarded(json_, True, lambda: _bind_cmd(pf, vfs, None, force, check, json_, wait))
+    guarded(
+        json_,
+        True,
+        lambda: _bind_cmd(pf, vfs, None, force, check, json_, wait, None, force_host_nic),
+    )
 
 
 def _onoff(v: str | None, what: str) -> bool | None:
@@ -673,7 +696,7 @@ def _attach_cmd(
         if vf.strip().lower() == "any" and verb == "attach":
             from vfctl import cli_pool, pools
 
-            v = pools.lowest_free(h, p, cli_pool.pooled_addresses(h, b, p))
+            v = pools.lowest_free(m, p, cli_pool.pooled_addresses(h, b, p))
         else:
             idx = parse_vf_selector(vf, p)
             if len(idx) != 1:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from vfctl import hostops, vfattrs, vfsettings
+from vfctl import plan_host, vfattrs, vfsettings
 from vfctl.backends.base import AttachRequest
 from vfctl.errors import (
     BackendError,
@@ -239,13 +239,13 @@ def plan(
     after: dict[str, PF] = {}  # each PF as the PF phases leave it (pools are planned on it)
     for t in targets:
         pf = t.pf
-        out.phases["autoprobe"] += hostops.plan_autoprobe(pf, t.autoprobe)
+        out.phases["autoprobe"] += plan_host.plan_autoprobe(pf, t.autoprobe)
         pf1 = dataclasses.replace(
             pf, autoprobe=pf.autoprobe if t.autoprobe is None else t.autoprobe
         )
         n = pf.num_vfs if t.total_vfs is None else t.total_vfs
         acts = (
-            hostops.plan_numvfs(host, pf1, n, was_autoprobe=pf.autoprobe)
+            plan_host.plan_numvfs(model, pf1, n, was_autoprobe=pf.autoprobe)
             if t.total_vfs is not None
             else []
         )
@@ -266,7 +266,7 @@ def plan(
                 by_driver.setdefault(None if drv == DEFAULT_DRIVER else drv, []).append(v)
             finals.append((t, w, pf2, _final(v, w, pf2, ident)))
         for drv, group in by_driver.items():
-            out.phases["bind"] += hostops.plan_bind(host, model, pf2, group, drv)
+            out.phases["bind"] += plan_host.plan_bind(model, pf2, group, drv)
     if prof is not None and (prof.data.get("pools") or prof.data.get("attach")):
         from vfctl import profile_pools
 

@@ -13,7 +13,17 @@ from dataclasses import replace
 from vfctl.errors import NotFoundError, RefusedError, UsageError
 from vfctl.host import holders, vfscan
 from vfctl.host.sysfs import CLASS_NET, IOMMU_GROUPS, PCI_DEVICES, PCI_DRIVERS, Host, check_name
-from vfctl.model import PF, VF, Attachment, Device, HeldBy, HostModel, PoolRef, VFSettings
+from vfctl.model import (
+    PF,
+    VF,
+    Attachment,
+    Device,
+    HeldBy,
+    HostModel,
+    InUse,
+    PoolRef,
+    VFSettings,
+)
 from vfctl.pci import address as pciaddr
 
 Attachments = Mapping[str, Sequence[Attachment]]
@@ -125,11 +135,13 @@ def discover(
     with_devices: bool = False,
     pools: Mapping[str, PoolRef] | None = None,
     held: Mapping[str, HeldBy] | None = None,
+    inuse: bool = False,
 ) -> HostModel:
     """Read the host into a HostModel; ``attachments`` come from backends, ``vf_info`` from netlink.
 
     ``pools`` (VF address -> pool) come from a backend too; ``held`` (who holds each VF's
-    /dev/vfio group) is read from the host unless given.
+    /dev/vfio group) is read from the host unless given. ``inuse``: also read every in-use
+    fact (links, addresses, masters, default routes, vfio holders) for the planners.
     """
     if not host.isdir(PCI_DEVICES):
         raise UsageError(
@@ -140,6 +152,15 @@ def discover(
     pf_addrs, vfs = _pfs_and_vfs(host, addrs)  # every PF's VFs read in batches
     configs = parse_configs(host, pf_addrs)
     pfs = [_pf(host, a, configs.get(a), vfs[a], attachments) for a in pf_addrs]
+    facts = InUse()
+    if inuse:
+        from vfctl.host import inuse as inuse_host
+
+        groups = {v.iommu_group for p in pfs for v in p.vfs if v.iommu_group is not None}
+        facts = inuse_host.collect(host, groups)
+        if held is None:
+            vfs_groups = {v.address: v.iommu_group for p in pfs for v in p.vfs}
+            held = holders.held_by(host, vfs_groups, group_pids=inuse_host.group_pids(facts))
     if held is None:
         held = holders.held_by(host, {v.address: v.iommu_group for p in pfs for v in p.vfs})
     pools = pools or {}
@@ -158,7 +179,7 @@ def discover(
         ]
     devices = tuple(_device(host, a) for a in addrs) if with_devices else ()
     iommu = bool(host.listdir(IOMMU_GROUPS))
-    m = HostModel(pfs=tuple(pfs), devices=devices, iommu_enabled=iommu)
+    m = HostModel(pfs=tuple(pfs), devices=devices, iommu_enabled=iommu, inuse=facts)
     return with_vf_info(m, vf_info) if vf_info else m
 
 

@@ -225,10 +225,73 @@ class Device:
 
 
 @dataclass(frozen=True)
+class NetLink:
+    """One network interface as the in-use rules see it (one entry of the link dump)."""
+
+    ifname: str
+    kind: str | None  # IFLA_INFO_KIND (bond, bridge, team, openvswitch, vlan …); None: a NIC
+    up: bool  # administratively up (IFF_UP)
+    addresses: tuple[str, ...] = ()  # "198.51.100.7/24", up or down
+    master: str | None = None  # the bond/bridge/team/OVS it is a port of
+    link: str | None = None  # the lower device of a vlan/macvlan/ipvlan (IFLA_LINK)
+    default_route: bool = False  # a main-table default route leaves through it
+
+
+@dataclass(frozen=True)
+class VfioHolder:
+    """A process with ``/dev/vfio/<group>`` open."""
+
+    group: int
+    pid: int
+    comm: str
+
+
+@dataclass(frozen=True)
+class InUse:
+    """Every in-use fact discovery read (``vfctl.host.inuse``), ruled on by ``vfctl.inuse``.
+
+    ``collected`` False: nobody asked (read-only commands do not read them).
+    """
+
+    links: tuple[NetLink, ...] = ()
+    vfio: tuple[VfioHolder, ...] = ()
+    collected: bool = False
+
+    def link(self, ifname: str) -> NetLink | None:
+        for li in self.links:
+            if li.ifname == ifname:
+                return li
+        return None
+
+    def holders(self, group: int | None) -> list[VfioHolder]:
+        return [h for h in self.vfio if h.group == group] if group is not None else []
+
+    def uppers(self, ifname: str) -> list[NetLink]:
+        """Devices stacked on ``ifname``: its master and the vlans/macvlans built on it."""
+        me = self.link(ifname)
+        out = [li for li in self.links if li.link == ifname and li.ifname != ifname]
+        if me is not None and me.master:
+            m = self.link(me.master)
+            out.insert(0, m if m is not None else NetLink(me.master, None, False))
+        return out
+
+    def chain(self, ifname: str) -> list[str]:
+        """``ifname`` and everything above it (port → bond → bridge, vlan on top …)."""
+        out, todo = [ifname], [ifname]
+        while todo:
+            for up in self.uppers(todo.pop()):
+                if up.ifname not in out:
+                    out.append(up.ifname)
+                    todo.append(up.ifname)
+        return out
+
+
+@dataclass(frozen=True)
 class HostModel:
     pfs: tuple[PF, ...]
     devices: tuple[Device, ...] = ()
     iommu_enabled: bool = False
+    inuse: InUse = field(default_factory=lambda: InUse())  # not in the JSON
 
     def to_json(self) -> dict[str, Any]:
         return {"pfs": [p.to_json() for p in self.pfs]}

@@ -117,9 +117,9 @@ class Result:
 # modules that register ops, by op prefix: imported on demand so a journal written by one
 # command can be replayed by `vfctl recover` in a fresh process
 OP_MODULES = {
-    "sysfs": "vfctl.hostops",
-    "sriov": "vfctl.hostops",
-    "pci": "vfctl.hostops",
+    "sysfs": "vfctl.ops_host",
+    "sriov": "vfctl.ops_host",
+    "pci": "vfctl.ops_host",
     "netlink": "vfctl.vfsettings",
     "libvirt": "vfctl.backends.libvirt",
     "proxmox": "vfctl.backends.proxmox",

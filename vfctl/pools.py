@@ -14,9 +14,11 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from vfctl import hostops, vfattrs, vfsettings
+from vfctl import plan_host, vfattrs, vfsettings
+from vfctl.inuse import netdev_uses, vfio_users
 from vfctl.errors import NotFoundError, RefusedError, UsageError
 from vfctl.host.sysfs import Host
+from vfctl.inuse import netdev_uses, vfio_users
 from vfctl.model import PF, VF, HostModel
 from vfctl.plan import Action
 
@@ -180,8 +182,8 @@ def drift(vf: VF, s: PoolSettings, ident: str, pf_address: str) -> tuple[str, ..
             continue
         if have is not None and have != v:
             out.append(f"{k} is {_show(have)}, pool wants {_show(v)}")
-    if vf.driver != hostops.VFIO:
-        out.append(f"driver is {vf.driver or 'none'}, pool wants {hostops.VFIO}")
+    if vf.driver != plan_host.VFIO:
+        out.append(f"driver is {vf.driver or 'none'}, pool wants {plan_host.VFIO}")
     return tuple(out)
 
 
@@ -238,7 +240,7 @@ def plan_members(
             )
         for v in vfs:
             actions += vfsettings.plan_set(host, pf, v, d)
-    actions += hostops.plan_bind(host, model, pf, list(vfs), hostops.VFIO)
+    actions += plan_host.plan_bind(model, pf, list(vfs), plan_host.VFIO)
     return actions
 
 
@@ -284,10 +286,8 @@ def in_other_pool(claimed: Mapping[str, str], name: str, addresses: Collection[s
 # ---------------------------------------------------------------- attach VM PF any
 
 
-def lowest_free(host: Host, pf: PF, pooled: Collection[str]) -> VF:
+def lowest_free(model: HostModel, pf: PF, pooled: Collection[str]) -> VF:
     """The lowest VF not attached, not held or reserved, not pooled, not used by the host."""
-    from vfctl.host import netlink
-
     why: list[str] = []
     for v in sorted(pf.vfs, key=lambda v: v.index):
         if v.attached_to:
@@ -299,12 +299,12 @@ def lowest_free(host: Host, pf: PF, pooled: Collection[str]) -> VF:
         if v.address in pooled:
             why.append(f"vf{v.index}: in a pool")
             continue
-        if hostops.vfio_holders(host, v):
+        if vfio_users(model.inuse, v):
             why.append(f"vf{v.index}: /dev/vfio/{v.iommu_group} open")
             continue
         if v.netdev:
-            li = netlink.link_info(host, v.netdev)
-            if li.up or li.addresses or li.master:
+            li = model.inuse.link(v.netdev)
+            if li is not None and (li.up or netdev_uses(model.inuse, v.netdev, numvfs=False)):
                 why.append(f"vf{v.index}: used by the host ({v.netdev} is up)")
                 continue
         return v

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from simcli import Run, SimHost
 
-from vfctl import hostops
+from vfctl import ops_host
 from vfctl.host import sim
 
 PF = "enp1s0"  # the minimal preset: one 82576 (igb, 7 VFs), few VFs keep the sim fast
@@ -220,14 +220,14 @@ class _Sleeps:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.n = 0
-        real = hostops.time
+        real = ops_host.time
 
         def sleep(s: float) -> None:
             self.n += 1
             real.sleep(s)
 
         monkeypatch.setattr(
-            hostops, "time", types.SimpleNamespace(monotonic=real.monotonic, sleep=sleep)
+            ops_host, "time", types.SimpleNamespace(monotonic=real.monotonic, sleep=sleep)
         )
 
 

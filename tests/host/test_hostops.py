@@ -11,7 +11,7 @@ from typing import Any
 
 from simcli import SimHost, pf_by_driver
 
-import vfctl.hostops  # noqa: F401  (registers the host ops this test replays)
+import vfctl.ops_host  # noqa: F401  (registers the host ops this test replays)
 from vfctl import plan
 from vfctl.host.sysfs import Host
 
@@ -186,7 +186,7 @@ def test_killed_run_blocks_next_and_recover_rolls_back(host: SimHost) -> None:
     journal = plan.Journal(h)
     record = {"pid": 999999, "started": 0, "actions": [a.to_record() for a in acts], "done": 1,
               "current": 1}
-    plan.OPS["sriov.numvfs"](plan.Context(h), acts[0].params)  # registered by importing hostops
+    plan.OPS["sriov.numvfs"](plan.Context(h), acts[0].params)  # registered by importing ops_host
     journal.save(record)
     r = host("enable", pf["netdev"], "2")
     assert r.code == 4 and "vfctl recover" in r.err

@@ -120,11 +120,17 @@ def _full(addr: str) -> str:
 
 
 def held_by(
-    host: Host, vfs: Mapping[str, int | None], now: float | None = None
+    host: Host,
+    vfs: Mapping[str, int | None],
+    now: float | None = None,
+    group_pids: Mapping[int, list[int]] | None = None,
 ) -> dict[str, HeldBy]:
-    """VF address -> who holds it, for VFs given as address -> IOMMU group."""
+    """VF address -> who holds it, for VFs given as address -> IOMMU group.
+
+    ``group_pids``: the /dev/vfio holders when the caller has scanned /proc already.
+    """
     groups = {g for g in vfs.values() if g is not None}
-    holders = vfio_group_holders(host, groups)
+    holders = vfio_group_holders(host, groups) if group_pids is None else group_pids
     res = {_full(a): r for a, r in reservations(host).items()}
     procs = vm_pids(host) if holders or res else {}
     by_vmid = {int(p.vm[2:]): pid for pid, p in procs.items() if p.backend == "proxmox"}

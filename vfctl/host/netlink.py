@@ -12,7 +12,7 @@ from typing import Any
 
 from vfctl import vfattrs
 from vfctl.host.sysfs import CLASS_NET, Host
-from vfctl.model import VFSettings
+from vfctl.model import NetLink, VFSettings
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,54 @@ def link_info(host: Host, ifname: str) -> LinkInfo:
                 if r["dst_len"] == 0 and r.get_attr("RTA_OIF") == idx:
                     default = True
         return LinkInfo(ifname, up, addrs, master, default)
+
+
+def links(host: Host) -> list[NetLink]:
+    """Every interface with what the in-use rules read: kind, up, addresses (up or down),
+    master, lower device, default route — one dump each of links, addresses and routes."""
+    if host.simulated:
+        from vfctl.host import sim
+
+        return [
+            NetLink(
+                d["ifname"],
+                None if d.get("kind") == "device" else d.get("kind"),
+                bool(d.get("up")),
+                tuple(d.get("addresses", ())),
+                d.get("master"),
+                d.get("link"),
+                bool(d.get("default_route")),
+            )
+            for d in sim.links(host.root)
+        ]
+    if str(host.root) != "/" or not os.path.exists("/proc/net/dev"):
+        return _sysfs_links(host)  # a snapshot: what sysfs says (no addresses, no routes)
+    from vfctl.host import rtnl
+
+    return [NetLink(*row) for row in rtnl.dump_links()]
+
+
+_DEVTYPE_KIND = {"bond": "bond", "bridge": "bridge", "vlan": "vlan", "macvlan": "macvlan",
+                 "ipvlan": "ipvlan", "team": "team", "openvswitch": "openvswitch"}  # fmt: skip
+
+
+def _sysfs_links(host: Host) -> list[NetLink]:
+    out = []
+    for name in host.listdir(CLASS_NET):
+        d = f"{CLASS_NET}/{name}"
+        kind = None
+        for line in (host.read_opt(f"{d}/uevent") or "").splitlines():
+            if line.startswith("DEVTYPE="):
+                kind = _DEVTYPE_KIND.get(line[8:])
+        if kind is None and host.isdir(f"{d}/bonding"):
+            kind = "bond"
+        elif kind is None and host.isdir(f"{d}/bridge"):
+            kind = "bridge"
+        lowers = [x[6:] for x in host.listdir(d) if x.startswith("lower_")]
+        up = (host.read_opt(f"{d}/operstate") or "") == "up"
+        link = lowers[0] if kind in ("vlan", "macvlan", "ipvlan") and lowers else None
+        out.append(NetLink(name, kind, up, (), _sysfs_master(host, name), link, False))
+    return out
 
 
 def upper_chain(host: Host, ifname: str) -> list[str]:

@@ -67,6 +67,7 @@ __all__ = [
     "link_info",
     "links",
     "modprobe",
+    "module_known",
     "set_link",
     "set_vf",
     "settle",
@@ -760,6 +761,11 @@ def modprobe(root: Path, module: str) -> None:
             _attach(st, bdf, drv)
 
 
+def module_known(root: Path, module: str) -> bool:
+    """``modprobe --dry-run``: whether the simulator has that module (nothing is loaded)."""
+    return _module_driver(module) is not None
+
+
 def settle(root: Path) -> None:
     """Run pending (late) driver binds now, as the next probe would."""
     with _locked(Path(root)):
@@ -956,6 +962,7 @@ def _link_info(st: State, ifname: str) -> dict[str, Any]:
         "carrier": bool(net.get("carrier", net["up"])),
         "operstate": _operstate(net, kind),
         "master": net.get("master"),
+        "link": net.get("link"),  # the lower device of a vlan/macvlan (IFLA_LINK)
         "ports": ports,
         "addresses": list(st.get("addresses", {}).get(ifname, [])),
         "routes": routes,

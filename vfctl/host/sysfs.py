@@ -180,6 +180,28 @@ class Host:
         if proc.returncode != 0:
             raise OSError(errno.ENOENT, f"modprobe {module}: {proc.stderr.strip()}")
 
+    def module_known(self, module: str) -> bool | None:
+        """Whether ``modprobe module`` would find it, asked without loading anything
+        (``modprobe --dry-run``); None when this root's kernel cannot be asked."""
+        from vfctl.inputs import driver_name
+
+        driver_name(module, "module")
+        if self.simulated:
+            from vfctl.host import sim
+
+            return sim.module_known(self.root, module)
+        if self.exists(f"sys/module/{module.replace('-', '_')}"):
+            return True
+        if self._prefix != "":
+            return None
+        try:
+            proc = subprocess.run(
+                ["modprobe", "--dry-run", "--quiet", module], capture_output=True, check=False
+            )
+        except OSError:
+            return None
+        return proc.returncode == 0
+
     def open_fds(self) -> Iterator[tuple[int, str]]:
         """Every open descriptor on the host as (pid, link target): one pass over /proc/*/fd."""
         for pid in self.listdir("proc"):
