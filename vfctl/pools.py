@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from vfctl import plan_host, vfattrs, vfsettings
-from vfctl.inuse import netdev_uses, vfio_users
 from vfctl.errors import NotFoundError, RefusedError, UsageError
 from vfctl.host.sysfs import Host
 from vfctl.inuse import netdev_uses, vfio_users
