@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from vfctl import hostops, pools, profile, vfattrs, vfsettings
+from vfctl import plan_host, pools, profile, vfattrs, vfsettings
 from vfctl.host import netlink, nlcheck, rtnl
 from vfctl.model import VFSettings
 
@@ -119,7 +119,7 @@ def test_a_vf_at_the_defaults_needs_nothing_back() -> None:
             settings=VFSettings(**vfattrs.DEFAULTS))  # fmt: skip
     pf = PF("0000:01:00.0", "eth0", ("eth0",), "igb", "8086", "10c9", "020000", None, 8, 8,
             None, 1, 128, 2, "10ca", True, None, None, None, False, (vf,))  # fmt: skip
-    assert hostops.vf_state(pf)[0]["settings"] == {}
+    assert plan_host.vf_state(pf)[0]["settings"] == {}
 
 
 def test_pool_keys_are_the_cli_options() -> None:
