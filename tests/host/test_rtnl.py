@@ -73,3 +73,52 @@ def test_dump_of_this_machine_parses() -> None:
     """The real kernel's answer (no VFs needed): every link by name, VF lists well formed."""
     got = rtnl.dump_vf_info(netlink.RTEXT_FILTER_VF | netlink.RTEXT_FILTER_SKIP_STATS)
     assert "lo" in got and got["lo"] == []
+
+
+def test_link_dump_agrees_with_pyroute2_on_this_kernel() -> None:
+    """One link/address/route dump (what the in-use rules read) says what pyroute2 says."""
+    from pyroute2 import IPRoute
+
+    got = {row[0]: row for row in rtnl.dump_links()}
+    with IPRoute() as ip:
+        links = ip.get_links()
+        names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in links}
+        default = {
+            r.get_attr("RTA_OIF")
+            for fam in (2, 10)
+            for r in ip.get_routes(family=fam, table=254)
+            if r["dst_len"] == 0 and r["type"] == 1
+        }
+        for m in links:
+            name, idx = m.get_attr("IFLA_IFNAME"), m["index"]
+            info = m.get_attr("IFLA_LINKINFO")
+            addrs = tuple(
+                f"{a.get_attr('IFA_LOCAL') or a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                for a in ip.get_addr(index=idx)
+            )
+            master = m.get_attr("IFLA_MASTER")
+            want = (
+                name,
+                info.get_attr("IFLA_INFO_KIND") if info else None,
+                bool(m["flags"] & 1),
+                addrs,
+                names.get(master) if master else None,
+                idx in default,
+            )
+            row = got[name]
+            assert (row[0], row[1], row[2], row[3], row[4], row[6]) == want
+    assert got["lo"][2] and "127.0.0.1/8" in got["lo"][3]
+
+
+def test_route_and_address_decoders() -> None:
+    rtm = struct.pack("=BBBBBBBBI", 2, 0, 0, 0, 254, 4, 0, 1, 0)
+    nh = struct.pack("=HBBi", 8, 0, 0, 7) + struct.pack("=HBBi", 8, 0, 0, 9)
+    assert rtnl.default_route_oifs(rtm + nla(rtnl.RTA_OIF, u32s(3))) == [3]
+    assert rtnl.default_route_oifs(rtm + nla(rtnl.RTA_MULTIPATH, nh)) == [7, 9]
+    other = struct.pack("=BBBBBBBBI", 2, 24, 0, 0, 254, 4, 0, 1, 0)  # 192.0.2.0/24: not default
+    assert rtnl.default_route_oifs(other + nla(rtnl.RTA_OIF, u32s(3))) == []
+    local = struct.pack("=BBBBBBBBI", 2, 0, 0, 0, 255, 4, 0, 1, 0)  # table local
+    assert rtnl.default_route_oifs(local + nla(rtnl.RTA_OIF, u32s(3))) == []
+    ifa = struct.pack("=BBBBI", 2, 24, 0, 0, 5)
+    peer = nla(rtnl.IFA_ADDRESS, bytes([10, 0, 0, 2])) + nla(rtnl.IFA_LOCAL, bytes([10, 0, 0, 1]))
+    assert rtnl.addr_row(ifa + peer) == (5, "10.0.0.1/24")  # the local end, as `ip addr` shows
