@@ -17,7 +17,7 @@ from vfctl import pools, vfattrs
 from vfctl.errors import BackendError, NotFoundError, RefusedError, UsageError, VfctlError
 from vfctl.host.sysfs import Host
 from vfctl.model import PF, HostModel
-from vfctl.profile import MAX_VF_ID, Path_, Problem, Profile, ProfileInvalid, vf_bounds
+from vfctl.profile_doc import MAX_VF_ID, Path_, Problem, Profile, ProfileInvalid, vf_bounds
 
 _SETTINGS = tuple(
     (vfattrs.KEY_OF[f.name], f.name) for f in dataclasses.fields(pools.PoolSettings)
