@@ -26,7 +26,7 @@ from vfctl.cli import (
     model,
     run_plan,
 )
-from vfctl.errors import UsageError
+from vfctl.errors import NotFoundError, UsageError
 from vfctl.model import HostModel
 
 persist_app = typer.Typer(no_args_is_help=True, help="Re-apply a profile at every boot.")
@@ -225,7 +225,11 @@ def export_cmd(
         if output:
             try:
                 Path(output).write_text(text, encoding="utf-8")
-            except OSError as e:  # /dev/full, a directory, a missing directory, read-only
+            except FileNotFoundError as e:  # a user-named path that is not there: exit 3
+                raise NotFoundError(
+                    f"-o {output}: cannot write: {os.strerror(e.errno or 0)}"
+                ) from None
+            except OSError as e:  # /dev/full, a directory, read-only
                 raise UsageError(
                     f"-o {output}: cannot write: {os.strerror(e.errno or 0)}"
                 ) from None
@@ -255,8 +259,6 @@ def _pool_views(m: HostModel, chosen: list[Any] | None) -> list[Any]:
 def _root() -> Path:
     r = Path(S.root)
     if not r.is_dir():
-        from vfctl.errors import NotFoundError
-
         raise NotFoundError(f"host root {r} does not exist")
     return r
 

@@ -143,6 +143,8 @@ def discover(
     /dev/vfio group) is read from the host unless given. ``inuse``: also read every in-use
     fact (links, addresses, masters, default routes, vfio holders) for the planners.
     """
+    if not host.root.is_dir():
+        raise NotFoundError(f"host root {host.root} does not exist")
     if not host.isdir(PCI_DEVICES):
         raise UsageError(
             f"{host.path(PCI_DEVICES)} does not exist: {host.root} is not a sysfs root"

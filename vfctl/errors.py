@@ -65,12 +65,12 @@ class LockError(VfctlError):
     kind = "lock"
 
 
-EXIT_CODES = {
-    0: "success (changed or not)",
-    2: "usage or invalid input",
-    3: "not found (PF, VF, VM, node)",
-    4: "refused: unsafe or in use (--force needed)",
+EXIT_CODES = {  # the man page's EXIT STATUS (README.md and DESIGN §3 say the same)
+    0: "success, whether or not something changed",
+    2: "usage or invalid input (profile, names, values)",
+    3: "not found (PF, VF, VM, node, or a file or directory the command line names)",
+    4: "refused: unsafe or in use; --force overrides where offered",
     5: "host operation failed (rolled back)",
     6: "backend (libvirt/Proxmox) failed (rolled back)",
-    7: "host lock not acquired",
+    7: "the host lock was not acquired in time",
 }

@@ -13,17 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from vfctl import __version__
+from vfctl.errors import EXIT_CODES
 
 SECTION = "8"
-EXIT_CODES = (
-    ("0", "success, whether or not something changed"),
-    ("2", "usage or invalid input (profile, names, values)"),
-    ("3", "not found (PF, VF, VM, node)"),
-    ("4", "refused: unsafe or in use; --force overrides where offered"),
-    ("5", "host operation failed (rolled back)"),
-    ("6", "backend (libvirt/Proxmox) failed (rolled back)"),
-    ("7", "the host lock was not acquired in time"),
-)
 ENVIRONMENT = (
     ("VFCTL_ROOT", "host root, as --root"),
     ("VFCTL_BACKEND", "VM manager, as --backend"),
@@ -116,7 +108,7 @@ def page(root: Any, path: tuple[str, ...], cmd: Any) -> str:
             for n, c in subs
         ]
     if not path:
-        out += [".SH EXIT STATUS", _tp(list(EXIT_CODES)).rstrip("\n")]
+        out += [".SH EXIT STATUS", _tp([(str(k), v) for k, v in EXIT_CODES.items()]).rstrip("\n")]
         out += [".SH ENVIRONMENT", _tp(list(ENVIRONMENT)).rstrip("\n")]
         out += [".SH FILES", _tp(list(FILES)).rstrip("\n")]
         out += [

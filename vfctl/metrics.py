@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vfctl.errors import HostError, UsageError
+from vfctl.errors import HostError, NotFoundError, UsageError
 from vfctl.model import HostModel
 
 TEXTFILE_NAME = "vfctl.prom"
@@ -141,7 +141,7 @@ def write_textfile(directory: str, text: str, name: str = TEXTFILE_NAME) -> str:
     try:
         dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise UsageError(f"--textfile {directory}: no such directory") from None
+        raise NotFoundError(f"--textfile {directory}: no such directory") from None
     except OSError as e:
         raise UsageError(
             f"--textfile {directory}: not a directory ({os.strerror(e.errno or 0)})"

@@ -168,9 +168,10 @@ def read_profile(path: str, stdin: IO[bytes] | None = None) -> str:
 
             raise FileRefused("<stdin>", f"profile larger than {MAX_BYTES >> 10} KiB: refused")
         return _text(data, "<stdin>")
+    from vfctl.errors import NotFoundError
     from vfctl.host.files import read_regular
 
-    data = read_regular(path, MAX_BYTES, "profile")
+    data = read_regular(path, MAX_BYTES, "profile", missing=NotFoundError)
     return _text(data, path)
 
 

@@ -18,11 +18,14 @@ IGB = "0000:02:00.0"
 # ---------------------------------------------------------------- item 7: no tracebacks
 
 
-@pytest.mark.parametrize("target", ["/dev/full", "DIR", "DIR/missing/out.yaml"])
-def test_export_output_errors_exit_2(simroot: Path, tmp_path: Path, target: str) -> None:
+@pytest.mark.parametrize(
+    ("target", "code"), [("/dev/full", 2), ("DIR", 2), ("DIR/missing/out.yaml", 3)]
+)
+def test_export_output_errors_exit_2(simroot: Path, tmp_path: Path, target: str, code: int) -> None:
+    """2 for a path that cannot be written; 3 for a directory that is not there (not found)."""
     out = target.replace("DIR", str(tmp_path))
     r = cli(simroot, "--backend", "none", "export", "-o", out)
-    assert r.code == 2, r.err
+    assert r.code == code, r.err
     assert r.err.startswith(f"vfctl: error: -o {out}: cannot write")
 
 

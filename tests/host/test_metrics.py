@@ -127,7 +127,7 @@ def test_textfile_is_written_atomically_and_safely(host: SimHost, tmp_path: Path
     link = tmp_path / "link"
     link.symlink_to(out)
     assert host("metrics", "--textfile", str(link)).code == 2
-    assert host("metrics", "--textfile", str(tmp_path / "missing")).code == 2
+    assert host("metrics", "--textfile", str(tmp_path / "missing")).code == 3  # not found
 
 
 def test_a_broken_persisted_profile_or_history_costs_only_its_part(host: SimHost) -> None:

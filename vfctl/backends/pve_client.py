@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from vfctl.errors import BackendError, UsageError
+from vfctl.errors import BackendError, NotFoundError, UsageError
 
 DEFAULT_TIMEOUT = 15
 DIGEST_MISMATCH = "detected modified configuration"
@@ -189,6 +189,8 @@ def read_token_secret(s: PveSettings, env: Mapping[str, str]) -> str:
         raise UsageError("no API token secret: set VFCTL_PVE_TOKEN_VALUE or VFCTL_PVE_TOKEN_FILE")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFoundError(f"token file {path}: no such file") from None
     except OSError as exc:
         raise UsageError(f"token file {path}: {os.strerror(exc.errno or 0)}") from None
     try:
@@ -281,6 +283,8 @@ class PveApi:
             else:
                 secret = read_token_secret(settings, env)
                 self._secret = secret
+                if settings.ca and not os.path.lexists(settings.ca):
+                    raise NotFoundError(f"--pve-ca {settings.ca}: no such file")
                 self.identity = f"{settings.user}!{settings.token_name}"
                 verify: bool | str = False if settings.insecure else (settings.ca or True)
                 if settings.insecure:  # asked for explicitly: one notice, not one per request

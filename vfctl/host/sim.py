@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from vfctl import vfattrs
-from vfctl.errors import UsageError
+from vfctl.errors import NotFoundError, UsageError
 from vfctl.host import cfgbuild
 from vfctl.host.sim_presets import DRIVERS, PRESETS, make
 from vfctl.pci.address import vf_address
@@ -1396,6 +1396,8 @@ def _read_int(p: Path, base: int = 10, default: int = 0) -> int:
 def snapshot(src_root: Path, dest: Path) -> None:
     """Record a host's PCI/SR-IOV state (read through the sysfs layout) as a simulated host."""
     src_root, dest = Path(src_root), Path(dest)
+    if not src_root.is_dir():  # as discovery: a missing root is not found, not an empty host
+        raise NotFoundError(f"host root {src_root} does not exist")
     st, configs = _snapshot_state(src_root)
     _prepare(dest)
     _materialize(dest, st, configs)
