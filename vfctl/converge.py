@@ -260,7 +260,9 @@ def plan(
                 raise HostError(f"{pf.address}: VF {w.index} has no virtfn{w.index} link")
             d = desired_of(w.entry)
             if not d.empty():
-                out.phases["settings"] += vfsettings.plan_set(host, pf2, v, vfsettings.validate(d))
+                out.phases["settings"] += vfsettings.plan_set(
+                    pf2, v, vfsettings.validate(d), ident=ident
+                )
             drv = _driver(w)
             if drv is not None:
                 by_driver.setdefault(None if drv == DEFAULT_DRIVER else drv, []).append(v)

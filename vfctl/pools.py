@@ -237,8 +237,9 @@ def plan_members(
             raise UsageError(
                 f"{pf.address} has no netdev: pool settings (VLAN, trust, …) go through the PF"
             )
+        ident = vfsettings.host_id(host) if d.mac == "auto" else None
         for v in vfs:
-            actions += vfsettings.plan_set(host, pf, v, d)
+            actions += vfsettings.plan_set(pf, v, d, ident=ident)
     actions += plan_host.plan_bind(model, pf, list(vfs), plan_host.VFIO)
     return actions
 

@@ -130,6 +130,8 @@ GROUPS: tuple[Group, ...] = (
     Group("trust", "IFLA_VF_TRUST", 9, "trust"),
 )
 IFLA_VF_VLAN_LIST, IFLA_VF_VLAN_INFO = 12, 1
+# the order ``vfctl set`` plans its writes in (what plans, journals and --json have always shown)
+PLAN_ORDER = ("mac", "vlan", "spoofchk", "trust", "link_state", "query_rss", "rate")
 
 NAMES: tuple[str, ...] = tuple(a.name for a in ATTRS)
 ATTR: Mapping[str, Attr] = {a.name: a for a in ATTRS}

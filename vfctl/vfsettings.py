@@ -110,39 +110,39 @@ def auto_mac(host_identity: str, pf_address: str, vf_index: int) -> str:
 def _groups(
     d: Desired, cur: VFSettings, mac: str | None
 ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(name, new values, old values) for each netlink write that is needed."""
+    """(group, new values, old values) for each netlink write that is needed.
+
+    A group of several settings (vlan+qos+proto, min+max rate) is written whole: what ``d``
+    leaves out keeps its current value, unreported values count as the kernel default.
+    A one-setting group is written unless the driver reports the wanted value already.
+    The old values are what undo writes back.
+    """
+    want = {n: getattr(d, n) for n in vfattrs.NAMES}
+    want["mac"] = mac
     out: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-    if mac is not None and mac != (cur.mac or "").lower():
-        out.append(("mac", {"mac": mac}, {"mac": cur.mac or "00:00:00:00:00:00"}))
-    if d.vlan is not None or d.qos is not None or d.vlan_proto is not None:
-        new = {
-            "vlan": d.vlan if d.vlan is not None else (cur.vlan or 0),
-            "qos": d.qos if d.qos is not None else (cur.qos or 0),
-            "vlan_proto": d.vlan_proto or cur.vlan_proto or "802.1Q",
-        }
-        old = {"vlan": cur.vlan or 0, "qos": cur.qos or 0, "vlan_proto": cur.vlan_proto or "802.1Q"}
-        if not new["vlan"] and not new["qos"]:
-            new["vlan_proto"] = "802.1Q"
+    for g in vfattrs.PLAN_ORDER:
+        members = vfattrs.MEMBERS[g]
+        if all(want[n] is None for n in members):
+            continue
+        old = {n: _or_default(n, getattr(cur, n)) for n in members}
+        if len(members) == 1:
+            (n,) = members
+            have = getattr(cur, n)
+            if have is not None and vfattrs.same(n, have, want[n]):
+                continue
+            out.append((g, {n: want[n]}, old))
+            continue
+        new = {n: old[n] if want[n] is None else want[n] for n in members}
+        if g == "vlan" and not new["vlan"] and not new["qos"]:
+            new["vlan_proto"] = vfattrs.DEFAULTS["vlan_proto"]  # no tag, no protocol
         if new != old:
-            out.append(("vlan", new, old))
-    for key in ("spoofchk", "trust", "link_state", "query_rss"):
-        want = getattr(d, key)
-        have = getattr(cur, key)
-        if want is not None and want != have:
-            out.append((key, {key: want}, {key: have if have is not None else _default(key)}))
-    if d.min_tx_rate is not None or d.max_tx_rate is not None:
-        new = {
-            "min_tx_rate": d.min_tx_rate if d.min_tx_rate is not None else (cur.min_tx_rate or 0),
-            "max_tx_rate": d.max_tx_rate if d.max_tx_rate is not None else (cur.max_tx_rate or 0),
-        }
-        old = {"min_tx_rate": cur.min_tx_rate or 0, "max_tx_rate": cur.max_tx_rate or 0}
-        if new != old:
-            out.append(("rate", new, old))
+            out.append((g, new, old))
     return out
 
 
-def _default(key: str) -> Any:
-    return vfattrs.DEFAULTS[key]
+def _or_default(name: str, have: Any) -> Any:
+    """A reported value, else the kernel default (what an unreported setting is taken for)."""
+    return vfattrs.DEFAULTS[name] if have is None or have == "" else have
 
 
 def _fmt(v: Mapping[str, Any]) -> str:
@@ -157,11 +157,17 @@ def _change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return f"ensure {_fmt(new)}" if _fmt(old) == _fmt(new) else f"{_fmt(old)} -> {_fmt(new)}"
 
 
-def plan_set(host: Host, pf: PF, vf: VF, d: Desired) -> list[Action]:
-    """Actions that bring one VF's settings to ``d``; empty when they already hold."""
+def plan_set(pf: PF, vf: VF, d: Desired, *, ident: str | None = None) -> list[Action]:
+    """Actions that bring one VF's settings to ``d`` (validated); empty when they already hold.
+
+    Pure: compares with ``vf.settings`` as discovered. ``ident`` (``host_id``) is needed only
+    for ``mac: auto``.
+    """
     if not pf.netdev:
         raise HostError(f"{pf.address} has no netdev: VF settings go through the PF's interface")
-    mac = auto_mac(host_id(host), pf.address, vf.index) if d.mac == "auto" else d.mac
+    if d.mac == "auto" and ident is None:
+        raise ValueError("mac 'auto' needs the host identity (host_id)")
+    mac = auto_mac(ident or "", pf.address, vf.index) if d.mac == "auto" else d.mac
     actions = []
     for name, new, old in _groups(d, vf.settings, mac):
         base = {"pf": pf.netdev, "pf_address": pf.address, "driver": pf.driver, "vf": vf.index}
@@ -208,7 +214,7 @@ def _op_vf(ctx: Context, p: Mapping[str, Any]) -> None:
         have = getattr(cur, k)
         if k == "mac" and isinstance(have, str):
             have = have.lower()
-        if have is not None and have != v:
+        if have is not None and not vfattrs.same(k, have, v):
             raise HostError(
                 f"{p['pf']} VF {p['vf']}: driver {p.get('driver') or '?'} accepted "
                 f"{_SETTING_NAMES.get(k, k)}={v} but reports {have}"
