@@ -51,6 +51,7 @@ class VFWant:
     index: int
     entry: Mapping[str, Any]  # merged: defaults, then the VF's own keys
     path: Path_  # where the VF's own entry is (or the PF's, for defaults only)
+    settings: vfattrs.Desired = field(default_factory=vfattrs.Desired)  # validated
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def resolve(prof: Profile, model: HostModel, host: Host) -> list[Target]:
             mine, path = own.get(i, ({}, at))
             merged = {**vf_defaults, **{k: v for k, v in mine.items() if k != "id"}}
             if merged:
-                wants.append(VFWant(i, merged, path))
+                wants.append(VFWant(i, merged, path, vfsettings.validate(desired_of(merged))))
         if not pf.netdev and any(k in w.entry for w in wants for k, _ in SETTING_KEYS):
             problems.append(
                 prof.problem(
@@ -258,11 +259,8 @@ def plan(
             v = pf2.vf(w.index)
             if v is None:  # the kernel has fewer virtfn links than sriov_numvfs says
                 raise HostError(f"{pf.address}: VF {w.index} has no virtfn{w.index} link")
-            d = desired_of(w.entry)
-            if not d.empty():
-                out.phases["settings"] += vfsettings.plan_set(
-                    pf2, v, vfsettings.validate(d), ident=ident
-                )
+            if not w.settings.empty():
+                out.phases["settings"] += vfsettings.plan_set(pf2, v, w.settings, ident=ident)
             drv = _driver(w)
             if drv is not None:
                 by_driver.setdefault(None if drv == DEFAULT_DRIVER else drv, []).append(v)
@@ -404,10 +402,8 @@ def verify(
                 bad.append(f"{v.address}: driver {v.driver or 'none'}, wanted {drv}")
             want = _want_settings(w, q, ident)
             for k, val in want.items():
-                have = getattr(v.settings, k)
-                if isinstance(have, str):
-                    have = have.lower()
-                if have is not None and have != val:
+                have = vfattrs.shown(k, getattr(v.settings, k))
+                if have is not None and not vfattrs.same(k, have, val):
                     bad.append(f"{name} VF {w.index}: {k} is {have}, wanted {val}")
     for check in p.pool_checks:
         bad += check(model)
@@ -421,12 +417,10 @@ def verify(
 
 
 def _want_settings(w: VFWant, pf: PF, ident: str) -> dict[str, Any]:
-    d = vfsettings.validate(desired_of(w.entry))
-    out = {k: getattr(d, k) for k in d.__dataclass_fields__ if getattr(d, k) is not None}
+    """The settings the entry sets, spelled as export spells them (``mac: auto`` resolved)."""
+    out = {k: vfattrs.shown(k, v) for k, v in w.settings.given().items()}
     if out.get("mac") == "auto":
         out["mac"] = vfsettings.auto_mac(ident, pf.address, w.index)
-    if "vlan_proto" in out:
-        out["vlan_proto"] = out["vlan_proto"].lower()
     return out
 
 
@@ -506,15 +500,9 @@ _EXPORT = vfattrs.KEY_OF
 def export_settings(s: VFSettings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for attr, key in _EXPORT.items():
-        v = getattr(s, attr)
-        if v is None:
-            continue
-        if attr == "mac":
-            v = v.lower()
-            if v == "00:00:00:00:00:00":
-                continue
-        if attr == "vlan_proto":
-            v = v.lower()
+        v = vfattrs.shown(attr, getattr(s, attr))
+        if v is None or (attr == "mac" and v == vfattrs.DEFAULTS["mac"]):
+            continue  # unreported; a MAC of zeros is "none"
         out[key] = v
     return out
 

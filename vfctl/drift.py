@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from vfctl import converge
+from vfctl import converge, vfattrs
 from vfctl.host.sysfs import Host
 from vfctl.vfattrs import KEY_OF as _KEY_OF
 
@@ -49,10 +49,8 @@ def compare(targets: Sequence[converge.Target], host: Host) -> list[dict[str, An
         for w in t.vfs:
             v = pf.vf(w.index)
             for attr, want in converge.want_settings(w, pf, ident).items():
-                have: Any = None if v is None else getattr(v.settings, attr)
-                if isinstance(have, str):
-                    have = have.lower()
-                bad = v is None or (have is not None and have != want)
+                have: Any = None if v is None else vfattrs.shown(attr, getattr(v.settings, attr))
+                bad = v is None or (have is not None and not vfattrs.same(attr, have, want))
                 out.append(_entry(pf, w.index, _KEY_OF[attr], want, have, bad))
             drv = converge.want_driver(w)
             if drv is not None:

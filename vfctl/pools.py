@@ -48,15 +48,8 @@ class PoolSettings:
     mac: str | None = None  # only "auto": each VF its own stable MAC
     max_tx_rate: int | None = None
 
-    def desired(self) -> vfsettings.Desired:
-        return vfsettings.Desired(
-            mac=self.mac,
-            vlan=self.vlan,
-            qos=self.qos,
-            trust=self.trust,
-            spoofchk=self.spoofchk,
-            max_tx_rate=self.max_tx_rate,
-        )
+    def desired(self) -> vfattrs.Desired:
+        return vfattrs.Desired(**self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -174,12 +167,10 @@ def drift(vf: VF, s: PoolSettings, ident: str, pf_address: str) -> tuple[str, ..
     for k, v in want.items():
         if v is None:
             continue
-        have = getattr(vf.settings, k)
-        if isinstance(have, str):
-            have = have.lower()
+        have = vfattrs.shown(k, getattr(vf.settings, k))
         if k == "vlan" and have is None:
             continue
-        if have is not None and have != v:
+        if have is not None and not vfattrs.same(k, have, v):
             out.append(f"{k} is {_show(have)}, pool wants {_show(v)}")
     if vf.driver != plan_host.VFIO:
         out.append(f"driver is {vf.driver or 'none'}, pool wants {plan_host.VFIO}")

@@ -107,8 +107,6 @@ def vf_ids(spec: Any) -> list[int]:
     return list(range(lo, hi + 1))
 
 
-def desired_of(entry: Mapping[str, Any]) -> Any:
-    """The VF settings in an entry as ``vfsettings.Desired`` (unset: None)."""
-    from vfctl.vfsettings import Desired
-
-    return Desired(**{attr: entry.get(key) for key, attr in vfattrs.YAML_KEYS})
+def desired_of(entry: Mapping[str, Any]) -> vfattrs.Desired:
+    """The VF settings in an entry, typed (unset: None)."""
+    return vfattrs.Desired.from_yaml(entry)

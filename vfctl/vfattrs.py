@@ -149,6 +149,35 @@ KEY_OF: Mapping[str, str] = {a.name: a.yaml_key for a in ATTRS}
 LABEL: Mapping[str, str] = {a.name: a.label for a in ATTRS}
 
 
+@dataclass(frozen=True)
+class Desired:
+    """The settings a request asks for, typed (None: leave as it is). The one carrier from the
+    CLI, a profile or a pool to the planner (``vfsettings.validate`` normalises it)."""
+
+    mac: str | None = None  # a MAC or "auto"
+    vlan: int | None = None
+    qos: int | None = None
+    vlan_proto: str | None = None
+    spoofchk: bool | None = None
+    trust: bool | None = None
+    link_state: str | None = None
+    min_tx_rate: int | None = None
+    max_tx_rate: int | None = None
+    query_rss: bool | None = None
+
+    def empty(self) -> bool:
+        return all(getattr(self, k) is None for k in NAMES)
+
+    def given(self) -> dict[str, Any]:
+        """The settings asked for, by name, in table order."""
+        return {k: getattr(self, k) for k in NAMES if getattr(self, k) is not None}
+
+    @classmethod
+    def from_yaml(cls, entry: Mapping[str, Any]) -> Desired:
+        """A profile entry's settings (schema-checked YAML values, keyed by YAML key)."""
+        return cls(**{a.name: entry.get(a.yaml_key) for a in ATTRS})
+
+
 def same(name: str, have: Any, want: Any) -> bool:
     """Whether a reported value is the wanted one (MAC, VLAN protocol: any case)."""
     if ATTR[name].casefold and isinstance(have, str) and isinstance(want, str):

@@ -10,7 +10,6 @@ import errno
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from vfctl import vfattrs
@@ -19,29 +18,11 @@ from vfctl.host import netlink
 from vfctl.host.sysfs import Host
 from vfctl.model import PF, VF, VFSettings
 from vfctl.plan import Action, Context, op
+from vfctl.vfattrs import Desired as Desired  # re-exported: the CLI builds one
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 LINK_STATES = vfattrs.LINK_STATES
 PROTOS = {"802.1q": "802.1Q", "802.1ad": "802.1ad"}
-
-
-@dataclass(frozen=True)
-class Desired:
-    """What the user asked for; None means leave as it is."""
-
-    mac: str | None = None  # a MAC or "auto"
-    vlan: int | None = None
-    qos: int | None = None
-    vlan_proto: str | None = None
-    spoofchk: bool | None = None
-    trust: bool | None = None
-    link_state: str | None = None
-    min_tx_rate: int | None = None
-    max_tx_rate: int | None = None
-    query_rss: bool | None = None
-
-    def empty(self) -> bool:
-        return all(getattr(self, k) is None for k in self.__dataclass_fields__)
 
 
 def validate(d: Desired) -> Desired:
