@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from vfctl import __version__
+from vfctl import __version__, vfattrs
 from vfctl.errors import NotFoundError, RefusedError, UsageError, VfctlError
 from vfctl.model import HostModel
 
@@ -48,6 +48,12 @@ def JsonOpt(default: Any = ...) -> Any:
 
 def CheckOpt(default: Any = ...) -> Any:
     return typer.Option(default, "--check", help="Show the plan; change nothing.")
+
+
+def VfOpt(name: str) -> Any:
+    """``vfctl set``'s option for one VF setting: flag and help from its row in vfattrs."""
+    a = vfattrs.ATTR[name]
+    return typer.Option(None, a.option, help=a.help)
 
 
 def ForceOpt(default: Any = ...) -> Any:
@@ -621,16 +627,16 @@ def _onoff(v: str | None, what: str) -> bool | None:
 def set_cmd(
     pf: str = typer.Argument(..., help="PF netdev or PCI address."),
     vf: str = typer.Argument(..., help="VF: vf3, 3, or its PCI address."),
-    mac: Optional[str] = typer.Option(None, "--mac", help="MAC, or 'auto' (stable, derived)."),
-    vlan: Optional[int] = typer.Option(None, "--vlan", help="VLAN id 0-4094 (0: none)."),
-    qos: Optional[int] = typer.Option(None, "--qos", help="802.1p priority 0-7."),
-    vlan_proto: Optional[str] = typer.Option(None, "--vlan-proto", help="802.1q or 802.1ad."),
-    trust: Optional[str] = typer.Option(None, "--trust", help="on or off."),
-    spoofchk: Optional[str] = typer.Option(None, "--spoofchk", help="on or off."),
-    link_state: Optional[str] = typer.Option(None, "--link-state", help="auto|enable|disable."),
-    min_tx_rate: Optional[int] = typer.Option(None, "--min-tx-rate", help="Mbps."),
-    max_tx_rate: Optional[int] = typer.Option(None, "--max-tx-rate", help="Mbps."),
-    query_rss: Optional[str] = typer.Option(None, "--query-rss", help="on or off."),
+    mac: Optional[str] = VfOpt("mac"),
+    vlan: Optional[int] = VfOpt("vlan"),
+    qos: Optional[int] = VfOpt("qos"),
+    vlan_proto: Optional[str] = VfOpt("vlan_proto"),
+    trust: Optional[str] = VfOpt("trust"),
+    spoofchk: Optional[str] = VfOpt("spoofchk"),
+    link_state: Optional[str] = VfOpt("link_state"),
+    min_tx_rate: Optional[int] = VfOpt("min_tx_rate"),
+    max_tx_rate: Optional[int] = VfOpt("max_tx_rate"),
+    query_rss: Optional[str] = VfOpt("query_rss"),
     check: bool = CheckOpt(False),
     json_: bool = JsonOpt(False),
     wait: float = WaitOpt(30.0),

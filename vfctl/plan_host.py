@@ -179,14 +179,7 @@ def vf_state(pf: PF) -> list[dict[str, Any]]:
     check each one."""
     out = []
     for vf in pf.vfs:
-        s = vf.settings
-        settings = {
-            k: getattr(s, k)
-            for k, default in vfattrs.DEFAULTS.items()
-            if getattr(s, k) is not None and getattr(s, k) != default
-        }
-        if settings.get("vlan_proto") and not (settings.get("vlan") or settings.get("qos")):
-            settings.pop("vlan_proto")
+        settings = vfattrs.not_default(vf.settings)
         out.append(
             {
                 "index": vf.index,

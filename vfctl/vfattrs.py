@@ -190,6 +190,15 @@ def shown(name: str, v: Any) -> Any:
     return v.lower() if isinstance(v, str) and ATTR[name].casefold else v
 
 
+def not_default(s: VFSettings) -> dict[str, Any]:
+    """The reported settings a re-created VF would not get back by itself (a VLAN protocol
+    only counts with a VLAN id or priority)."""
+    out = {k: v for k in NAMES if (v := getattr(s, k)) is not None and v != DEFAULTS[k]}
+    if out.get("vlan_proto") and not (out.get("vlan") or out.get("qos")):
+        del out["vlan_proto"]
+    return out
+
+
 def groups_of(names: Sequence[str]) -> list[str]:
     """The groups these settings belong to, in table (= message) order."""
     return [g for g in dict.fromkeys(GROUP_OF[n] for n in ATTR if n in names)]

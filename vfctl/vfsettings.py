@@ -21,8 +21,7 @@ from vfctl.plan import Action, Context, op
 from vfctl.vfattrs import Desired as Desired  # re-exported: the CLI builds one
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-LINK_STATES = vfattrs.LINK_STATES
-PROTOS = {"802.1q": "802.1Q", "802.1ad": "802.1ad"}
+PROTOS = {p.lower(): p for p in vfattrs.ETH_P}  # any case in, the kernel's spelling out
 
 
 def validate(d: Desired) -> Desired:
@@ -51,7 +50,7 @@ def validate(d: Desired) -> Desired:
         proto = p
         if p == "802.1ad" and not (d.vlan or d.qos):
             raise UsageError("VLAN protocol 802.1ad needs a non-zero --vlan or --qos")
-    if d.link_state is not None and d.link_state not in LINK_STATES:
+    if d.link_state is not None and d.link_state not in vfattrs.LINK_STATES:
         raise UsageError(f"invalid link state {d.link_state!r}: auto, enable or disable")
     for name in ("min_tx_rate", "max_tx_rate"):
         v = getattr(d, name)
@@ -170,13 +169,10 @@ def plan_set(pf: PF, vf: VF, d: Desired, *, ident: str | None = None) -> list[Ac
     return actions
 
 
-_SETTING_NAMES = vfattrs.LABEL
-
-
 @op("netlink.vf")
 def _op_vf(ctx: Context, p: Mapping[str, Any]) -> None:
     settings: dict[str, Any] = dict(p["settings"])
-    names = ", ".join(_SETTING_NAMES.get(k, k) for k in settings)
+    names = ", ".join(vfattrs.LABEL.get(k, k) for k in settings)
     try:
         netlink.set_vf(ctx.host, p["pf"], int(p["vf"]), settings)
     except OSError as e:
@@ -198,5 +194,5 @@ def _op_vf(ctx: Context, p: Mapping[str, Any]) -> None:
         if have is not None and not vfattrs.same(k, have, v):
             raise HostError(
                 f"{p['pf']} VF {p['vf']}: driver {p.get('driver') or '?'} accepted "
-                f"{_SETTING_NAMES.get(k, k)}={v} but reports {have}"
+                f"{vfattrs.LABEL.get(k, k)}={v} but reports {have}"
             )

@@ -125,3 +125,28 @@ def test_a_vf_at_the_defaults_needs_nothing_back() -> None:
 def test_pool_keys_are_the_cli_options() -> None:
     for f in dataclasses.fields(pools.PoolSettings):
         assert pools._KEYS[f.name] == vfattrs.ATTR[f.name].option.removeprefix("--")
+
+
+def test_cli_set_options_come_from_the_table() -> None:
+    import inspect
+
+    from vfctl import cli
+
+    cmd = next(c for c in cli.app.registered_commands if c.name == "set")
+    assert cmd.callback is not None
+    params = inspect.signature(cmd.callback).parameters
+    for a in vfattrs.ATTRS:
+        opt = params[a.name].default
+        assert (opt.default, opt.param_decls, opt.help) == (None, (a.option,), a.help)
+
+
+def test_what_a_recreated_vf_needs_back() -> None:
+    assert vfattrs.not_default(VFSettings(vlan=0, qos=0, vlan_proto="802.1ad")) == {}
+    assert vfattrs.not_default(VFSettings(vlan=5, vlan_proto="802.1ad", trust=None)) == {
+        "vlan": 5,
+        "vlan_proto": "802.1ad",
+    }
+    assert vfattrs.not_default(VFSettings(mac="02:00:00:00:00:01", spoofchk=False)) == {
+        "mac": "02:00:00:00:00:01",
+        "spoofchk": False,
+    }
