@@ -73,11 +73,12 @@ class PoolSettings:
             attr = by_key.get(k)
             if attr is None:
                 continue
-            if attr in ("trust", "spoofchk") and v in ("on", "off"):
+            kind = vfattrs.ATTR[attr].kind
+            if kind == "bool" and v in ("on", "off"):
                 vals[attr] = v == "on"
-            elif attr == "mac" and v == "auto":
+            elif kind == "mac" and v == "auto":
                 vals[attr] = v
-            elif attr in ("vlan", "qos", "max_tx_rate") and v.isdigit() and len(v) < 8:
+            elif kind == "int" and v.isdigit() and len(v) < 8:
                 vals[attr] = int(v)
         try:
             return validate(cls(**vals))

@@ -6,6 +6,7 @@ reads it back, because some drivers accept a setting and silently ignore it.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import re
@@ -60,18 +61,7 @@ def validate(d: Desired) -> Desired:
         raise UsageError(
             f"invalid rates: min-tx-rate {d.min_tx_rate} > max-tx-rate {d.max_tx_rate}"
         )
-    return Desired(
-        mac,
-        d.vlan,
-        d.qos,
-        proto,
-        d.spoofchk,
-        d.trust,
-        d.link_state,
-        d.min_tx_rate,
-        d.max_tx_rate,
-        d.query_rss,
-    )
+    return dataclasses.replace(d, mac=mac, vlan_proto=proto)
 
 
 def host_id(host: Host) -> str:

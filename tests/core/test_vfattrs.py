@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from vfctl import plan_host, pools, profile, vfattrs, vfsettings
+from vfctl.errors import UsageError
 from vfctl.host import netlink, nlcheck, rtnl
 from vfctl.model import VFSettings
 
@@ -150,3 +151,25 @@ def test_what_a_recreated_vf_needs_back() -> None:
         "mac": "02:00:00:00:00:01",
         "spoofchk": False,
     }
+
+
+@pytest.mark.parametrize("a", [a for a in vfattrs.ATTRS if a.kind == "int"], ids=lambda a: a.name)
+def test_validate_accepts_exactly_the_schemas_range(a: vfattrs.Attr) -> None:
+    def ok(v: int) -> bool:
+        try:
+            vfsettings.validate(vfsettings.Desired(**{a.name: v}))
+        except UsageError:
+            return False
+        return True
+
+    assert a.lo is not None
+    assert ok(a.lo) and not ok(a.lo - 1)
+    if a.hi is not None:
+        assert ok(a.hi) and not ok(a.hi + 1)
+
+
+def test_pool_schema_keys_are_the_pool_settings() -> None:
+    from vfctl import profile_schema
+
+    keys = {vfattrs.KEY_OF[f.name] for f in dataclasses.fields(pools.PoolSettings)}
+    assert set(profile_schema._POOL_KEYS) == keys - {"mac-address"}  # mac: only "auto"
