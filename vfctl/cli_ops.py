@@ -3,7 +3,6 @@
 Wiring only: the logic is in history.py, undo.py, confirm.py, drift.py and metrics.py.
 """
 
-import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -11,8 +10,8 @@ from typing import Any, Optional
 
 import typer
 
-from vfctl.cli import _factory, app, guarded, host, model, run_plan
-from vfctl.errors import NotFoundError, VfctlError
+from vfctl.cli_app import Pending, app, detailed_exit, guarded, run_plan, session
+from vfctl.errors import VfctlError
 from vfctl.model import HostModel
 
 history_app = typer.Typer(
@@ -56,7 +55,7 @@ def history_cmd(
     def go() -> None:
         from vfctl import history, render
 
-        recs = history.read(host())
+        recs = history.read(session().host())
         recs = recs[-n:] if n > 0 else recs
         if json_:
             render.emit_json({"runs": [_summary(r) for r in recs]})
@@ -95,7 +94,7 @@ def history_show(
     def go() -> None:
         from vfctl import history, render
 
-        r = history.find(host(), ident)
+        r = history.find(session().host(), ident)
         if json_:
             render.emit_json(r)
             return
@@ -130,12 +129,16 @@ def undo_cmd(
 
     state: dict[str, Any] = {}
 
-    def build(h: Any, m: HostModel) -> tuple[list[Any], Optional[Callable[[], None]]]:
-        rec = history.find(h, ident)
+    def build(m: HostModel) -> tuple[list[Any], Optional[Callable[[HostModel], None]]]:
+        rec = history.find(session().host(), ident)
         acts, drifted = undo.plan(rec, history.facts(m), force)
         state.update(rec=rec["id"], drifted=drifted)
         keys = rec.get("keys") or []
-        return acts, undo.verifier(keys, lambda: history.facts(model(h))) if acts else None
+
+        def verify(m2: HostModel) -> None:
+            undo.verifier(keys, lambda: history.facts(m2))()
+
+        return acts, verify if acts else None
 
     def extra() -> dict[str, Any]:
         return {"undoes": state.get("rec"), "drifted": state.get("drifted", [])}
@@ -143,91 +146,13 @@ def undo_cmd(
     rec_fields: dict[str, Any] = {}
 
     def go() -> None:
-        rec_fields["undoes"] = history.find(host(), ident)["id"]
+        rec_fields["undoes"] = history.find(session().host(), ident)["id"]
         run_plan(json_, check, wait, build, extra_fn=extra, record=rec_fields)
 
     guarded(json_, True, go)
 
 
 # ---------------------------------------------------------------- confirm or revert
-
-
-def revert_pending(h: Any, reason: str) -> Optional[Any]:
-    """Revert the pending change now, with the host lock held; its Result, or None."""
-    from vfctl import confirm, history, plan, undo
-
-    p = confirm.load(h)
-    if p is None:
-        return None
-    actions = undo.inverses(list(p.get("actions") or []))
-    ctx = plan.Context(h, backend_factory=_factory)
-    fields = {"argv": sys.argv[1:], "reverts": p.get("history_id"), "reason": reason}
-    res = history.run_recorded(
-        h, model(h), lambda: plan.execute(ctx, actions), lambda: model(h), fields
-    )
-    confirm.clear(h)  # only now: a failed revert leaves the change pending, for recover/confirm
-    return res
-
-
-def _confirm_now(h: Any) -> dict[str, Any]:
-    from vfctl import confirm, history
-
-    p = confirm.load(h)
-    if p is None:
-        raise NotFoundError("no change awaits confirmation (confirmed already, or reverted)")
-    confirm.clear(h)
-    confirm.cancel(p)
-    now = time.time()
-    rec = {
-        "id": history.new_id(now),
-        "time": now,
-        "user": history.who(),
-        "via": "cli",
-        "argv": history.redact_argv(sys.argv[1:]),
-        "confirms": p.get("history_id"),
-        "changed": False,
-        "success": True,
-        "error": None,
-        "actions": [],
-        "keys": [],
-    }
-    with contextlib.suppress(OSError, VfctlError):  # the confirmation holds either way
-        history.append(h, rec)
-    return {"confirmed": p.get("history_id")}
-
-
-def after_apply(h: Any, info: dict[str, Any], wait: float) -> None:
-    """On a terminal: the countdown; elsewhere: say how to confirm. (Called by run_plan.)"""
-    from vfctl import confirm, render
-    from vfctl.host.lock import host_lock
-
-    left = int(info["deadline"] - time.time())
-    how = (
-        "a transient systemd timer"
-        if info.get("mechanism") == "systemd-timer"
-        else "a detached process"
-    )
-    render.err.print(
-        f"run {info.get('history_id')}: confirm within {left} s with `vfctl confirm`, "
-        f"or {how} reverts it",
-        markup=False,
-    )
-    outcome = confirm.countdown(float(info["deadline"]))
-    if outcome == "detached":
-        return
-    with host_lock(h, wait):
-        p = confirm.load(h)
-        if p is None or p.get("token") != info["token"]:
-            render.err.print("the change is no longer pending", markup=False)
-            return
-        if outcome == "confirmed":
-            _confirm_now(h)
-            render.err.print("confirmed: the change is kept", markup=False)
-            return
-        res = revert_pending(h, outcome)
-    render.err.print(
-        f"reverted ({outcome}): {len(res.actions) if res else 0} actions", markup=False
-    )
 
 
 @app.command("confirm")
@@ -237,14 +162,15 @@ def confirm_cmd(
     expire: Optional[str] = typer.Option(None, "--expire", hidden=True, metavar="TOKEN"),
 ) -> None:
     """Keep a change made with --confirm SECONDS (else it is reverted at the deadline)."""
-    from vfctl import confirm, render
+    from vfctl import confirm, render, runflow
     from vfctl.host.lock import host_lock
 
     def go() -> None:
         from vfctl.inputs import seconds
 
         seconds(wait, "--wait")  # nan/inf would wait for the lock forever
-        h = host()
+        s = session()
+        h = s.host()
         if expire is not None:  # the reverter: wait, then revert if still pending
             if not confirm.wait_for_deadline(h, expire):
                 return
@@ -252,12 +178,12 @@ def confirm_cmd(
                 p = confirm.load(h)
                 if p is None or p.get("token") != expire:
                     return
-                res = revert_pending(h, "timeout")
+                res = runflow.revert_pending(s, "timeout")
             if res is not None and json_:
                 render.emit_json(res.to_json())
             return
         with host_lock(h, wait):
-            doc = _confirm_now(h)
+            doc = runflow.confirm_now(h)
         if json_:
             render.emit_json(doc)
         else:
@@ -287,15 +213,13 @@ def drift_cmd(
     ),
 ) -> None:
     """Which keys of a profile the host no longer has: PF, VF, key, want, have."""
-    from vfctl.cli import detailed_exit
-
     found: list[dict[str, Any]] = []
 
     def go() -> None:
         from vfctl import render
 
-        h = host()
-        entries = _drift_entries(h, model(h, with_devices=True), path)
+        s = session()
+        entries = _drift_entries(s.host(), s.model(with_devices=True), path)
         found.extend(e for e in entries if e["drifted"])
         shown = entries if all_ else found
         if json_:
@@ -322,9 +246,7 @@ def drift_cmd(
     def run() -> None:
         guarded(json_, False, go)
         if detailed_exitcode and found:
-            from vfctl.cli import _Pending
-
-            raise _Pending(2)
+            raise Pending(2)
 
     detailed_exit(detailed_exitcode, run)
 
@@ -344,11 +266,11 @@ def metrics_cmd(
         import os
 
         from vfctl import history, metrics
-        from vfctl.cli import pools
         from vfctl.host import netlink
 
-        h = host()
-        m = model(h, with_devices=True, lenient=True)
+        s = session()
+        h = s.host()
+        m = s.model(with_devices=True, lenient=True)
         stats = {p.netdev: netlink.vf_stats(h, p.netdev) for p in m.pfs if p.netdev and p.num_vfs}
         chosen = list(profiles or [])
         persisted = h.path("etc/vfctl/profile.yaml")
@@ -365,7 +287,7 @@ def metrics_cmd(
         except VfctlError as e:
             print(f"vfctl: warning: history: {e.message}", file=sys.stderr)
             runs = []
-        fams = metrics.families(m, stats, pools(m), drift, runs[-1] if runs else None)
+        fams = metrics.families(m, stats, s.pools(m), drift, runs[-1] if runs else None)
         text = metrics.render(fams)
         if textfile is None:
             sys.stdout.write(text)

@@ -7,21 +7,8 @@ from typing import Any, Optional
 
 import typer
 
-from vfctl.cli import (
-    CheckOpt,
-    ForceOpt,
-    JsonOpt,
-    PfArg,
-    S,
-    WaitOpt,
-    _backend_extra,
-    _onoff,
-    app,
-    backend_cfg,
-    guarded,
-    model,
-    run_plan,
-)
+from vfctl.cli_app import app, guarded, run_plan, session
+from vfctl.cli_opts import CheckOpt, ForceOpt, JsonOpt, PfArg, WaitOpt, onoff
 from vfctl.errors import NotFoundError, UsageError
 from vfctl.model import PF, HostModel
 
@@ -47,31 +34,12 @@ def BackendOpt(default: Any = None) -> Any:
 # ---------------------------------------------------------------- plumbing
 
 
-def pool_backend(h: Any, name: str | None) -> Any:
-    """The pool side of the chosen backend, sharing the connection the inventory uses."""
-    from vfctl import backends
-
-    if name is not None and name not in backends.NAMES:
-        raise UsageError(f"invalid --backend {name!r}: libvirt or proxmox")
-    chosen = name or backends.choose(h, backend_cfg())
-    key = f"backend:{chosen}"
-    if key not in S.extra:
-        S.extra[key] = backends.create(chosen, backend_cfg())
-    if chosen == "libvirt":
-        from vfctl.backends.libvirt_pool import LibvirtPools
-
-        return LibvirtPools(S.extra[key])
-    from vfctl.backends.pve_pool import PvePools
-
-    return PvePools(S.extra[key])
-
-
 def _use_backend(name: str | None) -> None:
     """A command's own --backend is also the one the inventory asks (held_by, attached_to)."""
     if name is not None:
         if name not in ("libvirt", "proxmox"):
             raise UsageError(f"invalid --backend {name!r}: libvirt or proxmox")
-        S.backend = name
+        session().use_backend(name)
 
 
 def pool_pf(view: Any, m: HostModel) -> PF:
@@ -91,7 +59,7 @@ def _find(views: list[Any], name: str) -> Any:
 def _extra(state: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     def get() -> dict[str, Any]:
         pl = state.get("pools")
-        out = _backend_extra({"backend": getattr(pl, "be", None)})
+        out = session().backend_report(getattr(pl, "be", None))
         if pl is not None and pl.warnings:
             out["backend_warnings"] = list(
                 dict.fromkeys([*out.get("backend_warnings", []), *pl.warnings])
@@ -101,12 +69,11 @@ def _extra(state: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     return get
 
 
-def _verify(h: Any, addresses: list[str], settings: Any, pf: PF) -> Callable[[], None]:
-    def check() -> None:
+def _verify(h: Any, addresses: list[str], settings: Any, pf: PF) -> Callable[[HostModel], None]:
+    def check(m: HostModel) -> None:
         from vfctl import pools, vfsettings
         from vfctl.errors import HostError
 
-        m = model(h, with_backends=False)
         now = {v.address: v for p in m.pfs for v in p.vfs}
         bad = []
         for a in addresses:
@@ -140,8 +107,9 @@ def _put(
     _use_backend(backend)
     state: dict[str, Any] = {}
 
-    def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None] | None]:
-        pl = state["pools"] = pool_backend(h, backend)
+    def build(m: HostModel) -> tuple[list[Any], Callable[[HostModel], None] | None]:
+        h = session().host()
+        pl = state["pools"] = session().pool_backend(backend)
         views = pl.views()
         view = _find(views, name)
         if view is None and verb != "create":
@@ -206,8 +174,8 @@ def create(
             pools.PoolSettings(
                 vlan=vlan,
                 qos=qos,
-                trust=_onoff(trust, "--trust"),
-                spoofchk=_onoff(spoofchk, "--spoofchk"),
+                trust=onoff(trust, "--trust"),
+                spoofchk=onoff(spoofchk, "--spoofchk"),
                 mac=mac,
                 max_tx_rate=max_tx_rate,
             )
@@ -264,8 +232,9 @@ def sync(
         _use_backend(backend)
         state: dict[str, Any] = {}
 
-        def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None] | None]:
-            pl = state["pools"] = pool_backend(h, backend)
+        def build(m: HostModel) -> tuple[list[Any], Callable[[HostModel], None] | None]:
+            h = session().host()
+            pl = state["pools"] = session().pool_backend(backend)
             acts: list[Any] = []
             for view in pl.views():
                 if not view.members:
@@ -299,8 +268,8 @@ def delete(
         _use_backend(backend)
         state: dict[str, Any] = {}
 
-        def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None] | None]:
-            pl = state["pools"] = pool_backend(h, backend)
+        def build(m: HostModel) -> tuple[list[Any], Callable[[HostModel], None] | None]:
+            pl = state["pools"] = session().pool_backend(backend)
             return pl.plan_delete(name, force), None
 
         run_plan(json_, check, wait, build, extra_fn=_extra(state))
@@ -320,8 +289,8 @@ def attach_pool(
     pools.check_name(name)
     state: dict[str, Any] = {}
 
-    def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None] | None]:
-        pl = state["pools"] = pool_backend(h, None)
+    def build(m: HostModel) -> tuple[list[Any], Callable[[HostModel], None] | None]:
+        pl = state["pools"] = session().pool_backend(None)
         acts = (
             pl.plan_attach(vm, name, options)
             if verb == "attach"
@@ -330,11 +299,6 @@ def attach_pool(
         return acts, None
 
     run_plan(json_, check, wait, build, extra_fn=_extra(state))
-
-
-def pooled_addresses(h: Any, b: Any, pf: PF) -> set[str]:
-    """Addresses any pool hands out (vfctl's or not): ``attach VM PF any`` never takes those."""
-    return set(pool_backend(h, b.name).claimed(pf))
 
 
 from vfctl import cli_pool_read as _cli_pool_read  # noqa: E402,F401  (registers list/show)

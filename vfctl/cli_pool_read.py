@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from vfctl.cli import JsonOpt, backend_cfg, guarded, host, model
-from vfctl.cli_pool import BackendOpt, NameArg, _find, _use_backend, pool_app, pool_backend
+from vfctl.cli_app import guarded, session
+from vfctl.cli_opts import JsonOpt
+from vfctl.cli_pool import BackendOpt, NameArg, _find, _use_backend, pool_app
 from vfctl.errors import NotFoundError
 from vfctl.model import HostModel
+from vfctl.session import Session
 
 # ---------------------------------------------------------------- list / show
 
@@ -35,9 +37,10 @@ def _views(backend: str | None) -> tuple[list[Any], HostModel, str]:
     from vfctl import vfsettings
 
     _use_backend(backend)
-    h = host()
-    m = model(h, lenient=False)
-    return pool_backend(h, backend).views(), m, vfsettings.host_id(h)
+    s = session()
+    h = s.host()
+    m = s.model(lenient=False)
+    return s.pool_backend(backend).views(), m, vfsettings.host_id(h)
 
 
 @pool_app.command("list")
@@ -119,25 +122,25 @@ def show(
     guarded(json_, False, go)
 
 
-def doctor_checks(h: Any, m: HostModel) -> list[Any]:
+def doctor_checks(s: Session, m: HostModel) -> list[Any]:
     """Stale pool entries (``vfctl doctor``): only when a VM manager is configured here."""
-    from vfctl import backends, pools
+    from vfctl import pools
     from vfctl.doctor import FAIL, INFO, OK, Check
     from vfctl.errors import VfctlError
 
     out: list[Any] = []
     try:
-        found = backends.detect(h, backend_cfg())
+        found = s.detected()
     except VfctlError:
         return out
     for name in found:
         try:
-            views = pool_backend(h, name).views()
+            views = s.pool_backend(name).views()
         except VfctlError as e:
             out.append(Check("pools", INFO, f"{name} pools not checked: {e.message}"))
             continue
         for view in views:
-            sub = {a: _subsystem(h, a) for a in view.members}
+            sub = {a: _subsystem(s.host(), a) for a in view.members}
             bad = pools.stale(view, m, sub)
             for addr, why in bad:
                 out.append(Check(

@@ -11,23 +11,11 @@ from typing import Any, Optional
 
 import typer
 
-from vfctl.cli import (
-    CheckOpt,
-    ConfirmOpt,
-    JsonOpt,
-    S,
-    WaitOpt,
-    _backend_extra,
-    app,
-    backend_cfg,
-    detailed_exit,
-    guarded,
-    host,
-    model,
-    run_plan,
-)
+from vfctl.cli_app import app, detailed_exit, guarded, run_plan, session
+from vfctl.cli_opts import CheckOpt, ConfirmOpt, JsonOpt, WaitOpt
 from vfctl.errors import NotFoundError, UsageError
 from vfctl.model import HostModel
+from vfctl.session import Session
 
 persist_app = typer.Typer(no_args_is_help=True, help="Re-apply a profile at every boot.")
 app.add_typer(persist_app, name="persist")
@@ -55,23 +43,6 @@ def _load(path: str) -> Any:
     return profile.load(path)
 
 
-def _backend_getter() -> Callable[[str], Any]:
-    from vfctl import backends
-
-    def get(name: str) -> Any:
-        cfg = backend_cfg()
-        if cfg.name == "none":
-            raise UsageError("vfctl runs with --backend none")
-        if cfg.name in backends.NAMES and cfg.name != name:
-            raise UsageError(f"vfctl runs with --backend {cfg.name}")
-        key = f"backend:{name}"
-        if key not in S.extra:
-            S.extra[key] = backends.create(name, cfg)
-        return S.extra[key]
-
-    return get
-
-
 def _converge(
     path: str,
     check: bool,
@@ -88,9 +59,11 @@ def _converge(
     prof = _load(path)  # problems: exit 2 before any lock or discovery
     record = {"profile": path, "profile_sha256": history.file_sha256(path)}
     state: dict[str, Any] = {}
-    get = _backend_getter()
+    s = session()
+    get = s.configured_backend
 
-    def build(h: Any, m: HostModel) -> tuple[list[Any], Callable[[], None] | None]:
+    def build(m: HostModel) -> tuple[list[Any], Callable[[HostModel], None] | None]:
+        h = s.host()
         converge.check_host(prof, h)
         targets = converge.resolve(prof, m, h)
         wants_attach = attach and (
@@ -98,7 +71,7 @@ def _converge(
             or bool(prof.data.get("pools") or prof.data.get("attach"))
         )
         p = converge.plan(
-            h, m, targets, get if wants_attach else None, S.pve_node, attach, prof=prof
+            h, m, targets, get if wants_attach else None, s.opts.pve_node, attach, prof=prof
         )
         state["plan"] = p
         if p.needs_backend:
@@ -124,8 +97,7 @@ def _converge(
                 text = converge.unified(before, after, prof.file)
                 render.out.print(text or "no differences", markup=False, highlight=False)
 
-        def verify() -> None:
-            m2 = model(h, with_backends=False)
+        def verify(m2: HostModel) -> None:
             converge.verify(h, m2, targets, p, get if p.attach_requests else None)
 
         return p.actions, verify
@@ -142,7 +114,7 @@ def _converge(
             out["diff"] = state["diff"]
         if p is not None and p.attach_requests:  # pending (Proxmox), plan-time warnings
             for name in sorted({n for n, _r, _p in p.attach_requests}):
-                for k, v in _backend_extra({"backend": S.extra.get(f"backend:{name}")}).items():
+                for k, v in s.backend_report(dict(s.connected()).get(name)).items():
                     out[k] = [*out.get(k, []), *(x for x in v if x not in out.get(k, []))]
         return out
 
@@ -203,10 +175,11 @@ def export_cmd(
         from vfctl import converge
         from vfctl.discover import resolve_pf
 
-        h = host()
-        m = model(h)
+        s = session()
+        h = s.host()
+        m = s.model()
         chosen = [resolve_pf(m, p, h) for p in pfs] if pfs else None
-        views = _pool_views(m, chosen)
+        views = _pool_views(s, chosen)
         from vfctl import profile_pools
 
         doc = converge.export(m, chosen, profile_pools.member_addresses(views))
@@ -239,14 +212,13 @@ def export_cmd(
     guarded(json_, False, go)
 
 
-def _pool_views(m: HostModel, chosen: list[Any] | None) -> list[Any]:
+def _pool_views(s: Session, chosen: list[Any] | None) -> list[Any]:
     """vfctl's pools in the VM managers the inventory connected to (their members on chosen PFs)."""
     from vfctl import profile_pools
 
     views: list[Any] = []
-    for k, b in sorted(S.extra.items()):
-        if k.startswith("backend:"):
-            views += profile_pools.wrap(b).views()
+    for _name, b in sorted(s.connected(), key=lambda nb: nb[0]):
+        views += profile_pools.wrap(b).views()
     if chosen is not None:
         mine = {v.address for p in chosen for v in p.vfs}
         views = [v for v in views if set(v.members) & mine]
@@ -257,7 +229,7 @@ def _pool_views(m: HostModel, chosen: list[Any] | None) -> list[Any]:
 
 
 def _root() -> Path:
-    r = Path(S.root)
+    r = Path(session().opts.root)
     if not r.is_dir():
         raise NotFoundError(f"host root {r} does not exist")
     return r

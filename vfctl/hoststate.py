@@ -18,7 +18,7 @@ from typing import Any
 
 from vfctl import vfattrs
 from vfctl.host.sysfs import PCI_DEVICES, Host
-from vfctl.model import VFSettings
+from vfctl.model import HostModel, VFSettings
 
 SETTINGS = vfattrs.NAMES
 Snapshot = dict[str, Any]
@@ -26,17 +26,23 @@ Snapshot = dict[str, Any]
 
 def capture(host: Host) -> Snapshot:
     """Read the snapshot now (sysfs and netlink)."""
-    from vfctl.discover import discover
+    from vfctl.discover import discover, with_vf_info
     from vfctl.host import netlink
 
     if not host.isdir(PCI_DEVICES):
         return {"pfs": {}}
+    m = discover(host)
+    info = {p.netdev: netlink.vf_info(host, p.netdev) for p in m.pfs if p.netdev and p.num_vfs}
+    return of_model(with_vf_info(m, info))
+
+
+def of_model(m: HostModel) -> Snapshot:
+    """The snapshot of a discovered model (its VF settings read from netlink, as capture's)."""
     pfs: dict[str, Any] = {}
-    for pf in discover(host).pfs:
-        info = netlink.vf_info(host, pf.netdev) if pf.netdev and pf.num_vfs else []
+    for pf in m.pfs:
         vfs = []
         for vf in pf.vfs:
-            s = info[vf.index] if vf.index < len(info) else VFSettings()
+            s = vf.settings
             vfs.append(
                 {
                     "index": vf.index,

@@ -191,8 +191,13 @@ def execute(
     actions: list[Action],
     verify: Callable[[], None] | None = None,
     check: bool = False,
+    before: Mapping[str, Any] | None = None,
 ) -> Result:
-    """Run actions in order, journaled; on failure roll back in reverse and re-raise as Result."""
+    """Run actions in order, journaled; on failure roll back in reverse and re-raise as Result.
+
+    ``before``: the host snapshot rollback must give back, when the caller already has it
+    (the run flow takes it from its plan model, discovered under the same lock).
+    """
     if check or not actions:
         return Result(changed=bool(actions), actions=actions, warnings=list(ctx.warnings))
     from vfctl import hoststate
@@ -203,7 +208,8 @@ def execute(
             f"an interrupted vfctl run left a journal ({journal.path}); "
             "run `vfctl recover` to roll it back first"
         )
-    before = hoststate.capture(ctx.host)  # what rollback and `vfctl recover` must give back
+    if before is None:  # what rollback and `vfctl recover` must give back
+        before = hoststate.capture(ctx.host)
     record: dict[str, Any] = {
         "version": 2,
         "pid": os.getpid(),

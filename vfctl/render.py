@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from vfctl.errors import VfctlError
     from vfctl.model import PF, VF, HostModel
     from vfctl.plan import Result
 
@@ -55,6 +56,33 @@ def emit_json_text(text: str) -> None:
         text = json.dumps(json.loads(text), indent=2)  # same keys, order and values
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def error_document(e: VfctlError, mutating: bool) -> dict[str, Any]:
+    """The --json document of a failed command: the mutating envelope or ``{"error": …}``."""
+    err = {"kind": e.kind, "message": e.message}
+    if mutating:
+        from vfctl.plan import ExecutionFailed
+
+        doc: dict[str, Any] = (
+            e.result.to_json()
+            if isinstance(e, ExecutionFailed)
+            else {"changed": False, "actions": [], "rolled_back": [], "warnings": [], "error": err}
+        )
+    else:
+        doc = {"error": err}
+    problems = getattr(e, "problems", None)  # a profile's located errors, one per problem
+    if problems:
+        doc["errors"] = [p.to_json() for p in problems]
+    return doc
+
+
+def error_text(e: VfctlError) -> str:
+    """The stderr lines of a failed command: ``vfctl: error: …`` per line, then the hint."""
+    msg = "\n".join(f"vfctl: error: {line}" for line in e.message.splitlines() or [""])
+    if e.hint:
+        msg += f" (hint: {e.hint})"
+    return msg
 
 
 def esc(v: object) -> str:

@@ -36,7 +36,6 @@ class Host:
     uri: str
 
     def __call__(self, *args: str, input: str | None = None) -> Run:
-        cli.S.extra.clear()  # no backend cached from an earlier run
         r = CliRunner().invoke(
             cli.app,
             ["--root", str(self.root), "--libvirt-uri", self.uri, *args],

@@ -16,10 +16,9 @@ VFCTL = str(Path(sys.executable).with_name("vfctl"))
 
 
 def vfctl(root: Path | None, *args: str, input: str | None = None) -> Run:
-    """One vfctl invocation in this process (fast); backend state is reset each time."""
+    """One vfctl invocation in this process (fast); each has its own session (no cached backend)."""
     from vfctl import cli
 
-    cli.S.extra.clear()
     pre = ["--root", str(root)] if root is not None else []
     r = CliRunner().invoke(cli.app, [*pre, *args], input=input, catch_exceptions=False)
     return Run(r.exit_code, r.stdout, r.stderr)

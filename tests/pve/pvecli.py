@@ -66,7 +66,6 @@ class Pve:
     flags: list[str]
 
     def __call__(self, *args: str, env: dict[str, str | None] | None = None) -> Run:
-        cli.S.extra.clear()  # a fresh process would start without cached backends
         proxmox._PENDING.clear()
         full_env = {**self.env, **(env or {})}
         r = CliRunner().invoke(

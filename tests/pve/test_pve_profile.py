@@ -38,7 +38,6 @@ class Pve:
     flags: list[str]
 
     def __call__(self, *args: str, input: str | None = None) -> Run:
-        cli.S.extra.clear()
         proxmox._PENDING.clear()
         r = CliRunner().invoke(
             cli.app,

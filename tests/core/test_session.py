@@ -1,0 +1,124 @@
+"""One session per command: discoveries counted per command (1 read-only, 2 mutating).
+
+Before the session, `enable` discovered three times (plan, verify_numvfs, the history
+record) and each caller kept its own backend cache; these tests count the calls of
+``vfctl.discover.discover`` made by one in-process invocation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from clirun import Run, counting
+from typer.testing import CliRunner
+
+from vfctl.cli import app
+from vfctl.host import sim
+from vfctl.session import Options, Session
+
+PF = "enp1s0f0"
+PROFILE = """\
+version: 1
+pfs:
+  - match: {netdev: enp1s0f0}
+    total-vfs: 4
+    vfs:
+      - {id: 1, vlan-id: 12}
+"""
+
+
+def run(root: Path, *args: str) -> tuple[Run, int]:
+    with counting("vfctl.discover", "discover") as n:
+        r = CliRunner().invoke(app, ["--root", str(root), "--backend", "none", *args])
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return Run(r.exit_code, r.stdout, r.stderr), n.calls
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "host"
+    sim.init(r, "default")
+    return r
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("list",), ("list", "--json"), ("show", PF), ("show", PF, "--json"), ("doctor", "--json")],
+)
+def test_a_read_only_command_discovers_once(root: Path, args: tuple[str, ...]) -> None:
+    res, n = run(root, *args)
+    assert res.code in (0, 5), res.err  # doctor: 5 when a check fails on the simulated host
+    assert n == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("enable", PF, "2"),
+        ("enable", PF, "4"),  # a no-op is recorded too: plan + the history's "after"
+        ("set", PF, "vf1", "--vlan", "7"),
+        ("bind", PF, "vf2"),
+        ("unbind", PF, "vf2"),
+        ("disable", PF, "--force"),
+    ],
+)
+def test_a_mutating_command_discovers_twice(root: Path, args: tuple[str, ...]) -> None:
+    assert run(root, "enable", PF, "4")[0].code == 0
+    res, n = run(root, *args, "--json")
+    assert res.code == 0, res.err
+    assert res.json()["error"] is None
+    assert n == 2  # plan, then verify; the history record reuses the verify model
+
+
+def test_check_discovers_once(root: Path) -> None:
+    res, n = run(root, "enable", PF, "4", "--check", "--json")
+    assert res.code == 0 and res.json()["changed"] is True
+    assert n == 1
+
+
+def test_apply_discovers_twice_and_records_the_verify_model(root: Path, tmp_path: Path) -> None:
+    prof = tmp_path / "p.yaml"
+    prof.write_text(PROFILE)
+    res, n = run(root, "apply", "--json", str(prof))
+    assert res.code == 0, res.err
+    assert res.json()["changed"] is True
+    assert n == 2
+    hist, _ = run(root, "history", "show", "last", "--json")
+    keys = {k["name"]: k["after"] for k in hist.json()["keys"]}
+    assert keys["0000:01:00.0 num_vfs"] == 4  # the "after" values came from that model
+    assert keys["0000:01:00.0 vf1 vlan"] == 12
+
+
+def test_a_failed_verify_rolls_back_and_records_a_fresh_model(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a rollback the verify model is stale: the record reads the host again."""
+    from vfctl import plan_host
+    from vfctl.errors import HostError
+
+    def never(new: object, address: str, n: int) -> None:
+        raise HostError(f"{address}: verify failed (test)")
+
+    monkeypatch.setattr(plan_host, "verify_numvfs", never)
+    res, n = run(root, "enable", PF, "4", "--json")
+    assert res.code == 5 and res.json()["rolled_back"]
+    # plan, verify, the engine's check that the rollback gave the host back, and the record's
+    # re-read (the verify model no longer describes the host)
+    assert n == 4
+    hist, _ = run(root, "history", "show", "last", "--json")
+    keys = {k["name"]: k for k in hist.json()["keys"]}
+    assert "0000:01:00.0 num_vfs" not in keys  # rolled back: 0 before and after
+
+
+def test_a_session_is_built_from_plain_values(root: Path) -> None:
+    """No typer needed (the fast path builds one): options in, a model out, cached."""
+    s = Session(Options(root=str(root), backend="none"))
+    with counting("vfctl.discover", "discover") as n:
+        m1 = s.model(lenient=True)
+        m2 = s.model(lenient=True)
+        s.model(lenient=False)  # a strict model is not served by a lenient one
+    assert m1 is m2 and n.calls == 2
+    assert [p.netdev for p in m1.pfs][:1] == [PF]
+    assert Session(root=str(root)).opts.root == str(root)
