@@ -18,7 +18,7 @@ from typing import Any
 
 from vfctl import vfattrs
 from vfctl.host.sysfs import PCI_DEVICES, Host
-from vfctl.model import HostModel, VFSettings
+from vfctl.model import HostModel
 
 SETTINGS = vfattrs.NAMES
 Snapshot = dict[str, Any]

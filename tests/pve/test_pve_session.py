@@ -12,9 +12,11 @@ from pvecli import PF, Pve
 
 def test_attach_and_detach_discover_twice_and_connect_once(pve: Pve) -> None:
     for verb in ("attach", "detach"):
-        with counting("vfctl.discover", "discover") as found:
-            with counting("vfctl.backends", "create") as made:
-                r = pve(verb, "101", PF, "vf1", "--json")
+        with (
+            counting("vfctl.discover", "discover") as found,
+            counting("vfctl.backends", "create") as made,
+        ):
+            r = pve(verb, "101", PF, "vf1", "--json")
         assert r.code == 0, r.err
         assert r.json()["changed"] is True and r.json()["error"] is None
         assert found.calls == 2, verb  # plan, then the model verify and history share
@@ -22,8 +24,10 @@ def test_attach_and_detach_discover_twice_and_connect_once(pve: Pve) -> None:
 
 
 def test_list_discovers_once_and_connects_once(pve: Pve) -> None:
-    with counting("vfctl.discover", "discover") as found:
-        with counting("vfctl.backends", "create") as made:
-            r = pve("list", "--json")
+    with (
+        counting("vfctl.discover", "discover") as found,
+        counting("vfctl.backends", "create") as made,
+    ):
+        r = pve("list", "--json")
     assert r.code == 0, r.err
     assert found.calls == 1 and made.calls == 1
