@@ -30,7 +30,8 @@ app.command()(cli_vm.recover)
 app.command()(cli_read.doctor)
 
 from vfctl import cli_ops as _cli_ops  # noqa: E402,F401  (history/undo/confirm/drift/metrics)
-from vfctl import cli_pool as _cli_pool  # noqa: E402,F401  (pool commands)
+from vfctl import cli_pool as _cli_pool  # noqa: E402,F401  (pool create/add/remove/sync/delete)
+from vfctl import cli_pool_read as _cli_pool_read  # noqa: E402,F401  (pool list/show, after)
 from vfctl import cli_profile as _cli_profile  # noqa: E402,F401  (plan/apply/export/persist)
 from vfctl import cli_sim as _cli_sim  # noqa: E402,F401  (sim init/snapshot)
 
@@ -42,7 +43,7 @@ def main() -> None:
     if os.environ.get("_VFCTL_COMPLETE") == "words":  # the shell asks (contrib/completion)
         from vfctl import completion
 
-        completion.run()
+        completion.run(app)
         return
     try:
         if "--json" in sys.argv[1:]:

@@ -132,11 +132,12 @@ def run_plan(
     ``extra_fn``: fields the command adds to the result document after the run;
     ``plan_warnings``: what ``build`` noted while planning, shown first among the warnings.
     """
-    from vfctl import render
+    from vfctl import render, runflow
 
     def go() -> None:
         s = session()
-        res = s.run(
+        res = runflow.run(
+            s,
             build,
             check=check,
             wait=wait,

@@ -299,6 +299,3 @@ def attach_pool(
         return acts, None
 
     run_plan(json_, check, wait, build, extra_fn=_extra(state))
-
-
-from vfctl import cli_pool_read as _cli_pool_read  # noqa: E402,F401  (registers list/show)

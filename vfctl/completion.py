@@ -133,13 +133,12 @@ def candidates(root_cmd: Any, words: list[str], cword: int, env_root: str | None
     return [c for c in found if c.startswith(cur)]
 
 
-def run() -> None:
-    """Entry point from ``vfctl.cli.main`` when ``_VFCTL_COMPLETE=words`` is set."""
+def run(app: Any) -> None:
+    """Entry point from ``vfctl.cli.main`` (which passes its app) when ``_VFCTL_COMPLETE=words``
+    is set."""
     import sys
 
     import typer
-
-    from vfctl.cli import app
 
     words = sys.argv[1:]
     try:

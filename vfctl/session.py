@@ -287,9 +287,3 @@ class Session:
     def forget_model(self) -> None:
         """The host may have changed (a run, a rollback): the next model is discovered."""
         self._model = None
-
-    def run(self, build: Any, **kw: Any) -> Any:
-        """Lock, plan, execute, verify, record: see :func:`vfctl.runflow.run`."""
-        from vfctl import runflow
-
-        return runflow.run(self, build, **kw)
