@@ -10,12 +10,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from vfctl import discover_vfs
+from vfctl.discover_vfs import hex4 as _hex4
 from vfctl.errors import NotFoundError, RefusedError, UsageError
-from vfctl.host import holders, vfscan
-from vfctl.host.sysfs import CLASS_NET, IOMMU_GROUPS, PCI_DEVICES, PCI_DRIVERS, Host, check_name
+from vfctl.host import holders
+from vfctl.host.sysfs import CLASS_NET, IOMMU_GROUPS, PCI_DEVICES, Host, check_name
 from vfctl.model import (
     PF,
-    VF,
     Attachment,
     Device,
     HeldBy,
@@ -28,15 +29,6 @@ from vfctl.pci import address as pciaddr
 
 Attachments = Mapping[str, Sequence[Attachment]]
 VfInfo = Mapping[str, Sequence[VFSettings]]  # PF netdev → settings by VF index
-VfRows = list[tuple[int, str, "vfscan.Raw"]]  # (index, address, facts) of one PF's VFs
-_NONE: list[str] = []  # no netdevs (never mutated)
-_ODD = ("", ".", "..")
-
-
-def _hex4(v: str | None) -> str:
-    if not v:
-        return "????"
-    return v.lower().removeprefix("0x").rjust(4, "0")[-4:]
 
 
 def _group(host: Host, dev: str) -> int | None:
@@ -97,17 +89,6 @@ def _override(v: str | None) -> str | None:
     return None if v in (None, "", "(null)") else v
 
 
-def _virtfns(host: Host, dev: str) -> list[tuple[int, str]]:
-    out = []
-    for name in host.listdir(dev):
-        m = re.fullmatch(r"virtfn(\d+)", name)
-        if m:
-            target = host.link_name(f"{dev}/{name}")
-            if target:
-                out.append((int(m[1]), target))
-    return sorted(out)
-
-
 def _link(cs: Mapping[str, object] | None) -> str | None:
     pcie = cs.get("pcie") if cs else None
     if not isinstance(pcie, Mapping):
@@ -151,7 +132,7 @@ def discover(
         )
     attachments = attachments or {}
     addrs = host.listdir(PCI_DEVICES)
-    pf_addrs, vfs = _pfs_and_vfs(host, addrs)  # every PF's VFs read in batches
+    pf_addrs, vfs = discover_vfs.pfs_and_vfs(host, addrs)  # every PF's VFs read in batches
     configs = parse_configs(host, pf_addrs)
     pfs = [_pf(host, a, configs.get(a), vfs[a], attachments) for a in pf_addrs]
     facts = InUse()
@@ -214,117 +195,11 @@ def _device(host: Host, a: str) -> Device:
     )
 
 
-def _virtfn_indexes(host: Host, dev: str) -> list[int] | None:
-    """VF indexes from the PF's ``virtfnN`` names; None when a name is not canonical."""
-    names = [n for n in host.listdir(dev) if n.startswith("virtfn")]
-    if set(names) == {f"virtfn{i}" for i in range(len(names))}:
-        return list(range(len(names)))  # the kernel's names: virtfn0 … virtfn<k-1>
-    out = []
-    for name in names:
-        if name.startswith("virtfn"):
-            n = name[6:]
-            if not (n.isascii() and n.isdigit()):
-                if re.fullmatch(r"\d+", n):
-                    return None  # other digits: read as before
-                continue
-            if n != str(int(n)):  # virtfn007: the kernel never names so; read as before
-                return None
-            out.append(int(n))
-    return sorted(out)
-
-
-def _raw_via_host(host: Host, vaddr: str) -> vfscan.Raw:
-    """One VF's facts through Host, for what the batch leaves alone (odd names)."""
-    vd = f"{PCI_DEVICES}/{vaddr}"
-    return (
-        host.link_name(f"{vd}/driver"),
-        host.read_opt(f"{vd}/driver_override"),
-        host.link_name(f"{vd}/iommu_group"),
-        list(_netdevs(host, vd)),
-    )
-
-
-def _pfs_and_vfs(host: Host, addrs: Sequence[str]) -> tuple[list[str], dict[str, VfRows]]:
-    """SR-IOV PFs (the functions with ``sriov_totalvfs``) and each one's VFs, in index order.
-
-    A ``virtfnN`` target is a VF, and the kernel shows ``sriov_*`` on PFs only
-    (drivers/pci/iov.c, sriov_pf_attrs_are_visible()), so a PF's VFs are not probed again.
-    """
-    devdir = str(host.path(PCI_DEVICES))
-    pfs: list[str] = []
-    pairs: dict[str, list[tuple[int, str]]] = {}
-    vf_addrs: dict[str, None] = {}  # every VF once, in the order found
-    for a in addrs:
-        if a in vf_addrs or not host.exists(f"{PCI_DEVICES}/{a}/sriov_totalvfs"):
-            continue
-        pfs.append(a)
-        idx = _virtfn_indexes(host, f"{PCI_DEVICES}/{a}")
-        if idx is None:
-            pairs[a] = _virtfns(host, f"{PCI_DEVICES}/{a}")
-        else:
-            got = vfscan.links(devdir, [f"{a}/virtfn{i}" for i in idx]) if idx else []
-            pairs[a] = [(i, t) for i, t in zip(idx, got, strict=True) if t]
-        vf_addrs.update(dict.fromkeys([t for _, t in pairs[a]]))
-    plain = [t for t in vf_addrs if (len(t) <= 63 and t not in _ODD) or not vfscan.odd(t)]
-    flags, drivers, nets = _bulk_listings(host, len(plain))
-    raws = dict(zip(plain, vfscan.scan(devdir, plain, flags), strict=True))
-    out: dict[str, VfRows] = {}
-    for a in pfs:
-        rows: VfRows = []
-        for i, t in pairs[a]:
-            raw = raws.get(t)
-            if raw is None:
-                rows.append((i, t, _raw_via_host(host, t)))
-            elif drivers is None and nets is None:
-                rows.append((i, t, raw))
-            else:
-                drv = raw[0] if drivers is None else drivers.get(t)
-                netdevs = raw[3] if nets is None else nets.get(t, _NONE)
-                rows.append((i, t, (drv, raw[1], raw[2], netdevs)))
-        out[a] = rows
-    return pfs, out
-
-
-def _bulk_listings(
-    host: Host, n_vfs: int
-) -> tuple[int, dict[str, str] | None, dict[str, list[str]] | None]:
-    """Drivers and netdevs of all VFs from one listing each, when that costs fewer syscalls.
-
-    The kernel links both ways: ``drivers/<drv>/<bdf>`` with ``<bdf>/driver``
-    (drivers/base/dd.c, driver_sysfs_add()), and ``class/net/<if>`` to ``<bdf>/net/<if>``.
-    A driver directory costs about four syscalls to list and a netdev link one readlink, against
-    a readlink (driver) and an open (net) per VF.
-    """
-    flags = 0
-    drivers: dict[str, str] | None = None
-    nets: dict[str, list[str]] | None = None
-    if n_vfs < 16:
-        return flags, drivers, nets
-    names = host.listdir(PCI_DRIVERS)
-    if len(names) * 4 < n_vfs:
-        drivers = {}
-        for drv in names:
-            for entry in host.listdir(f"{PCI_DRIVERS}/{drv}"):
-                if ":" in entry:
-                    drivers[entry] = drv
-        flags |= vfscan.SKIP_DRIVER
-    ifnames = host.listdir(CLASS_NET)
-    if len(ifnames) < n_vfs:
-        nets = {}
-        got = vfscan.links(str(host.path(CLASS_NET)), ifnames, full=True)
-        for name, target in zip(ifnames, got, strict=True):
-            parts = (target or "").split("/")
-            if len(parts) >= 3 and parts[-2] == "net" and parts[-1] == name:
-                nets.setdefault(parts[-3], []).append(name)  # ifnames are sorted already
-        flags |= vfscan.SKIP_NET
-    return flags, drivers, nets
-
-
 def _pf(
     host: Host,
     a: str,
     cs: dict[str, object] | None,
-    rows: VfRows,
+    cols: discover_vfs.VfCols,
     attachments: Attachments,
 ) -> PF:
     d = f"{PCI_DEVICES}/{a}"
@@ -347,46 +222,12 @@ def _pf(
     # them so (drivers/pci/iov.c, pci_iov_add_virtfn()/pci_read_vf_config_common()) because
     # a VF's own ID registers read 0xffff; only without that ID are the VF's files read
     vf_device = _hex4(vf_dev) if vf_dev else None
-    vfs = []
     notes: list[str] = []
     problems: list[str] = []
     total_vfs = _count(host, d, "sriov_totalvfs", problems)
     num_vfs = _count(host, d, "sriov_numvfs", problems)
-    expects: list[str | None] = [None] * len(rows)
-    if offset is not None and stride is not None:
-        expects[:] = pciaddr.vf_addresses(a, offset, stride, [r[0] for r in rows])
-    empty = VFSettings()  # frozen: one instance serves every VF until netlink fills them in
-    if vf_device:
-        ids: tuple[str, str] | None = (vendor, vf_device)
-    else:
-        ids = None
-    new_vf = VF.plain
-    for (idx, vaddr, (driver, override, group, nets)), expect in zip(rows, expects, strict=True):
-        if expect != vaddr and expect is not None:
-            # virtfnN is the kernel's truth; a mismatch is a quirk worth showing
-            notes.append(f"virtfn{idx} is {vaddr}, offset/stride say {expect}")
-        if override is not None:
-            override = override.strip()
-            if override in ("", "(null)"):
-                override = None
-        if ids is None:
-            vd = f"{PCI_DEVICES}/{vaddr}"
-            vid, did = _hex4(host.read_opt(f"{vd}/vendor")), _hex4(host.read_opt(f"{vd}/device"))
-        else:
-            vid, did = ids
-        v = new_vf(
-            idx,
-            vaddr,
-            driver,
-            override,
-            nets[0] if nets else None,
-            int(group) if group and group.isdigit() else None,
-            vid,
-            did,
-            empty,
-        )
-        att = attachments.get(vaddr) if attachments else None
-        vfs.append(replace(v, attached_to=tuple(att)) if att else v)
+    ids = (vendor, vf_device) if vf_device else None
+    vfs = discover_vfs.make_vfs(host, a, cols, offset, stride, ids, attachments, notes)
     ari = cs.get("ari") if cs else None
     cap_total = sr.get("total_vfs")
     initial = sr.get("initial_vfs")

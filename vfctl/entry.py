@@ -71,6 +71,60 @@ def _help() -> str | None:
     return helptext.HEAD + prog + helptext.TAIL
 
 
+# global options the lean path takes (as typer declares them in cli_app._global), env var
+_VALUED = {
+    "--root": ("root", "VFCTL_ROOT"),
+    "--backend": ("backend", "VFCTL_BACKEND"),
+    "--libvirt-uri": ("libvirt_uri", "VFCTL_LIBVIRT_URI"),
+    "--pve-node": ("pve_node", "VFCTL_PVE_NODE"),
+    "--pve-ca": ("pve_ca", None),
+}
+_COMMANDS = {"list": {"--json", "--all", "-a"}, "show": {"--json"}}
+
+
+def parse(args: list[str]) -> tuple[dict[str, object], str, list[str]] | None:
+    """``(options, command, positionals)`` of a plain ``list --json`` / ``show PF --json``.
+
+    None for anything else or anything unusual (a repeated option, ``--opt=`` forms with
+    odd values, ``--``, an empty environment variable, ``--help`` …): typer parses those.
+    """
+    opts: dict[str, object] = {}
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        name, eq, value = args[i].partition("=")
+        if name in _VALUED and _VALUED[name][0] not in opts:
+            if not eq:
+                i += 1
+                value = args[i] if i < len(args) else ""
+            if not value or value.startswith("-"):
+                return None
+            opts[_VALUED[name][0]] = value
+        elif args[i] == "--insecure" and "insecure" not in opts:
+            opts["insecure"] = True
+        elif args[i] in ("-v", "--verbose"):
+            opts["verbose"] = int(opts.get("verbose", 0)) + 1  # type: ignore[call-overload]
+        else:
+            return None
+        i += 1
+    for key, env in _VALUED.values():
+        if env is not None and key not in opts and env in os.environ:
+            if not os.environ[env]:
+                return None  # typer versions differ on empty values: let typer decide
+            opts[key] = os.environ[env]
+    if i >= len(args) or args[i] not in _COMMANDS:
+        return None
+    command, rest = args[i], args[i + 1 :]
+    flags = [a for a in rest if a.startswith("-")]
+    positionals = [a for a in rest if not a.startswith("-")]
+    if "--json" not in flags or len(set(flags)) != len(flags):
+        return None
+    if not set(flags) <= _COMMANDS[command] or ("--all" in flags and "-a" in flags):
+        return None
+    if len(positionals) != (1 if command == "show" else 0):
+        return None
+    return opts, command, positionals
+
+
 def main() -> None:
     args = sys.argv[1:]
     if args == ["--version"]:

@@ -12,6 +12,7 @@ from simcli import SimHost
 from vfscan_trees import hostile
 
 from vfctl import discover as disc
+from vfctl import discover_vfs
 from vfctl.host import vfscan
 from vfctl.host.sysfs import PCI_DEVICES, Host
 
@@ -85,12 +86,12 @@ def test_discovery_equals_per_vf_host_reads(busy: SimHost, monkeypatch: pytest.M
 
 def test_bulk_listings_match_per_vf_links(busy: SimHost) -> None:
     h = Host(busy.root)
-    flags, drivers, nets = disc._bulk_listings(h, 140)
+    flags, drivers, nets = discover_vfs.bulk_listings(h, 140)
     assert flags == vfscan.SKIP_DRIVER | vfscan.SKIP_NET and drivers and nets
     for a in _vf_addrs(busy):
         assert drivers.get(a) == h.link_name(f"{PCI_DEVICES}/{a}/driver")
         assert sorted(nets.get(a, [])) == h.listdir(f"{PCI_DEVICES}/{a}/net")
-    assert disc._bulk_listings(h, 15) == (0, None, None)  # few VFs: one read each is cheaper
+    assert discover_vfs.bulk_listings(h, 15) == (0, None, None)  # few VFs: one read each is cheaper
 
 
 @pytest.mark.usefixtures("c_scan")

@@ -84,13 +84,18 @@ def vm_pids(host: Host) -> dict[int, VmProcess]:
 
 def vfio_group_holders(host: Host, groups: Iterable[int]) -> dict[int, list[int]]:
     """group -> pids holding ``/dev/vfio/<group>`` open, in one pass over /proc."""
-    want = {f"/dev/vfio/{g}": g for g in groups}
+    want = groups if isinstance(groups, (set, frozenset)) else set(groups)
     out: dict[int, list[int]] = {}
     if not want:
         return out
     for pid, target in host.open_fds():
-        g = want.get(target)
-        if g is not None and pid not in out.get(g, []):
+        if not target.startswith("/dev/vfio/"):
+            continue
+        name = target[10:]  # /dev/vfio/<group>, as the kernel names it (no leading zeros)
+        if not (name.isascii() and name.isdigit() and name == str(int(name))):
+            continue
+        g = int(name)
+        if g in want and pid not in out.get(g, []):
             out.setdefault(g, []).append(pid)  # one QEMU may hold several groups
     return out
 
@@ -132,6 +137,8 @@ def held_by(
     groups = {g for g in vfs.values() if g is not None}
     holders = vfio_group_holders(host, groups) if group_pids is None else group_pids
     res = {_full(a): r for a, r in reservations(host).items()}
+    if not holders and not res:
+        return {}  # nobody holds a group, nothing reserved: no VF to look at
     procs = vm_pids(host) if holders or res else {}
     by_vmid = {int(p.vm[2:]): pid for pid, p in procs.items() if p.backend == "proxmox"}
     t = time.time() if now is None else now

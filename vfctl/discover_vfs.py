@@ -1,0 +1,252 @@
+"""Every PF's VFs for discovery: read in batches, kept as columns, made into VFs at once.
+
+A big host has tens of thousands of VFs, so per VF this does only the syscalls nothing else
+can answer (see vfctl/host/vfscan.py) and, in Python, no loop of its own where a C-level
+``map`` over a column does: one list per fact (index, address, driver, override, group,
+netdev), each built by one call. Oddities (non-canonical ``virtfn`` names, targets the batch
+refuses) take the per-VF path through Host, with the same results.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import repeat
+
+from vfctl.host import vfscan
+from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, PCI_DRIVERS, Host
+from vfctl.model import VF, Attachment, VFSettings
+from vfctl.pci import address as pciaddr
+
+_ODD = ("", ".", "..")
+
+
+@dataclass
+class VfCols:
+    """One PF's VFs in index order, one list per fact, as read (override and group raw)."""
+
+    index: list[int] = field(default_factory=list)
+    address: list[str] = field(default_factory=list)
+    driver: list[str | None] = field(default_factory=list)
+    override: list[str | None] = field(default_factory=list)
+    group: list[str | None] = field(default_factory=list)
+    netdev: list[str | None] = field(default_factory=list)  # the first netdev
+
+
+def _virtfns(host: Host, dev: str) -> list[tuple[int, str]]:
+    out = []
+    for name in host.listdir(dev):
+        m = re.fullmatch(r"virtfn(\d+)", name)
+        if m:
+            target = host.link_name(f"{dev}/{name}")
+            if target:
+                out.append((int(m[1]), target))
+    return sorted(out)
+
+
+def _virtfn_indexes(host: Host, dev: str) -> list[int] | None:
+    """VF indexes from the PF's ``virtfnN`` names; None when a name is not canonical."""
+    names = [n for n in host.listdir(dev) if n.startswith("virtfn")]
+    if set(names) == {f"virtfn{i}" for i in range(len(names))}:
+        return list(range(len(names)))  # the kernel's names: virtfn0 … virtfn<k-1>
+    out = []
+    for name in names:
+        n = name[6:]
+        if not (n.isascii() and n.isdigit()):
+            if re.fullmatch(r"\d+", n):
+                return None  # other digits: read as before
+            continue
+        if n != str(int(n)):  # virtfn007: the kernel never names so; read as before
+            return None
+        out.append(int(n))
+    return sorted(out)
+
+
+def _raw_via_host(host: Host, vaddr: str) -> vfscan.Raw:
+    """One VF's facts through Host, for what the batch leaves alone (odd names)."""
+    vd = f"{PCI_DEVICES}/{vaddr}"
+    return (
+        host.link_name(f"{vd}/driver"),
+        host.read_opt(f"{vd}/driver_override"),
+        host.link_name(f"{vd}/iommu_group"),
+        host.listdir(f"{vd}/net"),
+    )
+
+
+def pfs_and_vfs(host: Host, addrs: Sequence[str]) -> tuple[list[str], dict[str, VfCols]]:
+    """SR-IOV PFs (the functions with ``sriov_totalvfs``) and each one's VFs, in index order.
+
+    A ``virtfnN`` target is a VF, and the kernel shows ``sriov_*`` on PFs only
+    (drivers/pci/iov.c, sriov_pf_attrs_are_visible()), so a PF's VFs are not probed again.
+    """
+    devdir = str(host.path(PCI_DEVICES))
+    pfs: list[str] = []
+    pairs: dict[str, tuple[list[int], list[str]]] = {}
+    vf_addrs: dict[str, None] = {}  # every VF once, in the order found
+    for a in addrs:
+        if a in vf_addrs or not host.exists(f"{PCI_DEVICES}/{a}/sriov_totalvfs"):
+            continue
+        pfs.append(a)
+        idx = _virtfn_indexes(host, f"{PCI_DEVICES}/{a}")
+        if idx is None:
+            found = _virtfns(host, f"{PCI_DEVICES}/{a}")
+            pairs[a] = ([i for i, _ in found], [t for _, t in found])
+        else:
+            got = vfscan.links(devdir, [f"{a}/virtfn{i}" for i in idx]) if idx else []
+            if all(got):
+                pairs[a] = (idx, got)  # type: ignore[assignment]  # all str: none missing
+            else:
+                kept = [(i, t) for i, t in zip(idx, got, strict=True) if t]
+                pairs[a] = ([i for i, _ in kept], [t for _, t in kept])
+        vf_addrs.update(dict.fromkeys(pairs[a][1]))
+    plain = [t for t in vf_addrs if (len(t) <= 63 and t not in _ODD) or not vfscan.odd(t)]
+    flags, drivers, nets = bulk_listings(host, len(plain))
+    raws = dict(zip(plain, vfscan.scan(devdir, plain, flags), strict=True))
+    first_net = None if nets is None else {a: n[0] for a, n in nets.items() if n}
+    out: dict[str, VfCols] = {}
+    for a in pfs:
+        idx, targets = pairs[a]
+        facts = list(map(raws.get, targets))
+        if None in facts:  # a target the batch left alone: that VF through Host, as read
+            out[a] = _cols_slowly(host, idx, targets, raws, drivers, nets)
+            continue
+        cols = VfCols(idx, targets)
+        if facts:
+            drv, ovr, grp, netl = (list(c) for c in zip(*facts, strict=True))
+            cols.driver = list(map(drivers.get, targets)) if drivers is not None else drv
+            cols.override, cols.group = ovr, grp
+            if first_net is not None:
+                cols.netdev = list(map(first_net.get, targets))
+            else:
+                cols.netdev = [n[0] if n else None for n in netl]
+        out[a] = cols
+    return pfs, out
+
+
+def _cols_slowly(
+    host: Host,
+    idx: list[int],
+    targets: list[str],
+    raws: Mapping[str, vfscan.Raw],
+    drivers: Mapping[str, str] | None,
+    nets: Mapping[str, list[str]] | None,
+) -> VfCols:
+    cols = VfCols(list(idx), list(targets))
+    for t in targets:
+        raw = raws.get(t)
+        if raw is None:
+            drv, ovr, grp, netl = _raw_via_host(host, t)
+        else:
+            drv = raw[0] if drivers is None else drivers.get(t)
+            ovr, grp = raw[1], raw[2]
+            netl = raw[3] if nets is None else nets.get(t, [])
+        cols.driver.append(drv)
+        cols.override.append(ovr)
+        cols.group.append(grp)
+        cols.netdev.append(netl[0] if netl else None)
+    return cols
+
+
+def bulk_listings(
+    host: Host, n_vfs: int
+) -> tuple[int, dict[str, str] | None, dict[str, list[str]] | None]:
+    """Drivers and netdevs of all VFs from one listing each, when that costs fewer syscalls.
+
+    The kernel links both ways: ``drivers/<drv>/<bdf>`` with ``<bdf>/driver``
+    (drivers/base/dd.c, driver_sysfs_add()), and ``class/net/<if>`` to ``<bdf>/net/<if>``.
+    A driver directory costs about four syscalls to list and a netdev link one readlink, against
+    a readlink (driver) and an open (net) per VF.
+    """
+    flags = 0
+    drivers: dict[str, str] | None = None
+    nets: dict[str, list[str]] | None = None
+    if n_vfs < 16:
+        return flags, drivers, nets
+    names = host.listdir(PCI_DRIVERS)
+    if len(names) * 4 < n_vfs:
+        drivers = {}
+        for drv in names:
+            for entry in host.listdir(f"{PCI_DRIVERS}/{drv}"):
+                if ":" in entry:
+                    drivers[entry] = drv
+        flags |= vfscan.SKIP_DRIVER
+    ifnames = host.listdir(CLASS_NET)
+    if len(ifnames) < n_vfs:
+        nets = {}
+        got = vfscan.links(str(host.path(CLASS_NET)), ifnames, full=True)
+        for name, target in zip(ifnames, got, strict=True):
+            parts = (target or "").split("/")
+            if len(parts) >= 3 and parts[-2] == "net" and parts[-1] == name:
+                nets.setdefault(parts[-3], []).append(name)  # ifnames are sorted already
+        flags |= vfscan.SKIP_NET
+    return flags, drivers, nets
+
+
+class _Overrides(dict[str | None, str | None]):
+    """driver_override as read → as shown (a handful of distinct values: each done once)."""
+
+    def __missing__(self, raw: str | None) -> str | None:
+        v = raw.strip() if raw is not None else None
+        self[raw] = v = None if v in ("", "(null)") else v
+        return v
+
+
+def make_vfs(
+    host: Host,
+    pf: str,
+    cols: VfCols,
+    offset: int | None,
+    stride: int | None,
+    ids: tuple[str, str] | None,
+    attachments: Mapping[str, Sequence[Attachment]],
+    notes: list[str],
+) -> list[VF]:
+    """The PF's VFs from its columns; mismatches of virtfnN and offset/stride go to ``notes``.
+
+    ``ids``: (vendor, device) of every VF, from the PF (None: read each VF's own files).
+    """
+    addrs = cols.address
+    if offset is not None and stride is not None:
+        expects = pciaddr.vf_addresses(pf, offset, stride, cols.index)
+        if expects != addrs:
+            for i, e, got in zip(cols.index, expects, addrs, strict=True):
+                if e != got:  # virtfnN is the kernel's truth; a mismatch is a quirk worth showing
+                    notes.append(f"virtfn{i} is {got}, offset/stride say {e}")
+    vids: Iterator[str]
+    dids: Iterator[str]
+    if ids is not None:
+        vids, dids = repeat(ids[0]), repeat(ids[1])
+    else:
+        vids = iter([hex4(host.read_opt(f"{PCI_DEVICES}/{a}/vendor")) for a in addrs])
+        dids = iter([hex4(host.read_opt(f"{PCI_DEVICES}/{a}/device")) for a in addrs])
+    groups = [int(g) if g and g.isdigit() else None for g in cols.group]
+    overrides = map(_Overrides().__getitem__, cols.override)
+    empty = VFSettings()  # frozen: one instance serves every VF until netlink fills them in
+    vfs = list(
+        map(
+            VF.plain,
+            cols.index,
+            addrs,
+            cols.driver,
+            overrides,
+            cols.netdev,
+            groups,
+            vids,
+            dids,
+            repeat(empty),
+        )
+    )
+    if attachments:
+        for n, v in enumerate(vfs):
+            att = attachments.get(v.address)
+            if att:
+                vfs[n] = replace(v, attached_to=tuple(att))
+    return vfs
+
+
+def hex4(v: str | None) -> str:
+    """A 4-digit lower-case hex id from a sysfs ``0x8086``; ``????`` when unreadable."""
+    if not v:
+        return "????"
+    return v.lower().removeprefix("0x").rjust(4, "0")[-4:]
