@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import fcntl
 import hashlib
 import json
@@ -22,7 +21,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from vfctl.errors import HostError, NotFoundError, UsageError
+from vfctl.errors import NotFoundError, UsageError, VfctlError
+from vfctl.host import statedir
 from vfctl.host.sysfs import Host
 from vfctl.model import HostModel
 from vfctl.plan import ExecutionFailed, Result
@@ -142,46 +142,19 @@ def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[di
 
 @contextlib.contextmanager
 def _dir_fd(host: Host, create: bool) -> Iterator[int | None]:
-    """The history directory, opened without following a symlink; 0700, created if asked."""
-    path = host.path(DIR)
-    if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
+    """The history directory, checked as the lock's (statedir: 0700, ours, never a symlink)."""
+    fd = statedir.open_private_dir(host, DIR, create, "run history")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        if create:
-            raise
-        yield None
-        return
-    except OSError as e:
-        reason = os.strerror(e.errno or 0)
-        raise HostError(f"{path}: not a directory vfctl can use ({reason})") from None
-    try:
-        st = os.fstat(fd)
-        if create and stat.S_IMODE(st.st_mode) != 0o700 and st.st_uid == os.geteuid():
-            os.fchmod(fd, 0o700)
         yield fd
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
-def _open(dir_fd: int, name: str, flags: int) -> int:
-    """Open a file in the history directory: never through a symlink, never a FIFO or device."""
-    try:
-        fd = os.open(
-            name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
-        )
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise HostError(f"{DIR}/{name} is a symlink; refusing to use it") from None
-        raise
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise HostError(f"{DIR}/{name} is not a regular file; refusing to use it")
-    if flags & os.O_WRONLY and stat.S_IMODE(st.st_mode) != 0o600 and st.st_uid == os.geteuid():
+def _open(host: Host, dir_fd: int, name: str, flags: int) -> int:
+    """A regular file of ours in the history directory, never through a symlink (statedir)."""
+    fd = statedir.open_file(dir_fd, name, os.path.abspath(host.path(f"{DIR}/{name}")), flags)
+    if flags & os.O_WRONLY and stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
         os.fchmod(fd, 0o600)
     return fd
 
@@ -191,14 +164,14 @@ def append(host: Host, record: Mapping[str, Any], cap: int = CAP) -> None:
     line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
     with _dir_fd(host, create=True) as dfd:
         assert dfd is not None
-        fd = _open(dfd, NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        fd = _open(host, dfd, NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             size = os.fstat(fd).st_size
             if size and size + len(line) > cap:
                 os.replace(NAME, OLD, src_dir_fd=dfd, dst_dir_fd=dfd)
                 os.close(fd)
-                fd = _open(dfd, NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+                fd = _open(host, dfd, NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
                 fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, line)
             os.fsync(fd)
@@ -206,9 +179,9 @@ def append(host: Host, record: Mapping[str, Any], cap: int = CAP) -> None:
             os.close(fd)
 
 
-def _read_file(dfd: int, name: str) -> list[dict[str, Any]]:
+def _read_file(host: Host, dfd: int, name: str) -> list[dict[str, Any]]:
     try:
-        fd = _open(dfd, name, os.O_RDONLY)
+        fd = _open(host, dfd, name, os.O_RDONLY)
     except FileNotFoundError:
         return []
     with os.fdopen(fd, "rb") as f:
@@ -229,7 +202,7 @@ def read(host: Host) -> list[dict[str, Any]]:
     with _dir_fd(host, create=False) as dfd:
         if dfd is None:
             return []
-        return _read_file(dfd, OLD) + _read_file(dfd, NAME)
+        return _read_file(host, dfd, OLD) + _read_file(host, dfd, NAME)
 
 
 def find(host: Host, ident: str) -> dict[str, Any]:
@@ -324,8 +297,8 @@ def _write(
     rec = record_of(res, before, a, fields, started)
     try:
         append(host, rec)
-    except (OSError, HostError) as e:
-        msg = e.message if isinstance(e, HostError) else os.strerror(e.errno or 0)
+    except (OSError, VfctlError) as e:
+        msg = e.message if isinstance(e, VfctlError) else os.strerror(e.errno or 0)
         res.warnings.append(f"history not recorded: {msg}")
         return
     if res.changed:  # the id to undo; a no-op or rolled-back run is recorded, not offered

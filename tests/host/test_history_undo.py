@@ -191,10 +191,33 @@ def test_history_file_is_private_and_never_followed(host: SimHost, tmp_path: Pat
     assert r.code == 0  # the run happened; only its record is refused
     assert any("history not recorded" in w and "symlink" in w for w in r.json()["warnings"])
     assert victim.read_text() == "precious\n"
-    assert host("history").code == 5
+    assert host("history").code == 4  # refused, as the lock's directory (docs/engine.md)
     (d / "history.jsonl").unlink()
     os.mkfifo(d / "history.jsonl")  # a FIFO would block a naive open
-    assert host("history").code == 5
+    assert host("history").code == 4
+
+
+def test_history_dir_of_another_user_or_a_symlink_is_refused(host: SimHost, tmp_path: Path) -> None:
+    """One opener (statedir.open_private_dir) for the lock's and the history's directory."""
+    pf = _with_vfs(host)
+    d = host.root / "var/lib/vfctl"
+    before = (d / "history.jsonl").read_bytes()
+    if os.geteuid() == 0:  # only root can give a directory away
+        os.chown(d, 65534, 65534)
+        r = host("history")
+        assert r.code == 4 and f"{d} is owned by uid 65534" in r.err, r.err
+        r = host("set", pf, "vf0", "--vlan", "5", "--json")
+        assert r.code == 0  # the run stands; its record is refused, not written there
+        assert any("history not recorded" in w and "65534" in w for w in r.json()["warnings"])
+        assert (d / "history.jsonl").read_bytes() == before
+        os.chown(d, 0, 0)
+    elsewhere = tmp_path / "elsewhere"
+    d.rename(elsewhere)
+    d.symlink_to(elsewhere)
+    r = host("history")
+    assert r.code == 4 and "is a symlink" in r.err and "run history" in r.err, r.err
+    assert host("set", pf, "vf0", "--vlan", "6").code == 0
+    assert (elsewhere / "history.jsonl").read_bytes() == before
 
 
 def test_rotation_keeps_one_old_file_and_reads_both(tmp_path: Path) -> None:

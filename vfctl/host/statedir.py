@@ -1,4 +1,5 @@
-"""vfctl's private state directory, ``/run/vfctl`` under the host root: the lock and the journal.
+"""vfctl's private directories under the host root: ``/run/vfctl`` (the lock and the journal)
+and ``/var/lib/vfctl`` (the run history, see vfctl.history); one opener checks both.
 
 Why a directory of its own: ``/run/lock`` is world-writable, so anyone could plant a symlink
 (root would then truncate its target), a FIFO, or hold the lock and block every root run.
@@ -30,7 +31,13 @@ def location(host: Host, name: str = "") -> str:
 
 def open_dir(host: Host, create: bool = True) -> int | None:
     """A descriptor of the checked state directory; None when absent and ``create`` is False."""
-    path = location(host)
+    return open_private_dir(host, STATE_DIR, create, "lock and journal")
+
+
+def open_private_dir(host: Host, rel: str, create: bool, what: str) -> int | None:
+    """A descriptor of one of vfctl's 0700 directories (``rel`` under the root), created if
+    asked; a symlink, a non-directory or another user's directory is refused (exit 4)."""
+    path = os.path.abspath(host.path(rel))
     if create:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with contextlib.suppress(FileExistsError):
@@ -45,7 +52,7 @@ def open_dir(host: Host, create: bool = True) -> int | None:
         link = e.errno == errno.ELOOP or os.path.islink(path)
         os_kind = "a symlink" if link else "not a directory"
         raise RefusedError(
-            f"{path} is {os_kind}: vfctl keeps its lock and journal in a private directory "
+            f"{path} is {os_kind}: vfctl keeps its {what} in a private directory "
             "there; remove it and run again"
         ) from None
     try:
@@ -53,7 +60,7 @@ def open_dir(host: Host, create: bool = True) -> int | None:
         if st.st_uid != os.geteuid():
             raise RefusedError(
                 f"{path} is owned by uid {st.st_uid}, not by uid {os.geteuid()} running vfctl: "
-                "someone else may control the lock and journal; remove it and run again"
+                f"someone else may control the {what}; remove it and run again"
             )
         if stat.S_IMODE(st.st_mode) & 0o077:
             os.fchmod(fd, 0o700)  # ours, made by an older vfctl with mode 0755: tighten it
