@@ -8,14 +8,15 @@ Usage: python vfscan_driver.py EXTENSION.so WORKDIR TREES.  Prints "N mismatches
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import random
 import resource
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).parents[1]))  # tests/: the shared asan helper
 
+from asan import load
 from vfscan_trees import hostile, random_tree
 
 from vfctl.host import vfscan
@@ -23,10 +24,7 @@ from vfctl.host import vfscan
 
 def main() -> int:
     so, work, trees = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-    spec = importlib.util.spec_from_file_location("vfctl.host._vfscan", so)
-    assert spec is not None and spec.loader is not None
-    ext = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ext)
+    ext = load(so, "vfctl.host._vfscan")
     rng = random.Random(20261130)
     cases: list[tuple[Path, list[str]]] = []
     d = work / "hostile"

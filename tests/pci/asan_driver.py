@@ -6,7 +6,6 @@ with the Python oracle; the sanitizers abort the process on memory or UB errors.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import struct
@@ -14,7 +13,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).parents[1]))  # tests/: the shared asan helper
 
+from asan import load
 from pcitools import CORPUS, corpus_bytes, repeated_caps
 
 from vfctl.pci import configspace as py
@@ -22,10 +23,7 @@ from vfctl.pci import configspace as py
 
 def main() -> int:
     so, work, cases = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-    spec = importlib.util.spec_from_file_location("vfctl.pci._configspace", so)
-    assert spec is not None and spec.loader is not None
-    ext = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ext)
+    ext = load(so, "vfctl.pci._configspace")
     rng = random.Random(20240501)
     corpus = [corpus_bytes(n) for n in CORPUS]
     blobs: list[bytes] = []
