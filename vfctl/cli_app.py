@@ -77,10 +77,7 @@ def fail(e: VfctlError, as_json: bool, mutating: bool) -> None:
     """Print the error (and with --json its document) and exit with its code."""
     from vfctl import render
 
-    if as_json:
-        render.emit_json(render.error_document(e, mutating))
-    print(render.error_text(e), file=sys.stderr)
-    raise typer.Exit(e.exit_code)
+    raise typer.Exit(render.failure(e, as_json, mutating))
 
 
 def guarded(as_json: bool, mutating: bool, fn: Callable[[], None]) -> None:

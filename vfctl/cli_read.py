@@ -1,23 +1,12 @@
 """Read-only commands: list, show, decode, doctor (registered in order by vfctl.cli)."""
 
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from vfctl.cli_app import guarded, session
 from vfctl.cli_opts import JsonOpt
 from vfctl.errors import NotFoundError, UsageError
-from vfctl.model import HostModel
-
-
-def pf_json(p: Any, pooled: dict[str, str] | None) -> dict[str, Any]:
-    """A PF's JSON; with a libvirt backend, ``hostdev_network`` on the PF and each VF."""
-    doc: dict[str, Any] = p.to_json()
-    if pooled is not None:
-        doc["hostdev_network"] = pooled.get(p.address)
-        for v in doc["vfs"]:
-            v["hostdev_network"] = pooled.get(v["address"])
-    return doc
 
 
 def list_cmd(
@@ -27,20 +16,13 @@ def list_cmd(
     """List SR-IOV physical functions."""
 
     def go() -> None:
-        from vfctl import jsontext, pciids, render
+        from vfctl import pciids, readjson, render
 
         s = session()
-        m = pciids.named(s.model(lenient=True))
         if json_:
-            pooled = s.pools(m)
-            if pooled is None:  # the common document: encoded without a dict per VF
-                render.emit_json_text(jsontext.list_text(m.pfs))
-            else:
-                render.emit_json({"pfs": [pf_json(p, pooled) for p in m.pfs]})
-            for p in m.pfs:
-                for problem in p.problems:
-                    render.warn(f"{p.address}: {problem}")
+            readjson.list_json(s)
             return
+        m = pciids.named(s.model(lenient=True))
         for p in m.pfs:
             for problem in p.problems:
                 render.warn(f"{p.address}: {problem}")
@@ -58,20 +40,13 @@ def show(
     """Show one PF and its VFs."""
 
     def go() -> None:
-        from vfctl import jsontext, pciids, render
-        from vfctl.discover import resolve_pf
+        from vfctl import readjson, render
 
         s = session()
-        p = resolve_pf(pciids.named(s.model(lenient=True)), pf, s.host())
-        pooled = s.pools(HostModel((p,)))
-        for problem in p.problems:
-            render.warn(f"{p.address}: {problem}")
         if json_:
-            if pooled is None:
-                render.emit_json_text(jsontext.pf_text(p))
-            else:
-                render.emit_json(pf_json(p, pooled))
+            readjson.show_json(s, pf)
             return
+        p, pooled = readjson.show_pf(s, pf)
         render.out.print(render.pf_summary(p), markup=False)
         for note in p.notes:
             render.warn(note, "note")

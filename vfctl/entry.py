@@ -1,11 +1,13 @@
 """The ``vfctl`` command's entry point: the hot commands answer before typer is imported.
 
 Importing the typer app costs more than a short command's whole work (python -X importtime:
-typer and click alone ~45 ms). ``--version`` and ``--help`` need none of it, so they are
-answered here: the help is typer's own rendering, cached in :mod:`vfctl.helptext` (regenerated
-and compared by tests/core/test_entry.py) and used only where typer would print exactly that
-text (same typer version, 80 columns or more). Everything else, and anything unusual, goes to
-``vfctl.cli`` unchanged, so the CLI, its messages and exit codes stay typer's.
+typer and click alone ~45 ms). ``--version`` and ``--help`` need none of it: the help is
+typer's own rendering, cached in :mod:`vfctl.helptext` (regenerated and compared by
+tests/core/test_entry.py) and used only where typer would print exactly that text (same typer
+version, 80 columns or more). ``list --json`` and ``show PF --json`` with plain global options
+run the typer commands' own code (:mod:`vfctl.readjson` on a :class:`vfctl.session.Session`).
+Everything else, and anything unusual, goes to ``vfctl.cli`` unchanged, so the CLI, its
+messages and exit codes stay typer's (tests/core/test_fastpath.py compares the two paths).
 """
 
 from __future__ import annotations
@@ -141,6 +143,31 @@ def main() -> None:
             except BrokenPipeError:
                 sys.exit(1)
             return
+    parsed = parse(args) if "_VFCTL_COMPLETE" not in os.environ else None
+    if parsed is not None:
+        sys.exit(_read_json(*parsed))
     from vfctl.cli import main as cli_main
 
     cli_main()
+
+
+def _read_json(opts: dict[str, object], command: str, positionals: list[str]) -> int:
+    """``list --json`` / ``show PF --json``: the typer commands' own code (vfctl.readjson)."""
+    from vfctl import readjson, render
+    from vfctl.errors import VfctlError
+    from vfctl.session import Options, Session
+
+    s = Session(Options(**opts))  # type: ignore[arg-type]
+    try:
+        if command == "list":
+            readjson.list_json(s)
+        else:
+            readjson.show_json(s, positionals[0])
+    except VfctlError as e:
+        return render.failure(e, True, False)
+    except KeyboardInterrupt:
+        print("vfctl: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    return 0

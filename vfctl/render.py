@@ -77,6 +77,14 @@ def error_document(e: VfctlError, mutating: bool) -> dict[str, Any]:
     return doc
 
 
+def failure(e: VfctlError, as_json: bool, mutating: bool) -> int:
+    """Report a failed command (with --json its document too); its exit code."""
+    if as_json:
+        emit_json(error_document(e, mutating))
+    print(error_text(e), file=sys.stderr)
+    return e.exit_code
+
+
 def error_text(e: VfctlError) -> str:
     """The stderr lines of a failed command: ``vfctl: error: …`` per line, then the hint."""
     msg = "\n".join(f"vfctl: error: {line}" for line in e.message.splitlines() or [""])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,6 +175,8 @@ class Host:
             return
         if self._prefix != "":  # modprobe loads into this machine's kernel, not the tree's
             raise OSError(errno.EXDEV, f"modprobe {module}: {self.root} is not this machine's root")
+        import subprocess  # here: most commands never load a module (~5 ms to import)
+
         proc = subprocess.run(["modprobe", module], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise OSError(errno.ENOENT, f"modprobe {module}: {proc.stderr.strip()}")
@@ -194,6 +195,8 @@ class Host:
             return True
         if self._prefix != "":
             return None
+        import subprocess
+
         try:
             proc = subprocess.run(
                 ["modprobe", "--dry-run", "--quiet", module], capture_output=True, check=False
