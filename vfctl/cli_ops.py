@@ -196,11 +196,11 @@ def confirm_cmd(
 
 
 def _drift_entries(h: Any, m: HostModel, path: str) -> list[dict[str, Any]]:
-    from vfctl import converge, drift, profile
+    from vfctl import drift, profile, profile_resolve
 
     prof = profile.load(path)  # bounded: a file or stdin, never truncated
-    converge.check_host(prof, h)
-    return drift.compare(converge.resolve(prof, m, h), h)
+    profile_resolve.check_host(prof, h)
+    return drift.compare(profile_resolve.resolve(prof, m, h), h)
 
 
 @app.command("drift")

@@ -54,7 +54,7 @@ def _converge(
     confirm: float | None = None,
     detailed_exitcode: bool = False,
 ) -> None:
-    from vfctl import converge, history, render
+    from vfctl import converge, history, profile_resolve, render
 
     prof = _load(path)  # problems: exit 2 before any lock or discovery
     record = {"profile": path, "profile_sha256": history.file_sha256(path)}
@@ -64,8 +64,8 @@ def _converge(
 
     def build(m: HostModel) -> tuple[list[Any], Callable[[HostModel], None] | None]:
         h = s.host()
-        converge.check_host(prof, h)
-        targets = converge.resolve(prof, m, h)
+        profile_resolve.check_host(prof, h)
+        targets = profile_resolve.resolve(prof, m, h)
         wants_attach = attach and (
             any("attach" in w.entry for t in targets for w in t.vfs)
             or bool(prof.data.get("pools") or prof.data.get("attach"))
@@ -172,7 +172,7 @@ def export_cmd(
     def go() -> None:
         import json
 
-        from vfctl import converge
+        from vfctl import profile_export, profile_resolve
         from vfctl.discover import resolve_pf
 
         s = session()
@@ -182,7 +182,7 @@ def export_cmd(
         views = _pool_views(s, chosen)
         from vfctl import profile_pools
 
-        doc = converge.export(m, chosen, profile_pools.member_addresses(views))
+        doc = profile_export.export(m, chosen, profile_pools.member_addresses(views))
         pools_, attach_ = profile_pools.export(views, m)
         if pools_:
             doc["pools"] = pools_
@@ -191,8 +191,8 @@ def export_cmd(
         text = (
             (json.dumps(doc, indent=2) + "\n")
             if json_
-            else converge.dump_profile(
-                doc, f"exported by vfctl from {converge.hostname(h) or h.root}"
+            else profile_export.dump_profile(
+                doc, f"exported by vfctl from {profile_resolve.hostname(h) or h.root}"
             )
         )
         if output:

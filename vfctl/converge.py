@@ -1,23 +1,23 @@
 """Profile + host model → ordered actions (autoprobe → numvfs → VF settings → bind → attach).
 
-Pure apart from the in-use probes the lead's ``plan_*`` functions make. When a PF's VF count
-changes, every VF is recreated by the kernel, so later phases are planned against *predicted*
-VFs (addresses from the SR-IOV offset/stride rule, no driver, unknown settings): the whole
-run is one journaled plan, and ``verify`` re-reads the host afterwards.
+The host phases come from the pure planners (``plan_host``: the same in-use rules as
+`enable`/`bind`); the profile is resolved against the model by ``profile_resolve``. When a
+PF's VF count changes, every VF is recreated by the kernel, so later phases are planned
+against *predicted* VFs (addresses from the SR-IOV offset/stride rule, no driver, unknown
+settings): the whole run is one journaled plan, and ``verify`` re-reads the host afterwards.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import socket
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from vfctl import plan_host, vfattrs, vfsettings
+from vfctl import plan_host, profile_export, vfattrs, vfsettings
 from vfctl.backends.base import AttachRequest
 from vfctl.errors import (
     BackendError,
@@ -28,41 +28,16 @@ from vfctl.errors import (
     VfctlError,
 )
 from vfctl.host.sysfs import Host
-from vfctl.model import PF, VF, HostModel, VFSettings
-from vfctl.pci import address as pciaddr
+from vfctl.model import PF, VF, HostModel
 from vfctl.plan import Action
 from vfctl.profile import (
-    SETTING_KEYS,
     Path_,
-    Problem,
     Profile,
-    ProfileInvalid,
-    desired_of,
-    vf_bounds,
-    vf_ids,
 )
+from vfctl.profile_resolve import Target, VFWant, predicted_vfs
 
 PHASES = ("autoprobe", "numvfs", "settings", "bind", "pools", "attach")
 DEFAULT_DRIVER = "default"
-
-
-@dataclass(frozen=True)
-class VFWant:
-    index: int
-    entry: Mapping[str, Any]  # merged: defaults, then the VF's own keys
-    path: Path_  # where the VF's own entry is (or the PF's, for defaults only)
-    settings: vfattrs.Desired = field(default_factory=vfattrs.Desired)  # validated
-
-
-@dataclass(frozen=True)
-class Target:
-    """One profile PF entry resolved against the host."""
-
-    pf: PF
-    path: Path_
-    total_vfs: int | None
-    autoprobe: bool | None
-    vfs: tuple[VFWant, ...]
 
 
 @dataclass
@@ -80,140 +55,7 @@ class Plan:
         return [(p, a) for p in PHASES for a in self.phases[p]]
 
 
-# ---------------------------------------------------------------- resolving against the host
-
-
-def hostname(host: Host) -> str:
-    """The host's name as the profile's ``host`` guard compares it (short, lower case)."""
-    name = host.read_opt("etc/hostname")
-    if not name and str(host.root) == "/":
-        name = socket.gethostname()
-    return (name or "").strip().split(".")[0].lower()
-
-
-def check_host(prof: Profile, host: Host) -> None:
-    want = prof.host
-    if want is None:
-        return
-    have = hostname(host)
-    if want.split(".")[0].lower() != have:
-        line, col = prof.locs.get(("host",), (1, 1))
-        raise RefusedError(
-            f"{prof.file}:{line}:{col}: profile is for host {want!r}, this host is "
-            f"{have or 'unnamed'!r}; refusing to apply it here"
-        )
-
-
-def _match(model: HostModel, m: Mapping[str, Any], host: Host) -> PF:
-    from vfctl.discover import resolve_pf
-
-    if "netdev" in m:
-        return resolve_pf(model, str(m["netdev"]), host)
-    if "pci" in m:
-        return resolve_pf(model, str(m["pci"]), host)
-    vendor, device = str(m["vendor"]).lower(), str(m["device"]).lower()
-    hits = sorted(
-        (p for p in model.pfs if p.vendor_id == vendor and p.device_id == device),
-        key=lambda p: p.address,
-    )
-    idx = int(m.get("index", 0))
-    if idx >= len(hits):
-        have = ", ".join(p.address for p in hits) or "none"
-        raise NotFoundError(
-            f"no SR-IOV PF {vendor}:{device} number {idx} (0-based); PFs with these ids: {have}"
-        )
-    return hits[idx]
-
-
-def resolve(prof: Profile, model: HostModel, host: Host) -> list[Target]:
-    """Bind each PF entry to a host PF and expand defaults/ranges; every problem is located."""
-    problems: list[Problem] = []
-    targets: list[Target] = []
-    seen: dict[str, Path_] = {}
-    d = prof.defaults
-    vf_defaults = {k: v for k, v in d.items() if k != "drivers-autoprobe"}
-    for pi, entry in enumerate(prof.pfs):
-        at: Path_ = ("pfs", pi)
-        try:
-            pf = _match(model, entry["match"], host)
-        except (NotFoundError, UsageError) as e:
-            problems.append(prof.problem((*at, "match"), f"unknown PF: {e.message}"))
-            continue
-        if pf.address in seen:
-            line = prof.locs.get(seen[pf.address], (0, 0))[0]
-            problems.append(
-                prof.problem((*at, "match"), f"PF {pf.address} is already matched at line {line}")
-            )
-            continue
-        seen[pf.address] = (*at, "match")
-        total = entry.get("total-vfs")
-        name = pf.netdev or pf.address
-        if total is not None and total > pf.total_vfs:
-            problems.append(
-                prof.problem(
-                    (*at, "total-vfs"),
-                    f"{name} supports at most {pf.total_vfs} VFs (sriov_totalvfs), not {total}",
-                )
-            )
-            continue
-        count = pf.num_vfs if total is None else total
-        own: dict[int, tuple[Mapping[str, Any], Path_]] = {}
-        for vi, vf in enumerate(entry.get("vfs") or []):
-            hi = vf_bounds(vf["id"])[1]
-            if hi >= count:  # checked before the range is expanded
-                why = "it has" if total is None else "total-vfs is"
-                problems.append(
-                    prof.problem(
-                        (*at, "vfs", vi, "id"),
-                        f"VF id {hi} is out of range for {name}: {why} {count}",
-                    )
-                )
-                continue
-            for i in vf_ids(vf["id"]):
-                own[i] = (vf, (*at, "vfs", vi))
-        wants = []
-        for i in range(count):
-            mine, path = own.get(i, ({}, at))
-            merged = {**vf_defaults, **{k: v for k, v in mine.items() if k != "id"}}
-            if merged:
-                wants.append(VFWant(i, merged, path, vfsettings.validate(desired_of(merged))))
-        if not pf.netdev and any(k in w.entry for w in wants for k, _ in SETTING_KEYS):
-            problems.append(
-                prof.problem(
-                    at,
-                    f"{pf.address} has no netdev: VF settings "
-                    "(mac-address, vlan-id, ...) go through the PF's "
-                    "interface",
-                )
-            )
-            continue
-        auto = entry.get("drivers-autoprobe", d.get("drivers-autoprobe"))
-        targets.append(Target(pf, at, total, auto, tuple(wants)))
-    if problems:
-        raise ProfileInvalid(problems)
-    return targets
-
-
 # ---------------------------------------------------------------- planning
-
-
-def predicted_vfs(pf: PF, n: int) -> tuple[VF, ...]:
-    """The VFs the kernel will create: addresses by the offset/stride rule, no driver yet."""
-    if n and (pf.vf_offset is None or pf.vf_stride is None):
-        raise HostError(f"{pf.address}: VF offset/stride unknown; cannot plan its new VFs")
-    return tuple(
-        VF(
-            index=i,
-            address=pciaddr.vf_address(pf.address, pf.vf_offset or 0, pf.vf_stride or 0, i),
-            driver=None,
-            driver_override=None,
-            netdev=None,
-            iommu_group=None,
-            vendor_id=pf.vendor_id,
-            device_id=pf.vf_device_id or "????",
-        )
-        for i in range(n)
-    )
 
 
 def _driver(w: VFWant) -> str | None:
@@ -430,13 +272,13 @@ def _want_settings(w: VFWant, pf: PF, ident: str) -> dict[str, Any]:
 def _current_entry(v: VF | None, keys: Sequence[str]) -> dict[str, Any]:
     if v is None:
         return {k: None for k in keys}
-    s = export_settings(v.settings)
+    s = profile_export.export_settings(v.settings)
     out: dict[str, Any] = {}
     for k in keys:
         if k == "driver":
             out[k] = v.driver_override or (DEFAULT_DRIVER if v.driver else None)
         elif k == "attach":
-            out[k] = _export_attach(v)
+            out[k] = profile_export.export_attach(v)
         else:
             out[k] = s.get(k)
     return out
@@ -494,69 +336,8 @@ def unified(before: str, after: str, name: str) -> str:
     )
 
 
-_EXPORT = vfattrs.KEY_OF
-
-
-def export_settings(s: VFSettings) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for attr, key in _EXPORT.items():
-        v = vfattrs.shown(attr, getattr(s, attr))
-        if v is None or (attr == "mac" and v == vfattrs.DEFAULTS["mac"]):
-            continue  # unreported; a MAC of zeros is "none"
-        out[key] = v
-    return out
-
-
-def _export_attach(v: VF) -> dict[str, Any] | None:
-    if len(v.attached_to) != 1:
-        return None
-    a = v.attached_to[0]
-    out: dict[str, Any] = {"vm": a.vm, "backend": a.backend}
-    if a.backend == "libvirt":
-        out["mode"] = "interface" if a.element == "interface" else "hostdev"
-    return out
-
-
-def export(
-    model: HostModel, pfs: Sequence[PF] | None = None, pooled: Collection[str] = ()
-) -> dict[str, Any]:
-    """The host's current state as a profile; applying it changes nothing.
-
-    ``pooled``: pool members, whose guest holds them through the pool, not a VF attach.
-    """
-    out: list[dict[str, Any]] = []
-    for pf in pfs if pfs is not None else model.pfs:
-        e: dict[str, Any] = {"match": {"pci": pf.address}, "total-vfs": pf.num_vfs}
-        if pf.autoprobe is not None:
-            e["drivers-autoprobe"] = pf.autoprobe
-        vfs = []
-        for v in pf.vfs:
-            ve: dict[str, Any] = {"id": v.index}
-            if pf.netdev:
-                ve.update(export_settings(v.settings))
-            if v.driver_override and v.driver_override == v.driver:
-                ve["driver"] = v.driver_override
-            att = _export_attach(v) if v.address not in pooled else None
-            if att:
-                ve["attach"] = att
-            if len(ve) > 1:
-                vfs.append(ve)
-        if vfs:
-            e["vfs"] = vfs
-        out.append(e)
-    return {"version": 1, "pfs": out}
-
-
-def dump_profile(doc: Mapping[str, Any], comment: str = "") -> str:
-    head = f"# {comment}\n" if comment else ""
-    from vfctl.profile_yaml import Dumper12
-
-    text = yaml.dump(dict(doc), Dumper=Dumper12, sort_keys=False, default_flow_style=False)
-    return head + text
-
-
 # the comparisons drift.py makes are the ones verify and --diff make: one normalisation
 want_settings = _want_settings
 want_driver = _driver
-current_attach = _export_attach
+current_attach = profile_export.export_attach
 want_attach = _diff_attach

@@ -1,6 +1,6 @@
 """Drift: every key a profile sets, compared with what the host has now.
 
-Pure: takes the resolved targets (``converge.resolve``) and compares with the same
+Pure: takes the resolved targets (``profile_resolve.resolve``) and compares with the same
 normalisation as ``converge.verify``. A setting the driver does not report (None) is not
 drift — it cannot be read, so it cannot be said to differ (the verify rule); a VF that is
 missing is drift in every key it should have.
@@ -13,6 +13,7 @@ from typing import Any
 
 from vfctl import converge, vfattrs
 from vfctl.host.sysfs import Host
+from vfctl.profile_resolve import Target
 from vfctl.vfattrs import KEY_OF as _KEY_OF
 
 
@@ -30,7 +31,7 @@ def _entry(
     }
 
 
-def compare(targets: Sequence[converge.Target], host: Host) -> list[dict[str, Any]]:
+def compare(targets: Sequence[Target], host: Host) -> list[dict[str, Any]]:
     """One entry per profile key: pf, netdev, vf (None for PF keys), key, want, have, drifted."""
     from vfctl import vfsettings
 

@@ -18,6 +18,7 @@ from vfctl.errors import BackendError, NotFoundError, RefusedError, UsageError, 
 from vfctl.host.sysfs import Host
 from vfctl.model import PF, HostModel
 from vfctl.profile_doc import MAX_VF_ID, Path_, Problem, Profile, ProfileInvalid, vf_bounds
+from vfctl.profile_resolve import match_pf, predicted_vfs
 
 _SETTINGS = tuple(
     (vfattrs.KEY_OF[f.name], f.name) for f in dataclasses.fields(pools.PoolSettings)
@@ -103,7 +104,6 @@ def plan(
 
     ``after(pf)``: the PF as the profile's PF phases leave it (predicted VFs included).
     """
-    from vfctl.converge import _match
 
     acts: list[Any] = []
     atts: list[Any] = []
@@ -127,7 +127,7 @@ def plan(
     for i, e in enumerate(prof.data.get("pools") or []):
         at: Path_ = ("pools", i)
         try:
-            pf = after(_match(model, e["match"], host))
+            pf = after(match_pf(model, e["match"], host))
         except (NotFoundError, UsageError) as exc:
             problems_.append(prof.problem((*at, "match"), f"unknown PF: {exc.message}"))
             continue
@@ -235,7 +235,6 @@ def member_addresses(views: Sequence[Any]) -> set[str]:
 
 def predicted(pf: PF, n: int | None) -> PF:
     """``pf`` after a profile sets its VF count to ``n`` (None: unchanged)."""
-    from vfctl.converge import predicted_vfs
 
     if n is None or n == pf.num_vfs:
         return pf

@@ -101,7 +101,7 @@ def test_many_ranges_checked_without_expanding(tmp_path: Path) -> None:
 
 
 def test_export_quotes_strings_yaml_12_would_change() -> None:
-    from vfctl.converge import dump_profile
+    from vfctl.profile_export import dump_profile
 
     text = dump_profile({"version": 1, "host": "0o17", "pfs": [{"match": {"netdev": "1:30"}}]})
     doc = profile.loads(text)
