@@ -141,7 +141,7 @@ def _put(
             pools.check_removable(view, m, gone)
         addrs = [v.address for v in members]
         pools.in_other_pool(pl.claimed(p), name, addrs)
-        acts = [] if verb == "remove" else pools.plan_members(h, m, p, members, s)
+        acts = [] if verb == "remove" else pools.plan_members(m, p, members, s)
         acts += pl.plan_put(name, p, members, s, create=verb == "create")
         # remove plans no host action: drift on the members that stay is for show/sync
         return acts, (None if verb == "remove" else _verify(h, addrs, s, p))
@@ -233,7 +233,6 @@ def sync(
         state: dict[str, Any] = {}
 
         def build(m: HostModel) -> tuple[list[Any], Callable[[HostModel], None] | None]:
-            h = session().host()
             pl = state["pools"] = session().pool_backend(backend)
             acts: list[Any] = []
             for view in pl.views():
@@ -241,7 +240,7 @@ def sync(
                     continue
                 p = pool_pf(view, m)
                 members = [v for v in p.vfs if v.address in view.members]
-                acts += pools.plan_members(h, m, p, members, view.settings)
+                acts += pools.plan_members(m, p, members, view.settings)
                 acts += pl.plan_put(view.name, p, members, view.settings, create=False)
             return acts, None
 

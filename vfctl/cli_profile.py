@@ -71,7 +71,7 @@ def _converge(
             or bool(prof.data.get("pools") or prof.data.get("attach"))
         )
         p = converge.plan(
-            h, m, targets, get if wants_attach else None, s.opts.pve_node, attach, prof=prof
+            m, targets, get if wants_attach else None, s.opts.pve_node, attach, prof=prof, host=h
         )
         state["plan"] = p
         if p.needs_backend:
@@ -91,14 +91,14 @@ def _converge(
                     "note",
                 )
         if diff:
-            before, after = converge.diff_views(targets, h)
+            before, after = converge.diff_views(targets, m.host_id)
             state["diff"] = {"before": before, "after": after}
             if not json_:
                 text = converge.unified(before, after, prof.file)
                 render.out.print(text or "no differences", markup=False, highlight=False)
 
         def verify(m2: HostModel) -> None:
-            converge.verify(h, m2, targets, p, get if p.attach_requests else None)
+            converge.verify(m2, targets, p, get if p.attach_requests else None)
 
         return p.actions, verify
 

@@ -63,21 +63,23 @@ def _driver(w: VFWant) -> str | None:
 
 
 def plan(
-    host: Host,
     model: HostModel,
     targets: Sequence[Target],
     backend: Callable[[str], Any] | None,
     pve_node: str | None = None,
     attach: bool = True,
     prof: Profile | None = None,
+    host: Host | None = None,
 ) -> Plan:
     """Ordered actions for the host part, then attach through ``backend(name)``.
 
-    ``backend`` raises VfctlError when that backend is not available; then the attach part
-    is left out and recorded in ``needs_backend`` (the caller decides: warn or refuse).
+    A function of the model and the resolved targets; ``host`` only lets the pools section
+    match a PF by any of its netdev names, as ``resolve`` does. ``backend`` raises
+    VfctlError when that backend is not available; then the attach part is left out and
+    recorded in ``needs_backend`` (the caller decides: warn or refuse).
     """
     out = Plan()
-    ident = vfsettings.host_id(host)
+    ident = model.host_id
     finals: list[tuple[Target, VFWant, PF, VF]] = []
     after: dict[str, PF] = {}  # each PF as the PF phases leave it (pools are planned on it)
     for t in targets:
@@ -113,7 +115,7 @@ def plan(
         from vfctl import profile_pools
 
         acts, atts, needs, checks = profile_pools.plan(
-            host, model, prof, lambda q: after.get(q.address, q), backend, attach
+            model, prof, lambda q: after.get(q.address, q), backend, attach, host
         )
         out.phases["pools"] += acts
         out.phases["attach"] += atts
@@ -212,14 +214,13 @@ def _options(
 
 
 def verify(
-    host: Host,
     model: HostModel,
     targets: Sequence[Target],
     p: Plan,
     backend: Callable[[str], Any] | None,
 ) -> None:
-    """Re-read state vs the profile; any difference the host reports is an error."""
-    ident = vfsettings.host_id(host)
+    """The re-discovered model vs the profile; any difference the host reports is an error."""
+    ident = model.host_id
     bad: list[str] = []
     pfs = {q.address: q for q in model.pfs}
     for t in targets:
@@ -284,9 +285,11 @@ def _current_entry(v: VF | None, keys: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def diff_views(targets: Sequence[Target], host: Host) -> tuple[str, str]:
-    """(before, after) YAML of exactly the keys the profile sets, for --diff."""
-    ident = vfsettings.host_id(host)
+def diff_views(targets: Sequence[Target], ident: str) -> tuple[str, str]:
+    """(before, after) YAML of exactly the keys the profile sets, for --diff.
+
+    ``ident``: the host's identity (``HostModel.host_id``), for ``mac-address: auto``.
+    """
     before: list[dict[str, Any]] = []
     after: list[dict[str, Any]] = []
     for t in targets:

@@ -162,8 +162,15 @@ def discover(
         ]
     devices = tuple(_device(host, a) for a in addrs) if with_devices else ()
     iommu = bool(host.listdir(IOMMU_GROUPS))
-    m = HostModel(pfs=tuple(pfs), devices=devices, iommu_enabled=iommu, inuse=facts)
+    m = HostModel(
+        pfs=tuple(pfs), devices=devices, iommu_enabled=iommu, inuse=facts, host_id=host_id(host)
+    )
     return with_vf_info(m, vf_info) if vf_info else m
+
+
+def host_id(host: Host) -> str:
+    """Stable per-host identity for derived MACs: machine-id, else hostname."""
+    return (host.read_opt("etc/machine-id") or host.read_opt("etc/hostname") or "localhost").strip()
 
 
 def with_vf_info(m: HostModel, vf_info: VfInfo) -> HostModel:

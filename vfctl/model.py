@@ -292,6 +292,7 @@ class HostModel:
     devices: tuple[Device, ...] = ()
     iommu_enabled: bool = False
     inuse: InUse = field(default_factory=lambda: InUse())  # not in the JSON
+    host_id: str = "localhost"  # machine-id, else hostname: what derived MACs are made of
 
     def to_json(self) -> dict[str, Any]:
         return {"pfs": [p.to_json() for p in self.pfs]}

@@ -16,7 +16,6 @@ from typing import Any
 
 from vfctl import plan_host, vfattrs, vfsettings
 from vfctl.errors import NotFoundError, RefusedError, UsageError
-from vfctl.host.sysfs import Host
 from vfctl.inuse import netdev_uses, vfio_users
 from vfctl.model import PF, VF, HostModel
 from vfctl.plan import Action
@@ -218,9 +217,7 @@ def select(pf: PF, indexes: Sequence[int]) -> list[VF]:
     return out
 
 
-def plan_members(
-    host: Host, model: HostModel, pf: PF, vfs: Sequence[VF], s: PoolSettings
-) -> list[Action]:
+def plan_members(model: HostModel, pf: PF, vfs: Sequence[VF], s: PoolSettings) -> list[Action]:
     """Each VF gets the pool's settings (through the PF), then vfio-pci (ready to hand out)."""
     actions: list[Action] = []
     d = s.desired()
@@ -229,7 +226,7 @@ def plan_members(
             raise UsageError(
                 f"{pf.address} has no netdev: pool settings (VLAN, trust, …) go through the PF"
             )
-        ident = vfsettings.host_id(host) if d.mac == "auto" else None
+        ident = model.host_id if d.mac == "auto" else None
         for v in vfs:
             actions += vfsettings.plan_set(pf, v, d, ident=ident)
     actions += plan_host.plan_bind(model, pf, list(vfs), plan_host.VFIO)

@@ -93,16 +93,17 @@ def _located(e: VfctlError, prof: Profile, path: Path_) -> VfctlError:
 
 
 def plan(
-    host: Host,
     model: HostModel,
     prof: Profile,
     after: Callable[[PF], PF],
     backend: Callable[[str], Any] | None,
     attach: bool,
+    host: Host | None = None,
 ) -> tuple[list[Any], list[Any], list[dict[str, Any]], list[Callable[[HostModel], list[str]]]]:
     """(pool actions, attach actions, needs_backend, verifiers) for the two sections.
 
-    ``after(pf)``: the PF as the profile's PF phases leave it (predicted VFs included).
+    ``after(pf)``: the PF as the profile's PF phases leave it (predicted VFs included);
+    ``host``: only to match a PF by any of its netdev names (``resolve_pf``).
     """
 
     acts: list[Any] = []
@@ -134,7 +135,7 @@ def plan(
         try:
             vfs = pools.select(pf, ids(e["vfs"]))
             s = pools.validate(settings_of(e))
-            acts += pools.plan_members(host, model, pf, vfs, s)
+            acts += pools.plan_members(model, pf, vfs, s)
             pl = side(e["backend"]) if attach else None
             if pl is not None:
                 pools.in_other_pool(pl.claimed(pf), e["name"], [v.address for v in vfs])
@@ -148,7 +149,7 @@ def plan(
             raise _located(exc, prof, at) from None
         if attach and e["backend"] in down:
             needs.append({"backend": e["backend"], "pool": e["name"], "reason": down[e["backend"]]})
-        checks.append(_member_check(host, pf.address, [v.address for v in vfs], s))
+        checks.append(_member_check(pf.address, [v.address for v in vfs], s))
     if problems_:
         raise ProfileInvalid(problems_)
     backend_of = {e["name"]: e["backend"] for e in prof.data.get("pools") or []}
@@ -173,16 +174,14 @@ def plan(
 
 
 def _member_check(
-    host: Host, pf_address: str, addresses: list[str], s: pools.PoolSettings
+    pf_address: str, addresses: list[str], s: pools.PoolSettings
 ) -> Callable[[HostModel], list[str]]:
-    from vfctl import vfsettings
-
     def check(m: HostModel) -> list[str]:
         now = {v.address: v for p in m.pfs for v in p.vfs}
         bad = []
         for a in addresses:
             v = now.get(a)
-            d = pools.drift(v, s, vfsettings.host_id(host), pf_address) if v else ("gone",)
+            d = pools.drift(v, s, m.host_id, pf_address) if v else ("gone",)
             bad += [f"{a}: {x}" for x in d]
         return bad
 

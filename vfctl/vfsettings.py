@@ -65,8 +65,10 @@ def validate(d: Desired) -> Desired:
 
 
 def host_id(host: Host) -> str:
-    """Stable per-host identity for derived MACs: machine-id, else hostname."""
-    return (host.read_opt("etc/machine-id") or host.read_opt("etc/hostname") or "localhost").strip()
+    """Stable per-host identity for derived MACs (the model has it: ``HostModel.host_id``)."""
+    from vfctl.discover import host_id as read
+
+    return read(host)
 
 
 def auto_mac(host_identity: str, pf_address: str, vf_index: int) -> str:
