@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from itertools import repeat
 
 from vfctl.host import vfscan
@@ -22,16 +22,20 @@ from vfctl.pci import address as pciaddr
 _ODD = ("", ".", "..")
 
 
-@dataclass
 class VfCols:
-    """One PF's VFs in index order, one list per fact, as read (override and group raw)."""
+    """One PF's VFs in index order, one list per fact, as read (override and group raw).
 
-    index: list[int] = field(default_factory=list)
-    address: list[str] = field(default_factory=list)
-    driver: list[str | None] = field(default_factory=list)
-    override: list[str | None] = field(default_factory=list)
-    group: list[str | None] = field(default_factory=list)
-    netdev: list[str | None] = field(default_factory=list)  # the first netdev
+    A plain class: a dataclass costs a compile at every start of the CLI."""
+
+    __slots__ = ("address", "driver", "group", "index", "netdev", "override")
+
+    def __init__(self, index: list[int] | None = None, address: list[str] | None = None) -> None:
+        self.index: list[int] = index if index is not None else []
+        self.address: list[str] = address if address is not None else []
+        self.driver: list[str | None] = []
+        self.override: list[str | None] = []
+        self.group: list[str | None] = []
+        self.netdev: list[str | None] = []  # the first netdev
 
 
 def _virtfns(host: Host, dev: str) -> list[tuple[int, str]]:

@@ -199,6 +199,8 @@ class Session:
         not answer costs a warning, not the listing. Mutating commands stay strict: their
         in-use checks must not pass just because the VM manager could not be asked.
         """
+        if self.opts.backend == "none":  # detected() is [] then: no backend module to load
+            return {}
         cfg = self.config()
         explicit = cfg.name != "auto" or bool(cfg.libvirt_uri)
         out: dict[str, list[Any]] = {}
