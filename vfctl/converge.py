@@ -131,7 +131,7 @@ def plan(
     for w, pf2, v in wanted:
         att = w.entry["attach"]
         name = str(att["backend"])
-        opts = _options(att, w.entry, v, pve_node)
+        opts = _options(att, w.settings, v, pve_node)
         if name == "proxmox":
             opts["planned_slots"] = {k: list(s) for k, s in slots.items()}
         req = AttachRequest(vm=str(att["vm"]), pf=pf2, vf=v, options=opts)
@@ -178,15 +178,15 @@ def _final(v: VF, w: VFWant, pf: PF, ident: str) -> VF:
         v = dataclasses.replace(v, driver_override=None)
     elif drv is not None:
         v = dataclasses.replace(v, driver=drv, driver_override=drv)
-    mac = w.entry.get("mac-address")
+    mac = w.settings.mac  # validated: lower case, colons
     if mac is not None:
-        mac = vfsettings.auto_mac(ident, pf.address, v.index) if mac == "auto" else mac.lower()
+        mac = vfsettings.auto_mac(ident, pf.address, v.index) if mac == "auto" else mac
         v = dataclasses.replace(v, settings=dataclasses.replace(v.settings, mac=mac))
     return v
 
 
 def _options(
-    att: Mapping[str, Any], entry: Mapping[str, Any], v: VF, pve_node: str | None
+    att: Mapping[str, Any], want: vfattrs.Desired, v: VF, pve_node: str | None
 ) -> dict[str, Any]:
     """AttachRequest options, named as the CLI's ``attach`` command passes them.
 
@@ -197,8 +197,8 @@ def _options(
         mode = att.get("mode", "hostdev")
         opts: dict[str, Any] = {"mode": mode, "managed": att.get("managed")}
         if mode == "interface":
-            opts["mac"] = v.settings.mac if entry.get("mac-address") is not None else None
-            opts["vlan"] = entry.get("vlan-id")
+            opts["mac"] = v.settings.mac if want.mac is not None else None
+            opts["vlan"] = want.vlan
         return opts
     return {
         "pcie": att.get("pcie"),
