@@ -119,9 +119,8 @@ def _put(
         if view is not None:
             pools.check_same_pf(view, m, p)
         if pl.name == "libvirt" and p.netdev and verb in ("create", "add"):
-            from vfctl.host import netlink
-
-            if not netlink.link_info(h, p.netdev).up:
+            li = m.inuse.link(p.netdev)  # read at discovery with the other in-use facts
+            if li is not None and not li.up:
                 pl.warnings.append(
                     f"{p.netdev} is down: libvirt refuses to start a domain on this pool until "
                     "the PF is up (it programs the VF through the PF)"

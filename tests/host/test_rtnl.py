@@ -122,3 +122,22 @@ def test_route_and_address_decoders() -> None:
     ifa = struct.pack("=BBBBI", 2, 24, 0, 0, 5)
     peer = nla(rtnl.IFA_ADDRESS, bytes([10, 0, 0, 2])) + nla(rtnl.IFA_LOCAL, bytes([10, 0, 0, 1]))
     assert rtnl.addr_row(ifa + peer) == (5, "10.0.0.1/24")  # the local end, as `ip addr` shows
+
+
+def test_links_of_a_foreign_tree_come_from_sysfs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A --root tree that is not this machine: kinds, masters, lowers from sysfs; no addresses."""
+    from vfctl.host.sysfs import Host
+
+    net = tmp_path / "sys/class/net"
+    for name, devtype in (("eth0", None), ("bond0", "bond"), ("br0", "bridge"), ("v9", "vlan")):
+        (net / name).mkdir(parents=True)
+        (net / name / "operstate").write_text("up\n" if name != "eth0" else "down\n")
+        (net / name / "uevent").write_text(f"DEVTYPE={devtype}\n" if devtype else "INTERFACE=x\n")
+    (net / "eth0/master").symlink_to("../bond0")
+    (net / "bond0/master").symlink_to("../br0")
+    (net / "v9/lower_eth0").symlink_to("../eth0")
+    got = {li.ifname: li for li in netlink.links(Host(tmp_path))}
+    assert (got["eth0"].kind, got["eth0"].up, got["eth0"].master) == (None, False, "bond0")
+    assert (got["bond0"].kind, got["bond0"].master) == ("bond", "br0")
+    assert got["br0"].kind == "bridge" and got["v9"].link == "eth0"
+    assert all(li.addresses == () and not li.default_route for li in got.values())

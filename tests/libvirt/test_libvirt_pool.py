@@ -381,3 +381,17 @@ def test_recover_undoes_what_a_killed_pool_create_did(lab: Lab) -> None:
     doc = lab.json("recover")
     assert [a["op"] for a in doc["rolled_back"]] == ["libvirt_pool.put"]
     assert "tenant-k" not in lab.networks()
+
+
+def test_pool_on_a_down_pf_warns_from_the_discovered_link_state(lab: Lab) -> None:
+    """The PF's link state comes from the model's in-use facts (read once at discovery)."""
+    from vfctl.host import sim
+
+    plan = lab.json("pool", "create", "tenant-down", PF, "vf7", "--check")
+    assert not any("is down" in w for w in plan["warnings"])
+    sim.set_link(lab.root, PF, up=False)
+    try:
+        plan = lab.json("pool", "create", "tenant-down", PF, "vf7", "--check")
+    finally:
+        sim.set_link(lab.root, PF, up=True)
+    assert any(f"{PF} is down: libvirt refuses" in w for w in plan["warnings"]), plan

@@ -7,7 +7,6 @@ hosts (and `vfctl list` on hosts without VFs) stay fast.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from vfctl import vfattrs
@@ -15,59 +14,8 @@ from vfctl.host.sysfs import CLASS_NET, Host
 from vfctl.model import NetLink, VFSettings
 
 
-@dataclass(frozen=True)
-class LinkInfo:
-    ifname: str
-    up: bool
-    addresses: tuple[str, ...]
-    master: str | None
-    default_route: bool
-
-
 def _sysfs_master(host: Host, ifname: str) -> str | None:
     return host.link_name(f"{CLASS_NET}/{ifname}/master")
-
-
-def link_info(host: Host, ifname: str) -> LinkInfo:
-    """State of one interface: up, addresses, master, default route."""
-    if host.simulated:
-        from vfctl.host import sim
-
-        d: dict[str, Any] = sim.link_info(host.root, ifname)
-        return LinkInfo(
-            ifname,
-            bool(d.get("up", d.get("operstate") == "up")),
-            tuple(d.get("addresses", ())),
-            d.get("master") or _sysfs_master(host, ifname),
-            bool(d.get("default_route")),
-        )
-    if str(host.root) != "/":
-        # a snapshot or foreign tree: netlink would describe this machine, not that one
-        oper = host.read_opt(f"{CLASS_NET}/{ifname}/operstate")
-        return LinkInfo(ifname, oper == "up", (), _sysfs_master(host, ifname), False)
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ip:
-        links = ip.link_lookup(ifname=ifname)
-        if not links:
-            return LinkInfo(ifname, False, (), None, False)
-        idx = links[0]
-        msg = ip.get_links(idx)[0]
-        up = bool(msg["flags"] & 1)
-        master_idx = msg.get_attr("IFLA_MASTER")
-        master = None
-        if master_idx:
-            m = ip.get_links(master_idx)
-            master = m[0].get_attr("IFLA_IFNAME") if m else None
-        addrs = tuple(
-            f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ip.get_addr(index=idx)
-        )
-        default = False
-        for fam in (2, 10):
-            for r in ip.get_routes(family=fam, table=254):
-                if r["dst_len"] == 0 and r.get_attr("RTA_OIF") == idx:
-                    default = True
-        return LinkInfo(ifname, up, addrs, master, default)
 
 
 def links(host: Host) -> list[NetLink]:
@@ -116,22 +64,6 @@ def _sysfs_links(host: Host) -> list[NetLink]:
         link = lowers[0] if kind in ("vlan", "macvlan", "ipvlan") and lowers else None
         out.append(NetLink(name, kind, up, (), _sysfs_master(host, name), link, False))
     return out
-
-
-def upper_chain(host: Host, ifname: str) -> list[str]:
-    """The interface and every master above it (port → bond → bridge)."""
-    out = [ifname]
-    seen = {ifname}
-    cur = ifname
-    while True:
-        m = _sysfs_master(host, cur)
-        if host.simulated and m is None:
-            m = link_info(host, cur).master
-        if not m or m in seen:
-            return out
-        out.append(m)
-        seen.add(m)
-        cur = m
 
 
 def vf_info(host: Host, pf_ifname: str) -> list[VFSettings]:
