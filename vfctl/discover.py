@@ -14,7 +14,7 @@ from vfctl import discover_vfs
 from vfctl.discover_vfs import hex4 as _hex4
 from vfctl.errors import NotFoundError, RefusedError, UsageError
 from vfctl.host import holders
-from vfctl.host.sysfs import CLASS_NET, IOMMU_GROUPS, PCI_DEVICES, Host, check_name
+from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, Host, check_name
 from vfctl.model import (
     PF,
     Attachment,
@@ -83,10 +83,6 @@ def refuse_unsound(model: HostModel, actions: Sequence[object]) -> None:
 
 def _bool(v: str | None) -> bool | None:
     return None if v is None else v.strip() not in ("0", "")
-
-
-def _override(v: str | None) -> str | None:
-    return None if v in (None, "", "(null)") else v
 
 
 def _link(cs: Mapping[str, object] | None) -> str | None:
@@ -161,10 +157,7 @@ def discover(
             for p in pfs
         ]
     devices = tuple(_device(host, a) for a in addrs) if with_devices else ()
-    iommu = bool(host.listdir(IOMMU_GROUPS))
-    m = HostModel(
-        pfs=tuple(pfs), devices=devices, iommu_enabled=iommu, inuse=facts, host_id=host_id(host)
-    )
+    m = HostModel(pfs=tuple(pfs), devices=devices, inuse=facts, host_id=host_id(host))
     return with_vf_info(m, vf_info) if vf_info else m
 
 
@@ -262,9 +255,6 @@ def _pf(
         vfs=tuple(vfs),
         notes=tuple(notes),
         problems=tuple(problems),
-        config_bytes_read=cs.get("bytes_read")
-        if cs and isinstance(cs.get("bytes_read"), int)
-        else None,  # type: ignore[arg-type]
     )
 
 

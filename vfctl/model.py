@@ -175,7 +175,6 @@ class PF:
     vfs: tuple[VF, ...] = ()
     notes: tuple[str, ...] = ()  # discovery oddities, e.g. virtfnN vs offset/stride
     problems: tuple[str, ...] = ()  # garbage the kernel reported (sriov_numvfs "-5"): no changes
-    config_bytes_read: int | None = None
 
     def vf(self, index: int) -> VF | None:
         for v in self.vfs:
@@ -290,7 +289,6 @@ class InUse:
 class HostModel:
     pfs: tuple[PF, ...]
     devices: tuple[Device, ...] = ()
-    iommu_enabled: bool = False
     inuse: InUse = field(default_factory=lambda: InUse())  # not in the JSON
     host_id: str = "localhost"  # machine-id, else hostname: what derived MACs are made of
 

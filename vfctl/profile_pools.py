@@ -18,7 +18,7 @@ from vfctl.errors import BackendError, NotFoundError, RefusedError, UsageError, 
 from vfctl.host.sysfs import Host
 from vfctl.model import PF, HostModel
 from vfctl.profile_doc import MAX_VF_ID, Path_, Problem, Profile, ProfileInvalid, vf_bounds
-from vfctl.profile_resolve import match_pf, predicted_vfs
+from vfctl.profile_resolve import match_pf
 
 _SETTINGS = tuple(
     (vfattrs.KEY_OF[f.name], f.name) for f in dataclasses.fields(pools.PoolSettings)
@@ -230,11 +230,3 @@ def export(
 
 def member_addresses(views: Sequence[Any]) -> set[str]:
     return {a for v in views for a in v.members}
-
-
-def predicted(pf: PF, n: int | None) -> PF:
-    """``pf`` after a profile sets its VF count to ``n`` (None: unchanged)."""
-
-    if n is None or n == pf.num_vfs:
-        return pf
-    return dataclasses.replace(pf, num_vfs=n, vfs=predicted_vfs(pf, n))

@@ -16,8 +16,6 @@ from simcli import SimHost, pf_by_driver
 from vfctl import history
 from vfctl.host.sysfs import Host
 
-HIST = "var/lib/vfctl/history.jsonl"
-
 
 def state(h: SimHost) -> dict[str, Any]:
     """Everything vfctl can change: the listing (MACs included), devices, drivers."""

@@ -13,7 +13,7 @@ import pytest
 from libvirt_helpers import make_pf, request
 from libvirtd import Libvirtd
 
-from vfctl.backends.libvirt import DOCTOR_HINT, LibvirtBackend, pool_members
+from vfctl.backends.libvirt import DOCTOR_HINT, LibvirtBackend, hostdev_networks, pool_members
 from vfctl.backends.libvirt_xml import (
     ForwardAddressXml,
     HostdevInterfaceXml,
@@ -256,7 +256,7 @@ def test_hostdev_network_pools(backend: LibvirtBackend, make_domain: Any) -> Non
     try:
         for n in (pool, bridge):
             nets.append(backend.conn.networkDefineXML(ET.tostring(n, encoding="unicode")))
-        assert backend.hostdev_networks() == {"eth9": "vfctl-pool"}
+        assert hostdev_networks(backend.networks()) == {"eth9": "vfctl-pool"}
         # a VF of a pooled PF is not attached directly unless forced
         with pytest.raises(RefusedError, match="vfctl-pool"):
             backend.plan_attach(request(dom, make_pf("eth9"), 0))

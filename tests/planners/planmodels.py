@@ -91,7 +91,7 @@ def model(
     have = {li.ifname for li in links}
     base = tuple(NetLink(nd, None, True) for p in pfs for nd in p.netdevs if nd not in have)
     facts = InUse(links=base + links, vfio=vfio, collected=collected)
-    return HostModel(pfs=pfs, devices=devices, iommu_enabled=True, inuse=facts)
+    return HostModel(pfs=pfs, devices=devices, inuse=facts)
 
 
 def device(address: str, driver: str | None, group: int, **kw: Any) -> Device:

@@ -257,18 +257,6 @@ class FakePve:
         self.state_path = Path(state_path)
         self.schema = schema or Schema()
 
-    # -- early boot: pmxcfs down, every pvesh call fails (the calls are recorded) --
-    def set_early_boot(self, on: bool) -> None:
-        flag = Path(str(self.state_path) + ".early-boot")
-        if on:
-            flag.touch()
-        else:
-            flag.unlink(missing_ok=True)
-
-    def early_boot_calls(self) -> list[str]:
-        flag = Path(str(self.state_path) + ".early-boot")
-        return flag.read_text().splitlines() if flag.exists() else []
-
     # -- VM start/stop on a node backed by a simulated host (fakepve_start) --
     def start_vm(self, vmid: int, root: Path, now: float | None = None) -> dict[str, list[str]]:
         import fakepve_start

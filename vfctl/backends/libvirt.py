@@ -32,7 +32,6 @@ from vfctl.plan import Action, Context, op
 
 URI_ENV = "VFCTL_LIBVIRT_URI"
 DEFAULT_URI = "qemu:///system"
-SOCKETS = ("run/libvirt/libvirt-sock", "run/libvirt/virtqemud-sock")
 AFFECT = {"live": 1, "config": 2}  # VIR_DOMAIN_AFFECT_LIVE, VIR_DOMAIN_AFFECT_CONFIG
 XML_INACTIVE = 2  # VIR_DOMAIN_XML_INACTIVE
 LIVE_DETACH_WAIT = 10.0  # seconds the guest gets to release a device after libvirt's own wait
@@ -45,11 +44,6 @@ _LEVELS = {"VIR_ERR_NONE", "VIR_ERR_WARNING", "VIR_ERR_ERROR"}  # levels, not co
 
 def default_uri(uri: str | None = None) -> str:
     return uri or os.environ.get(URI_ENV) or DEFAULT_URI
-
-
-def socket_present(root: str = "/") -> bool:
-    """Whether a system libvirt daemon socket exists (for choosing the backend automatically)."""
-    return any(os.path.exists(os.path.join(root, s)) for s in SOCKETS)
 
 
 # ---- errors --------------------------------------------------------------------------------
@@ -137,11 +131,14 @@ def merge_attachments(holdings: Iterable[Holding]) -> dict[str, list[Attachment]
     return out
 
 
-def pool_members(networks: Iterable[NetworkXml], pfs: Iterable[PF]) -> dict[str, str]:
+def hostdev_networks(networks: Iterable[NetworkXml]) -> dict[str, str]:
+    """PF netdev -> name of the libvirt network that pools its VFs (forward mode hostdev)."""
+    return {n.pf_dev: n.name or "" for n in networks if n.forward_mode == "hostdev" and n.pf_dev}
+
+
+def pool_members(networks: Sequence[NetworkXml], pfs: Iterable[PF]) -> dict[str, str]:
     """VF address -> hostdev network name: VFs of a pool's ``<pf dev>`` plus listed addresses."""
-    by_netdev = {
-        n.pf_dev: n.name or "" for n in networks if n.forward_mode == "hostdev" and n.pf_dev
-    }
+    by_netdev = hostdev_networks(networks)
     out: dict[str, str] = {}
     for pf in pfs:
         name = next((by_netdev[d] for d in pf.netdevs if d in by_netdev), None)
@@ -370,19 +367,11 @@ class LibvirtBackend:
         with _libvirt_errors("list networks"):
             return [NetworkXml.from_xml(n.XMLDesc(0)) for n in self.conn.listAllNetworks(0)]
 
-    def hostdev_networks(self) -> dict[str, str]:
-        """PF netdev -> name of the libvirt network that pools its VFs (forward mode hostdev)."""
-        return {
-            n.pf_dev: n.name or ""
-            for n in self.networks()
-            if n.forward_mode == "hostdev" and n.pf_dev
-        }
-
     def pools(self, pfs: Sequence[PF]) -> dict[str, str]:
         """PCI address (a PF, or one of its VFs) -> the hostdev network pooling it."""
         nets = self.networks()
         out = pool_members(nets, pfs)
-        by_dev = {n.pf_dev: n.name or "" for n in nets if n.forward_mode == "hostdev" and n.pf_dev}
+        by_dev = hostdev_networks(nets)
         for pf in pfs:
             name = next((by_dev[d] for d in (*pf.netdevs, pf.netdev) if d in by_dev), None)
             if name is not None:

@@ -169,13 +169,3 @@ class Pool:
     @property
     def addresses(self) -> tuple[str, ...]:
         return tuple(a for alt in self.members for a in alt)
-
-
-def first_free(
-    alternatives: Sequence[Sequence[str]], used: Collection[str], reserved: Collection[str]
-) -> tuple[str, ...] | None:
-    """The start rule: the first alternative none of whose functions is used or reserved."""
-    for alt in alternatives:
-        if not any(a in used or a in reserved for a in alt):
-            return tuple(alt)
-    return None

@@ -220,12 +220,3 @@ class Host:
                     yield int(pid), os.readlink(fds / fd)
                 except OSError:
                     continue
-
-    def fd_holders(self, dev_rel: str) -> Iterator[tuple[int, str]]:
-        """Processes holding a device node open: (pid, comm)."""
-        want = "/" + dev_rel.strip("/")
-        seen: set[int] = set()
-        for pid, target in self.open_fds():
-            if target == want and pid not in seen:
-                seen.add(pid)
-                yield pid, self.read_opt(f"proc/{pid}/comm") or "?"
