@@ -72,14 +72,17 @@ def _vfs_text(vfs: Sequence[VF]) -> str:
     """The VFs' documents joined, each equal to ``_vf_text``'s."""
     memo = _Memo()
     get = memo.__getitem__
-    frags: dict[int, str] = {}
-    settings = [
-        frags.get(id(s)) or frags.setdefault(id(s), json.dumps(s.to_json())[1:-1])
-        for s in map(attrgetter("settings"), vfs)
-    ]
-    groups = ["null" if g is None else int(g) for g in map(attrgetter("iommu_group"), vfs)]
+    objs = list(map(attrgetter("settings"), vfs))
+    if objs and len(set(map(id, objs))) == 1:  # one shared object: no netlink settings yet
+        settings = [json.dumps(objs[0].to_json())[1:-1]] * len(objs)
+    else:
+        frags: dict[int, str] = {}  # by identity: the model holds every object meanwhile
+        settings = [
+            frags.get(id(s)) or frags.setdefault(id(s), json.dumps(s.to_json())[1:-1]) for s in objs
+        ]
+    groups = ["null" if g is None else g for g in map(attrgetter("iommu_group"), vfs)]
     cols = zip(
-        map(int, map(attrgetter("index"), vfs)),
+        map(attrgetter("index"), vfs),
         map(_str, map(attrgetter("address"), vfs)),
         map(get, map(attrgetter("driver"), vfs)),
         map(get, map(attrgetter("driver_override"), vfs)),
