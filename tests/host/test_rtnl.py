@@ -141,3 +141,17 @@ def test_links_of_a_foreign_tree_come_from_sysfs(tmp_path) -> None:  # type: ign
     assert (got["bond0"].kind, got["bond0"].master) == ("bond", "br0")
     assert got["br0"].kind == "bridge" and got["v9"].link == "eth0"
     assert all(li.addresses == () and not li.default_route for li in got.values())
+
+
+def test_a_netlink_failure_stops_the_in_use_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No links, no in-use checks: discovery for a mutating run fails (exit 5), never passes."""
+    from vfctl.errors import HostError
+    from vfctl.host import inuse
+    from vfctl.host.sysfs import Host
+
+    def refused(host: Host) -> list[object]:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(netlink, "links", refused)
+    with pytest.raises(HostError, match="cannot read the network links over netlink"):
+        inuse.collect(Host("/"), [])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from vfctl.errors import HostError
 from vfctl.host import holders, netlink
 from vfctl.host.sysfs import Host
 from vfctl.model import InUse, VfioHolder
@@ -21,7 +22,14 @@ def collect(host: Host, groups: Iterable[int]) -> InUse:
         for g, ps in sorted(pids.items())
         for pid in ps
     )
-    return InUse(links=tuple(netlink.links(host)), vfio=vfio, collected=True)
+    try:
+        links = tuple(netlink.links(host))
+    except OSError as e:  # without the links every refusal would pass: stop instead
+        raise HostError(
+            f"cannot read the network links over netlink ({e.strerror or e}); the in-use "
+            "checks need them"
+        ) from None
+    return InUse(links=links, vfio=vfio, collected=True)
 
 
 def group_pids(facts: InUse) -> dict[int, list[int]]:
