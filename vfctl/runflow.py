@@ -101,12 +101,12 @@ class _After:
     def __init__(self, s: Session) -> None:
         self.s = s
         self.seen: HostModel | None = None
-        self.inventory_error: VfctlError | None = None
+        self.inventory_error: Exception | None = None
 
     def discover(self) -> HostModel:
         try:
             self.seen = self.s.rediscover()
-        except VfctlError as e:  # the inventory failed before discovery ran
+        except Exception as e:  # the VM managers' inventory failed (before discovery ran)
             self.inventory_error = e
             self.seen = self.s.rediscover(with_backends=False)
         return self.seen
@@ -140,7 +140,7 @@ class _After:
 
 def revert_pending(s: Session, reason: str) -> Result | None:
     """Revert the pending change now, with the host lock held; its Result, or None."""
-    from vfctl import confirm, history, plan, undo
+    from vfctl import confirm, history, hoststate, plan, undo
 
     h = s.host()
     p = confirm.load(h)
@@ -149,8 +149,10 @@ def revert_pending(s: Session, reason: str) -> Result | None:
     actions = undo.inverses(list(p.get("actions") or []))
     ctx = s.context()
     fields = {"argv": sys.argv[1:], "reverts": p.get("history_id"), "reason": reason}
+    m = s.rediscover()
+    before = hoststate.of_model(m)
     res = history.run_recorded(
-        h, s.rediscover(), lambda: plan.execute(ctx, actions), s.rediscover, fields
+        h, m, lambda: plan.execute(ctx, actions, before=before), s.rediscover, fields
     )
     confirm.clear(h)  # only now: a failed revert leaves the change pending, for recover/confirm
     return res
