@@ -122,3 +122,34 @@ def test_a_session_is_built_from_plain_values(root: Path) -> None:
     assert m1 is m2 and n.calls == 2
     assert [p.netdev for p in m1.pfs][:1] == [PF]
     assert Session(root=str(root)).opts.root == str(root)
+
+
+def test_a_vm_manager_failing_after_the_run_costs_the_record_not_the_run(root: Path) -> None:
+    """The verify model falls back to the host's own view; the record notes what it missed."""
+    from vfctl import plan_host, runflow
+    from vfctl.discover import resolve_pf
+    from vfctl.errors import BackendError
+
+    s = Session(Options(root=str(root), backend="none"))
+    calls = []
+    real = s.inventory
+
+    def inventory(lenient: bool = False) -> dict[str, list[object]]:
+        calls.append(lenient)
+        if len(calls) > 1:
+            raise BackendError("the VM manager went away")
+        return real(lenient)
+
+    s.inventory = inventory  # type: ignore[method-assign]
+
+    def build(m: object) -> tuple[list[object], object]:
+        p = resolve_pf(m, PF, s.host())  # type: ignore[arg-type]
+        acts = plan_host.plan_numvfs(m, p, 2)  # type: ignore[arg-type]
+        return acts, lambda new: plan_host.verify_numvfs(new, p.address, 2)
+
+    with counting("vfctl.discover", "discover") as n:
+        res = runflow.run(s, build, check=False, wait=5.0)  # type: ignore[arg-type]
+    assert res.changed and res.error is None
+    assert n.calls == 2  # plan; verify (without the VM managers' view) once the inventory failed
+    assert any("host not re-read after the run" in w for w in res.warnings), res.warnings
+    assert (root / "sys/bus/pci/devices/0000:01:00.0/sriov_numvfs").read_text().strip() == "2"
