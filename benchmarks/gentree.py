@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vfctl.pci import configspace  # noqa: E402
+from vfctl.pci import dumpfile  # noqa: E402
 from vfctl.pci import regs as R  # noqa: E402
 
 TEMPLATE = ROOT / "tests" / "pci" / "data" / "8086_10c9_1.hex"
@@ -29,7 +29,7 @@ VF_DEVICE = 0x10CA
 
 
 def pf_config(num_vfs: int) -> bytes:
-    b = bytearray(configspace.load_dump(TEMPLATE.read_bytes()))
+    b = bytearray(dumpfile.load_dump(TEMPLATE.read_bytes()))
     s = SRIOV_AT
     struct.pack_into(
         "<H", b, s + R.PCI_IOV_CTRL, R.PCI_IOV_CTRL_VFE | R.PCI_IOV_CTRL_MSE | R.PCI_IOV_CTRL_ARI

@@ -71,11 +71,11 @@ def decode(
     def go() -> None:
         from vfctl import render
         from vfctl.host.files import read_regular
-        from vfctl.pci import configspace
+        from vfctl.pci import configspace, dumpfile
 
         raw = read_regular(file, 1 << 20, "file", missing=NotFoundError)
         try:
-            data = configspace.load_dump(raw)
+            data = dumpfile.load_dump(raw)
         except ValueError as e:
             raise UsageError(f"{file}: {e}") from None
         doc = configspace.parse(data)

@@ -8,14 +8,14 @@ import struct
 import subprocess
 from pathlib import Path
 
-from vfctl.pci import configspace
+from vfctl.pci import dumpfile
 
 DATA = Path(__file__).parent / "data"
 CORPUS = sorted(p.name for p in DATA.glob("*.hex"))
 
 
 def corpus_bytes(name: str) -> bytes:
-    return configspace.load_dump((DATA / name).read_bytes())
+    return dumpfile.load_dump((DATA / name).read_bytes())
 
 
 def put16(b: bytearray, off: int, v: int) -> None:

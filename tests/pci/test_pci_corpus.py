@@ -10,7 +10,7 @@ import pytest
 from lspci_compare import compare
 from pcitools import CORPUS, DATA, corpus_bytes, lspci_vvv
 
-from vfctl.pci import configspace
+from vfctl.pci import capnames, configspace
 
 EXPECTED: dict[str, Any] = json.loads((DATA / "expected.json").read_text())
 
@@ -96,11 +96,11 @@ def test_against_expected_raw(name: str) -> None:
     pcie = exp["pcie"]["raw"]
     p = doc["pcie"]
     assert p["version"] == pcie["version"]
-    assert p["device_type"] == configspace.DEVICE_TYPES[pcie["device_port_type"]]
+    assert p["device_type"] == capnames.DEVICE_TYPES[pcie["device_port_type"]]
     if pcie["device_port_type"] in (9, 10):
         assert p["link_speed_max"] is None and p["link_width"] is None
     else:
-        speed = configspace.LINK_SPEEDS.get
+        speed = capnames.LINK_SPEEDS.get
         assert p["link_speed_max"] == speed(pcie["max_link_speed_code"], "unknown")
         assert p["link_speed"] == speed(pcie["cur_link_speed_code"], "unknown")
         assert p["link_width_max"] == pcie["max_link_width"]

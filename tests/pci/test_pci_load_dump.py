@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pcitools import CORPUS, DATA, corpus_bytes, hexdump
 
-from vfctl.pci.configspace import load_dump
+from vfctl.pci.dumpfile import load_dump
 
 FULL = corpus_bytes(CORPUS[0])
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vfctl.pci import configspace, regs
+from vfctl.pci import capnames, caps, configspace, regs
 
 C_SOURCE = Path(configspace.__file__).parent / "_configspace.c"
 
@@ -28,10 +28,10 @@ C_ONLY: dict[str, str] = {
 }
 # C name table -> the Python dict it must equal.
 NAME_TABLES: dict[str, dict[int, str]] = {
-    "cap_names": configspace.CAP_NAMES,
-    "ext_cap_names": configspace.EXT_CAP_NAMES,
-    "device_types": configspace.DEVICE_TYPES,
-    "link_speeds": configspace.LINK_SPEEDS,
+    "cap_names": capnames.CAP_NAMES,
+    "ext_cap_names": capnames.EXT_CAP_NAMES,
+    "device_types": capnames.DEVICE_TYPES,
+    "link_speeds": capnames.LINK_SPEEDS,
 }
 
 _DEFINE = re.compile(r"^#define[ \t]+(\w+)[ \t]+(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*\b", re.M)
@@ -113,4 +113,4 @@ def test_acs_bits_are_the_pythons(src: str) -> None:
     """Same keys, same order, same bits: the C table names the PCI_ACS_* defines."""
     defines = c_defines(src)
     c_bits = [(key, defines[define]) for key, define in _ACS.findall(src)]
-    assert c_bits == list(configspace.ACS_BITS)
+    assert c_bits == list(caps.ACS_BITS)

@@ -129,7 +129,7 @@
 #define ERROR_LEN 96
 #define CHUNK 256     /* devices decoded per GIL release */
 
-/* Names: the same strings as the tables in configspace.py. */
+/* Names: the same strings as the tables in capnames.py. */
 static const char *const cap_names[22] = {
     [0x01] = "Power Management",
     [0x02] = "AGP",

@@ -1,0 +1,107 @@
+"""Names of capability ids, PCIe device/port types and link speeds (pciutils' names tables).
+
+The strings are what the decoded document and ``vfctl decode`` print; _configspace.c keeps the
+same tables (C cannot import these), and tests/pci/test_pci_regs_parity.py checks they agree.
+"""
+
+from __future__ import annotations
+
+CAP_NAMES: dict[int, str] = {
+    0x01: "Power Management",
+    0x02: "AGP",
+    0x03: "Vital Product Data",
+    0x04: "Slot Identification",
+    0x05: "MSI",
+    0x06: "CompactPCI Hot Swap",
+    0x07: "PCI-X",
+    0x08: "HyperTransport",
+    0x09: "Vendor Specific",
+    0x0A: "Debug Port",
+    0x0B: "CompactPCI Central Resource Control",
+    0x0C: "PCI Hot-Plug",
+    0x0D: "Subsystem ID",
+    0x0E: "AGP 8x",
+    0x0F: "Secure Device",
+    0x10: "PCI Express",
+    0x11: "MSI-X",
+    0x12: "SATA",
+    0x13: "PCI Advanced Features",
+    0x14: "Enhanced Allocation",
+    0x15: "Flattening Portal Bridge",
+}
+
+EXT_CAP_NAMES: dict[int, str] = {
+    0x0001: "Advanced Error Reporting",
+    0x0002: "Virtual Channel",
+    0x0003: "Device Serial Number",
+    0x0004: "Power Budgeting",
+    0x0005: "Root Complex Link Declaration",
+    0x0006: "Root Complex Internal Link Control",
+    0x0007: "Root Complex Event Collector Endpoint Association",
+    0x0008: "Multi-Function Virtual Channel",
+    0x0009: "Virtual Channel",
+    0x000A: "Root Complex Register Block",
+    0x000B: "Vendor Specific",
+    0x000C: "Configuration Access Correlation",
+    0x000D: "Access Control Services",
+    0x000E: "Alternative Routing-ID Interpretation",
+    0x000F: "Address Translation Service",
+    0x0010: "Single Root I/O Virtualization",
+    0x0011: "Multi-Root I/O Virtualization",
+    0x0012: "Multicast",
+    0x0013: "Page Request Interface",
+    0x0015: "Resizable BAR",
+    0x0016: "Dynamic Power Allocation",
+    0x0017: "TPH Requester",
+    0x0018: "Latency Tolerance Reporting",
+    0x0019: "Secondary PCI Express",
+    0x001A: "Protocol Multiplexing",
+    0x001B: "Process Address Space ID",
+    0x001C: "LN Requester",
+    0x001D: "Downstream Port Containment",
+    0x001E: "L1 PM Substates",
+    0x001F: "Precision Time Measurement",
+    0x0020: "PCI Express over M-PHY",
+    0x0021: "FRS Queueing",
+    0x0022: "Readiness Time Reporting",
+    0x0023: "Designated Vendor-Specific",
+    0x0024: "VF Resizable BAR",
+    0x0025: "Data Link Feature",
+    0x0026: "Physical Layer 16.0 GT/s",
+    0x0027: "Lane Margining at the Receiver",
+    0x0028: "Hierarchy ID",
+    0x0029: "Native PCIe Enclosure Management",
+    0x002A: "Physical Layer 32.0 GT/s",
+    0x002B: "Alternate Protocol",
+    0x002C: "System Firmware Intermediary",
+    0x002D: "Shadow Functions",
+    0x002E: "Data Object Exchange",
+    0x002F: "Device 3",
+    0x0030: "Integrity and Data Encryption",
+    0x0031: "Physical Layer 64.0 GT/s",
+    0x0032: "Flit Logging",
+    0x0033: "Flit Performance Measurement",
+    0x0034: "Flit Error Injection",
+}
+
+DEVICE_TYPES: dict[int, str] = {
+    0x0: "endpoint",
+    0x1: "legacy_endpoint",
+    0x4: "root_port",
+    0x5: "upstream_port",
+    0x6: "downstream_port",
+    0x7: "pcie_pci_bridge",
+    0x8: "pci_pcie_bridge",
+    0x9: "rc_integrated_endpoint",
+    0xA: "rc_event_collector",
+}
+
+# Same strings as lspci, so `link_speed` compares with `lspci -vvv` LnkCap/LnkSta as-is.
+LINK_SPEEDS: dict[int, str] = {
+    1: "2.5GT/s",
+    2: "5GT/s",
+    3: "8GT/s",
+    4: "16GT/s",
+    5: "32GT/s",
+    6: "64GT/s",
+}
