@@ -8,6 +8,7 @@ stale entry in the tables below, and on a capability-name table or ACS bit list 
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -114,3 +115,25 @@ def test_acs_bits_are_the_pythons(src: str) -> None:
     defines = c_defines(src)
     c_bits = [(key, defines[define]) for key, define in _ACS.findall(src)]
     assert c_bits == list(caps.ACS_BITS)
+
+
+def test_no_python_module_defines_registers_of_its_own() -> None:
+    """Python defines each register once: an int ``PCI_*`` constant anywhere but regs.py is a
+    second definition (cfgbuild had 60 of them, with other names)."""
+    pkg = Path(regs.__file__).parents[1]
+    found = []
+    for path in sorted(pkg.rglob("*.py")):
+        if path == Path(regs.__file__):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if isinstance(node, ast.AnnAssign):
+                targets = [node.target]
+            value = getattr(node, "value", None)
+            for t in targets:
+                names = [e.id for e in ast.walk(t) if isinstance(e, ast.Name)]
+                if any(n.startswith(("PCI_", "PCIE_")) for n in names) and not (
+                    isinstance(value, ast.Constant) and isinstance(value.value, str)
+                ):
+                    found.append(f"{path.relative_to(pkg)}:{node.lineno}: {', '.join(names)}")
+    assert found == []
