@@ -33,6 +33,17 @@ class Walk:
             self.truncated = True
         return b
 
+    def body(self, fetch: Fetch, pos: int, first: int, end: int, name: str) -> bytes | None:
+        """Registers [first, end) of capability ``name`` at ``pos``, bounds-checked before the
+        fetch: an extended one (pos >= 0x100) within 4 KiB, a standard one within 256 bytes."""
+        if pos >= R.PCI_CFG_SPACE_SIZE and pos + end > R.PCI_CFG_SPACE_EXP_SIZE:
+            self.errors.append(f"{name} capability at 0x{pos:03x} overruns config space")
+            return None
+        if pos < R.PCI_CFG_SPACE_SIZE and pos + end > R.PCI_CFG_SPACE_SIZE:
+            self.errors.append(f"{name} capability at 0x{pos:02x} overruns the 256-byte header")
+            return None
+        return self.read(fetch, pos + first, end - first)
+
 
 def u16(b: bytes, off: int) -> int:
     return int(struct.unpack_from("<H", b, off)[0])
@@ -59,10 +70,7 @@ def decode_pcie(fetch: Fetch, pos: int, flags: int, st: Walk) -> Doc:
     # Root-complex-integrated functions have no link (PCIe Base 7.5.3).
     if dtype in (R.PCI_EXP_TYPE_ROOT_INT_EP, R.PCI_EXP_TYPE_ROOT_EC):
         return doc
-    if pos + R.PCI_EXP_LNK_REGS_END > R.PCI_CFG_SPACE_SIZE:
-        st.errors.append(f"PCI Express capability at 0x{pos:02x} overruns the 256-byte header")
-        return doc
-    b = st.read(fetch, pos + R.PCI_EXP_LNKCAP, R.PCI_EXP_LNK_REGS_END - R.PCI_EXP_LNKCAP)
+    b = st.body(fetch, pos, R.PCI_EXP_LNKCAP, R.PCI_EXP_LNK_REGS_END, "PCI Express")
     if b is None:
         return doc
     lnkcap = u32(b, 0)
@@ -75,10 +83,7 @@ def decode_pcie(fetch: Fetch, pos: int, flags: int, st: Walk) -> Doc:
 
 
 def decode_ssvid(fetch: Fetch, pos: int, st: Walk) -> tuple[str, str] | None:
-    if pos + R.PCI_SSVID_SIZEOF > R.PCI_CFG_SPACE_SIZE:
-        st.errors.append(f"Subsystem ID capability at 0x{pos:02x} overruns the 256-byte header")
-        return None
-    b = st.read(fetch, pos + R.PCI_SSVID_VENDOR_ID, R.PCI_SSVID_SIZEOF - R.PCI_SSVID_VENDOR_ID)
+    b = st.body(fetch, pos, R.PCI_SSVID_VENDOR_ID, R.PCI_SSVID_SIZEOF, "Subsystem ID")
     if b is None:
         return None
     return hex4(u16(b, 0)), hex4(u16(b, R.PCI_SSVID_DEVICE_ID - R.PCI_SSVID_VENDOR_ID))
@@ -112,10 +117,7 @@ def _vf_bars(bars: list[int], st: Walk) -> list[Doc]:
 
 
 def decode_sriov(fetch: Fetch, pos: int, st: Walk) -> Doc | None:
-    if pos + R.PCI_IOV_FETCH_END > R.PCI_CFG_SPACE_EXP_SIZE:
-        st.errors.append(f"SR-IOV capability at 0x{pos:03x} overruns config space")
-        return None
-    b = st.read(fetch, pos + R.PCI_IOV_CAP, R.PCI_IOV_FETCH_END - R.PCI_IOV_CAP)
+    b = st.body(fetch, pos, R.PCI_IOV_CAP, R.PCI_IOV_FETCH_END, "SR-IOV")
     if b is None:
         return None
 
@@ -147,10 +149,7 @@ def decode_sriov(fetch: Fetch, pos: int, st: Walk) -> Doc | None:
 
 
 def decode_ari(fetch: Fetch, pos: int, st: Walk) -> Doc | None:
-    if pos + R.PCI_ARI_SIZEOF > R.PCI_CFG_SPACE_EXP_SIZE:
-        st.errors.append(f"ARI capability at 0x{pos:03x} overruns config space")
-        return None
-    b = st.read(fetch, pos + R.PCI_ARI_CAP, R.PCI_ARI_SIZEOF - R.PCI_ARI_CAP)
+    b = st.body(fetch, pos, R.PCI_ARI_CAP, R.PCI_ARI_SIZEOF, "ARI")
     if b is None:
         return None
     cap = u16(b, 0)
@@ -177,10 +176,7 @@ ACS_BITS: tuple[tuple[str, int], ...] = (
 
 
 def decode_acs(fetch: Fetch, pos: int, st: Walk) -> Doc | None:
-    if pos + R.PCI_ACS_SIZEOF > R.PCI_CFG_SPACE_EXP_SIZE:
-        st.errors.append(f"ACS capability at 0x{pos:03x} overruns config space")
-        return None
-    b = st.read(fetch, pos + R.PCI_ACS_CAP, R.PCI_ACS_SIZEOF - R.PCI_ACS_CAP)
+    b = st.body(fetch, pos, R.PCI_ACS_CAP, R.PCI_ACS_SIZEOF, "ACS")
     if b is None:
         return None
     cap = u16(b, 0)
