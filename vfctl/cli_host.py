@@ -191,7 +191,6 @@ def set_cmd(
             raise UsageError(f"vfctl set takes one VF, got {vf!r}")
         v = p.vf(idx[0])
         assert v is not None
-        ident = vfsettings.host_id(h) if d.mac == "auto" else None
-        return vfsettings.plan_set(p, v, d, ident=ident), None
+        return vfsettings.plan_set(p, v, d, ident=m.host_id), None
 
     guarded(json_, True, lambda: run_plan(json_, check, wait, build, confirm=confirm))

@@ -200,7 +200,7 @@ def _drift_entries(h: Any, m: HostModel, path: str) -> list[dict[str, Any]]:
 
     prof = profile.load(path)  # bounded: a file or stdin, never truncated
     profile_resolve.check_host(prof, h)
-    return drift.compare(profile_resolve.resolve(prof, m, h), h)
+    return drift.compare(profile_resolve.resolve(prof, m, h), m.host_id)
 
 
 @app.command("drift")

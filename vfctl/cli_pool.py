@@ -71,14 +71,14 @@ def _extra(state: dict[str, Any]) -> Callable[[], dict[str, Any]]:
 
 def _verify(h: Any, addresses: list[str], settings: Any, pf: PF) -> Callable[[HostModel], None]:
     def check(m: HostModel) -> None:
-        from vfctl import pools, vfsettings
+        from vfctl import pools
         from vfctl.errors import HostError
 
         now = {v.address: v for p in m.pfs for v in p.vfs}
         bad = []
         for a in addresses:
             v = now.get(a)
-            d = pools.drift(v, settings, vfsettings.host_id(h), pf.address) if v else ("gone",)
+            d = pools.drift(v, settings, m.host_id, pf.address) if v else ("gone",)
             bad += [f"{a}: {x}" for x in d]
         if bad:
             raise HostError("verify failed: " + "; ".join(bad))

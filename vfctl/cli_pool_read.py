@@ -34,13 +34,10 @@ def _doc(view: Any, m: HostModel, ident: str) -> dict[str, Any]:
 
 
 def _views(backend: str | None) -> tuple[list[Any], HostModel, str]:
-    from vfctl import vfsettings
-
     _use_backend(backend)
     s = session()
-    h = s.host()
     m = s.model(lenient=False)
-    return s.pool_backend(backend).views(), m, vfsettings.host_id(h)
+    return s.pool_backend(backend).views(), m, m.host_id
 
 
 @pool_app.command("list")

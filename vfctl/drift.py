@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from vfctl import converge, vfattrs
-from vfctl.host.sysfs import Host
 from vfctl.profile_resolve import Target
 from vfctl.vfattrs import KEY_OF as _KEY_OF
 
@@ -31,11 +30,11 @@ def _entry(
     }
 
 
-def compare(targets: Sequence[Target], host: Host) -> list[dict[str, Any]]:
-    """One entry per profile key: pf, netdev, vf (None for PF keys), key, want, have, drifted."""
-    from vfctl import vfsettings
+def compare(targets: Sequence[Target], ident: str) -> list[dict[str, Any]]:
+    """One entry per profile key: pf, netdev, vf (None for PF keys), key, want, have, drifted.
 
-    ident = vfsettings.host_id(host)
+    ``ident``: the host's identity (``HostModel.host_id``), for ``mac-address: auto``.
+    """
     out: list[dict[str, Any]] = []
     for t in targets:
         pf = t.pf

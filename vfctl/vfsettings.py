@@ -16,7 +16,6 @@ from typing import Any
 from vfctl import vfattrs
 from vfctl.errors import HostError, UsageError
 from vfctl.host import netlink
-from vfctl.host.sysfs import Host
 from vfctl.model import PF, VF, VFSettings
 from vfctl.plan import Action, Context, op
 from vfctl.vfattrs import Desired as Desired  # re-exported: the CLI builds one
@@ -62,13 +61,6 @@ def validate(d: Desired) -> Desired:
             f"invalid rates: min-tx-rate {d.min_tx_rate} > max-tx-rate {d.max_tx_rate}"
         )
     return dataclasses.replace(d, mac=mac, vlan_proto=proto)
-
-
-def host_id(host: Host) -> str:
-    """Stable per-host identity for derived MACs (the model has it: ``HostModel.host_id``)."""
-    from vfctl.discover import host_id as read
-
-    return read(host)
 
 
 def auto_mac(host_identity: str, pf_address: str, vf_index: int) -> str:
@@ -132,8 +124,8 @@ def _change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
 def plan_set(pf: PF, vf: VF, d: Desired, *, ident: str | None = None) -> list[Action]:
     """Actions that bring one VF's settings to ``d`` (validated); empty when they already hold.
 
-    Pure: compares with ``vf.settings`` as discovered. ``ident`` (``host_id``) is needed only
-    for ``mac: auto``.
+    Pure: compares with ``vf.settings`` as discovered. ``ident`` (``HostModel.host_id``) is
+    needed only for ``mac: auto``.
     """
     if not pf.netdev:
         raise HostError(f"{pf.address} has no netdev: VF settings go through the PF's interface")
