@@ -120,7 +120,7 @@ OP_MODULES = {
     "sysfs": "vfctl.ops_host",
     "sriov": "vfctl.ops_host",
     "pci": "vfctl.ops_host",
-    "netlink": "vfctl.vfsettings",
+    "netlink": "vfctl.ops_vf",
     "libvirt": "vfctl.backends.libvirt",
     "proxmox": "vfctl.backends.proxmox",
     "libvirt_pool": "vfctl.backends.libvirt_pool",

@@ -1,13 +1,12 @@
-"""VF network settings (MAC, VLAN, trust, spoof-check, link state, rates): validate, plan, apply.
+"""VF network settings (MAC, VLAN, trust, spoof-check, link state, rates): validate and plan.
 
-Validation and planning are pure; the ``netlink.vf`` op writes one setting through the PF and
-reads it back, because some drivers accept a setting and silently ignore it.
+Validation and planning are pure; the ``netlink.vf`` op that carries the plan out is in
+``vfctl.ops_vf``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import re
 from collections.abc import Mapping
@@ -15,9 +14,8 @@ from typing import Any
 
 from vfctl import vfattrs
 from vfctl.errors import HostError, UsageError
-from vfctl.host import netlink
 from vfctl.model import PF, VF, VFSettings
-from vfctl.plan import Action, Context, op
+from vfctl.plan import Action
 from vfctl.vfattrs import Desired as Desired  # re-exported: the CLI builds one
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -151,32 +149,3 @@ def plan_set(pf: PF, vf: VF, d: Desired, *, ident: str | None = None) -> list[Ac
             )
         )
     return actions
-
-
-@op("netlink.vf")
-def _op_vf(ctx: Context, p: Mapping[str, Any]) -> None:
-    settings: dict[str, Any] = dict(p["settings"])
-    names = ", ".join(vfattrs.LABEL.get(k, k) for k in settings)
-    try:
-        netlink.set_vf(ctx.host, p["pf"], int(p["vf"]), settings)
-    except OSError as e:
-        if p.get("undo") and e.errno == errno.EOPNOTSUPP:
-            return  # the driver cannot set this at all: the forward step changed nothing
-        why = {errno.EOPNOTSUPP: "not supported by the driver", errno.EINVAL: "rejected (EINVAL)"}
-        reason = why.get(e.errno or 0, e.strerror or str(e))
-        raise HostError(
-            f"{p['pf']} VF {p['vf']}: {names}: {reason} (driver {p.get('driver') or '?'})"
-        ) from None
-    if p.get("undo"):
-        return
-    got = netlink.vf_info(ctx.host, p["pf"])
-    cur = got[int(p["vf"])] if int(p["vf"]) < len(got) else VFSettings()
-    for k, v in settings.items():
-        have = getattr(cur, k)
-        if k == "mac" and isinstance(have, str):
-            have = have.lower()
-        if have is not None and not vfattrs.same(k, have, v):
-            raise HostError(
-                f"{p['pf']} VF {p['vf']}: driver {p.get('driver') or '?'} accepted "
-                f"{vfattrs.LABEL.get(k, k)}={v} but reports {have}"
-            )
