@@ -65,7 +65,7 @@ class LockError(VfctlError):
     kind = "lock"
 
 
-EXIT_CODES = {  # the man page's EXIT STATUS (README.md and DESIGN §3 say the same)
+EXIT_CODES = {  # the man page's EXIT STATUS; README.md's table says the same
     0: "success, whether or not something changed",
     2: "usage or invalid input (profile, names, values)",
     3: "not found (PF, VF, VM, node, or a file or directory the command line names)",
