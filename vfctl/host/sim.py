@@ -45,20 +45,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import fnmatch
-import hashlib
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from vfctl import vfattrs
 from vfctl.errors import NotFoundError, UsageError
-from vfctl.host import cfgbuild
-from vfctl.host.sim_presets import DRIVERS, PRESETS, make
+from vfctl.host.sim_drivers import DRIVERS, PRESETS
 from vfctl.pci.address import vf_address
 
 __all__ = [
@@ -78,6 +74,8 @@ __all__ = [
 ]
 
 State = dict[str, Any]
+
+
 Dev = dict[str, Any]
 
 MARKER = ".vfctl-sim"
@@ -218,6 +216,8 @@ def _faults(root: Path) -> list[dict[str, Any]]:
 
 def _fault_for(root: Path, st: State, paths: list[str], value: str) -> dict[str, Any] | None:
     """The fault rule that fires for this write, counting matches as the format says."""
+    import fnmatch
+
     hits: dict[str, int] = st.setdefault("fault_hits", {})
     fired: dict[str, int] = st.setdefault("fault_fired", {})
     chosen = None
@@ -434,6 +434,8 @@ def _totalvfs(dev: Dev) -> int:
 
 def _patch_config(root: Path, dev: Dev, num: int) -> None:
     """Idempotent (it sets NumVFs to ``num``), so a replay after a kill is harmless."""
+    from vfctl.host import cfgbuild
+
     p = root / DEVICES / dev["path"] / "config"
     with contextlib.suppress(OSError):
         _atomic_write(p, cfgbuild.set_sriov_numvfs(p.read_bytes(), num))
@@ -456,6 +458,8 @@ def _free_group(st: State) -> int:
 
 def _random_mac(seed: str) -> str:
     """A stable locally administered unicast MAC, as eth_random_addr() would give."""
+    import hashlib
+
     h = hashlib.sha256(seed.encode()).digest()
     octets = [(h[0] & 0xFC) | 0x02, *h[1:6]]
     return ":".join(f"{o:02x}" for o in octets)
@@ -1011,6 +1015,8 @@ def _put(p: Path, text: str | bytes) -> None:
 
 
 def _link(p: Path, target: Path) -> None:
+    import shutil
+
     rel = os.path.relpath(target, p.parent)
     try:
         if os.readlink(p) == rel:
@@ -1024,6 +1030,8 @@ def _link(p: Path, target: Path) -> None:
 
 
 def _rm(p: Path) -> None:
+    import shutil
+
     if p.is_symlink() or p.is_file():
         p.unlink()
     elif p.is_dir():
@@ -1081,6 +1089,8 @@ def _render(root: Path, st: State) -> None:
 def _changed(st: State, key: str, payload: Any, witness: Path) -> str | None:
     """A new fingerprint when this part of the tree must be re-rendered, else None: skipping
     unchanged devices keeps a write on a host with 100+ VFs cheap."""
+    import hashlib
+
     fp = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
     if st.setdefault("_fp", {}).get(key) == fp and os.path.lexists(witness):
         return None
@@ -1092,6 +1102,10 @@ def _hex(v: int, width: int) -> str:
 
 
 def _render_device(root: Path, st: State, bdf: str) -> None:
+    import shutil
+
+    from vfctl.host import cfgbuild
+
     dev = st["devices"][bdf]
     d = root / DEVICES / dev["path"]
     d.mkdir(parents=True, exist_ok=True)
@@ -1368,6 +1382,8 @@ def _materialize(root: Path, st: State, configs: dict[str, bytes]) -> None:
 def init(root: Path, preset: str = "default") -> None:
     """Write a simulated host under ``root`` (an empty directory or an earlier simulated host)."""
     root = Path(root)
+    from vfctl.host.sim_presets import make  # builds config spaces: only here
+
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     st, configs = make(preset)
@@ -1474,6 +1490,8 @@ def _snapshot_state(src: Path) -> tuple[State, dict[str, bytes]]:
 
 
 def _snapshot_sriov(d: Path, cfg: bytes, rows: list[list[int]]) -> dict[str, Any]:
+    from vfctl.host import cfgbuild
+
     fields = cfgbuild.sriov_fields(cfg) if len(cfg) >= cfgbuild.CONFIG_SIZE else None
     kernel_total = _read_int(d / "sriov_totalvfs")
     cap_total = fields["total"] if fields else kernel_total
