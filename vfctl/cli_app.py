@@ -167,9 +167,7 @@ def run_plan(
 def after_apply(s: Session, info: dict[str, Any], wait: float) -> None:
     """On a terminal: the countdown; elsewhere: say how to confirm."""
     from vfctl import confirm, render, runflow
-    from vfctl.host.lock import host_lock
 
-    h = s.host()
     left = int(info["deadline"] - time.time())
     how = (
         "a transient systemd timer"
@@ -184,16 +182,12 @@ def after_apply(s: Session, info: dict[str, Any], wait: float) -> None:
     outcome = confirm.countdown(float(info["deadline"]))
     if outcome == "detached":
         return
-    with host_lock(h, wait):
-        p = confirm.load(h)
-        if p is None or p.get("token") != info["token"]:
-            render.err.print("the change is no longer pending", markup=False)
-            return
-        if outcome == "confirmed":
-            runflow.confirm_now(h)
-            render.err.print("confirmed: the change is kept", markup=False)
-            return
-        res = runflow.revert_pending(s, outcome)
-    render.err.print(
-        f"reverted ({outcome}): {len(res.actions) if res else 0} actions", markup=False
-    )
+    done, res = runflow.conclude(s, info["token"], outcome, wait)
+    if done == "gone":
+        render.err.print("the change is no longer pending", markup=False)
+    elif done == "confirmed":
+        render.err.print("confirmed: the change is kept", markup=False)
+    else:
+        render.err.print(
+            f"reverted ({outcome}): {len(res.actions) if res else 0} actions", markup=False
+        )

@@ -162,28 +162,19 @@ def confirm_cmd(
     expire: Optional[str] = typer.Option(None, "--expire", hidden=True, metavar="TOKEN"),
 ) -> None:
     """Keep a change made with --confirm SECONDS (else it is reverted at the deadline)."""
-    from vfctl import confirm, render, runflow
-    from vfctl.host.lock import host_lock
+    from vfctl import render, runflow
 
     def go() -> None:
         from vfctl.inputs import seconds
 
         seconds(wait, "--wait")  # nan/inf would wait for the lock forever
         s = session()
-        h = s.host()
         if expire is not None:  # the reverter: wait, then revert if still pending
-            if not confirm.wait_for_deadline(h, expire):
-                return
-            with host_lock(h, max(wait, 300.0)):
-                p = confirm.load(h)
-                if p is None or p.get("token") != expire:
-                    return
-                res = runflow.revert_pending(s, "timeout")
+            res = runflow.expire(s, expire, wait)
             if res is not None and json_:
                 render.emit_json(res.to_json())
             return
-        with host_lock(h, wait):
-            doc = runflow.confirm_now(h)
+        doc = runflow.keep(s, wait)
         if json_:
             render.emit_json(doc)
         else:

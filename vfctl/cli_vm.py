@@ -1,4 +1,5 @@
-"""VM commands: attach, detach, and recover (registered in order by vfctl.cli)."""
+"""attach and detach (a VF in a VM), and recover (a killed run's journal may name VMs too);
+registered in order by vfctl.cli."""
 
 from typing import Any, Optional
 
@@ -163,24 +164,13 @@ def detach(
 
 def recover(json_: bool = JsonOpt(False), wait: float = WaitOpt(30.0)) -> None:
     """Roll back what an interrupted run did, from its journal; verify the host is as before."""
-    from vfctl import plan, reconnect, render, runflow
-    from vfctl.host.lock import host_lock
+    from vfctl import plan, render, runflow
 
     def go() -> None:
         from vfctl.inputs import seconds
 
         seconds(wait, "--wait")
-        s = session()
-        h = s.host()
-        with host_lock(h, wait):
-            cfg = s.config()
-            ctx = plan.Context(h, backend_factory=reconnect.factory(cfg))
-            res = plan.recover(ctx, precheck=lambda data: reconnect.check(cfg, data))
-            if res.error is None:  # the killed run first; then a change awaiting confirmation
-                reverted = runflow.revert_pending(s, "recover")
-                if reverted is not None:
-                    res.rolled_back[:0] = reverted.actions
-                    res.changed = res.changed or reverted.changed
+        res = runflow.recover(session(), wait)
         if not json_:
             if not res.rolled_back and res.error is None:
                 render.out.print("no interrupted run to recover")

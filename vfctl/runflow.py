@@ -188,3 +188,67 @@ def confirm_now(h: Host) -> dict[str, Any]:
     with contextlib.suppress(OSError, VfctlError):  # the confirmation holds either way
         history.append(h, rec)
     return {"confirmed": p.get("history_id")}
+
+
+def keep(s: Session, wait: float) -> dict[str, Any]:
+    """`vfctl confirm`: keep the change awaiting confirmation (under the host lock)."""
+    from vfctl.host.lock import host_lock
+
+    with host_lock(s.host(), wait):
+        return confirm_now(s.host())
+
+
+def expire(s: Session, token: str, wait: float) -> Result | None:
+    """The reverter `--confirm` armed: at the deadline, revert the change if it still waits."""
+    from vfctl import confirm
+    from vfctl.host.lock import host_lock
+
+    h = s.host()
+    if not confirm.wait_for_deadline(h, token):
+        return None
+    with host_lock(h, max(wait, 300.0)):
+        p = confirm.load(h)
+        if p is None or p.get("token") != token:
+            return None
+        return revert_pending(s, "timeout")
+
+
+def recover(s: Session, wait: float) -> Result:
+    """Roll back what a killed run did, from its journal; then a change awaiting confirmation.
+
+    The backends come from this invocation's settings, never from the journal
+    (:mod:`vfctl.reconnect` says why).
+    """
+    from vfctl import plan, reconnect
+    from vfctl.host.lock import host_lock
+
+    h = s.host()
+    with host_lock(h, wait):
+        cfg = s.config()
+        ctx = plan.Context(h, backend_factory=reconnect.factory(cfg))
+        res = plan.recover(ctx, precheck=lambda data: reconnect.check(cfg, data))
+        if res.error is None:  # the killed run first; then a change awaiting confirmation
+            reverted = revert_pending(s, "recover")
+            if reverted is not None:
+                res.rolled_back[:0] = reverted.actions
+                res.changed = res.changed or reverted.changed
+    return res
+
+
+def conclude(s: Session, token: str, outcome: str, wait: float) -> tuple[str, Result | None]:
+    """After a terminal's countdown: keep (``confirmed``) or revert the change ``token`` names.
+
+    ``("gone", None)`` when that change no longer waits (confirmed or reverted meanwhile).
+    """
+    from vfctl import confirm
+    from vfctl.host.lock import host_lock
+
+    h = s.host()
+    with host_lock(h, wait):
+        p = confirm.load(h)
+        if p is None or p.get("token") != token:
+            return "gone", None
+        if outcome == "confirmed":
+            confirm_now(h)
+            return "confirmed", None
+        return "reverted", revert_pending(s, outcome)
