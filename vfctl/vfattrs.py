@@ -340,6 +340,12 @@ def encode(vf: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     return spec
 
 
+# (group, ((setting, u32 decoder), ...)) for the groups made of u32s: decode() runs per VF
+_DECODERS = tuple(
+    (g, tuple((a.name, a.from_u32) for a in attrs)) for g, attrs in FIELDS.items() if attrs
+)
+
+
 def decode(
     u32s: Mapping[str, Sequence[int | None] | None], mac: str | None, ad: bool
 ) -> VFSettings:
@@ -347,9 +353,11 @@ def decode(
     attribute absent), its MAC and whether IFLA_VF_VLAN_LIST says 802.1ad. Both readers
     (pyroute2 in ``netlink``, raw bytes in ``rtnl``) end here."""
     vals: dict[str, Any] = {"mac": mac}
-    for g, attrs in FIELDS.items():
+    for g, decoders in _DECODERS:
         got = u32s.get(g)
-        for i, a in enumerate(attrs):
-            vals[a.name] = a.from_u32(got[i]) if got is not None and i < len(got) else None
-    vals["vlan_proto"] = ("802.1ad" if ad else "802.1Q") if u32s.get("vlan") else None
+        if got:
+            for (name, dec), v in zip(decoders, got, strict=False):
+                vals[name] = dec(v)
+    if u32s.get("vlan"):
+        vals["vlan_proto"] = "802.1ad" if ad else "802.1Q"
     return VFSettings(**vals)

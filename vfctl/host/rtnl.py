@@ -32,7 +32,7 @@ VF_MAC, VF_VLAN, VF_SPOOFCHK, VF_LINK_STATE, VF_RATE, VF_RSS, VF_TRUST = (
 VF_VLAN_LIST, IFLA_VF_VLAN_INFO = vfattrs.IFLA_VF_VLAN_LIST, vfattrs.IFLA_VF_VLAN_INFO
 # the u32 attributes after IFLA_VF_MAC: (group, kernel type, u32s after ``vf``)
 _U32_GROUPS = tuple(
-    (g.name, g.nla_type, len(vfattrs.FIELDS[g.name]))
+    (g.name, g.nla_type, struct.Struct(f"={1 + len(vfattrs.FIELDS[g.name])}I"))
     for g in vfattrs.GROUPS
     if vfattrs.FIELDS[g.name]
 )
@@ -52,10 +52,6 @@ def _attrs(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tupl
         pos += (length + 3) & ~3
 
 
-def _u32s(payload: bytes, n: int) -> tuple[int, ...] | None:
-    return struct.unpack_from(f"={n}I", payload) if len(payload) >= 4 * n else None
-
-
 def vf_settings(vfinfo: bytes) -> tuple[int, VFSettings] | None:
     """One IFLA_VF_INFO: (VF index, settings), None without IFLA_VF_MAC (as netlink.py)."""
     got: dict[int, bytes] = {}
@@ -72,9 +68,10 @@ def vf_settings(vfinfo: bytes) -> tuple[int, VFSettings] | None:
         infos = [p for k, p in _attrs(vlist) if k == IFLA_VF_VLAN_INFO and len(p) >= 14]
         ad = bool(infos) and struct.unpack_from(">H", infos[0], 12)[0] == vfattrs.ETH_P["802.1ad"]
     u32s: dict[str, tuple[int, ...] | None] = {}
-    for g, kind, n in _U32_GROUPS:
-        v = _u32s(got.get(kind, b""), n + 1)
-        u32s[g] = v[1:] if v else None
+    for g, kind, st in _U32_GROUPS:
+        p = got.get(kind)
+        if p is not None and len(p) >= st.size:
+            u32s[g] = st.unpack_from(p)[1:]
     return vf, vfattrs.decode(u32s, mac or None, ad)
 
 
