@@ -35,7 +35,7 @@ def sim_init(
         if dir.exists() and force:
             import shutil
 
-            if not (dir / ".vfctl-sim").is_dir():
+            if not (dir / sim.MARKER).is_dir():
                 raise RefusedError(f"{dir} is not a simulated host; refusing to delete it")
             shutil.rmtree(dir)
         sim.init(dir, preset)

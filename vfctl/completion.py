@@ -34,9 +34,10 @@ def _option(cmd: Any, token: str) -> Any:
 
 def pf_names(root: str) -> list[str]:
     """Every SR-IOV PF: its netdevs, then its PCI address."""
-    from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, Host
+    from vfctl.host.open import open_host
+    from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES
 
-    h = Host(root)
+    h = open_host(root)
     out: list[str] = []
     for addr in sorted(h.listdir(PCI_DEVICES)):
         if not h.exists(f"{PCI_DEVICES}/{addr}/sriov_totalvfs"):
@@ -50,9 +51,10 @@ def pf_names(root: str) -> list[str]:
 
 def vf_ids(root: str, pf: str) -> list[str]:
     """``vfN`` for each VF the PF has now, from its virtfnN links."""
-    from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, Host
+    from vfctl.host.open import open_host
+    from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES
 
-    h = Host(root)
+    h = open_host(root)
     dev = f"{PCI_DEVICES}/{pf}" if ":" in pf else f"{CLASS_NET}/{pf}/device"
     idx = [int(m.group(1)) for n in h.listdir(dev) if (m := re.fullmatch(r"virtfn(\d+)", n))]
     return [f"vf{i}" for i in sorted(idx)]
@@ -60,9 +62,9 @@ def vf_ids(root: str, pf: str) -> list[str]:
 
 def vm_ids(root: str) -> list[str]:
     """Proxmox VM ids (/etc/pve/qemu-server) and libvirt domain names (their XML files)."""
-    from vfctl.host.sysfs import Host
+    from vfctl.host.open import open_host
 
-    h = Host(root)
+    h = open_host(root)
     out = [n.removesuffix(".conf") for n in h.listdir("etc/pve/qemu-server") if n.endswith(".conf")]
     for d in ("etc/libvirt/qemu", "run/libvirt/qemu"):
         out += [n.removesuffix(".xml") for n in h.listdir(d) if n.endswith(".xml")]

@@ -57,10 +57,10 @@ def check(cfg: BackendConfig, data: Mapping[str, Any]) -> None:
 def _proxmox(cfg: BackendConfig, journaled: Mapping[str, Any]) -> Any:
     from vfctl.backends.proxmox import ProxmoxBackend
     from vfctl.backends.pve_client import PveApi
-    from vfctl.host.sysfs import Host
+    from vfctl.host.open import open_host
 
     cur = _proxmox_settings(cfg, journaled)
-    return ProxmoxBackend(PveApi(cur, cfg.env), cur, Host(cfg.root))
+    return ProxmoxBackend(PveApi(cur, cfg.env), cur, open_host(cfg.root))
 
 
 def _proxmox_settings(cfg: BackendConfig, journaled: Mapping[str, Any]) -> Any:

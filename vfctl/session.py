@@ -58,11 +58,11 @@ class Session:
     def host(self) -> Host:
         """The host under ``--root``, opened once (journals and messages carry absolute paths)."""
         if self._host is None:
-            from vfctl.host.sysfs import Host
+            from vfctl.host.open import open_host
 
             if not os.path.isdir(self.opts.root):
                 raise NotFoundError(f"host root {self.opts.root} does not exist")
-            self._host = Host(os.path.abspath(self.opts.root))
+            self._host = open_host(os.path.abspath(self.opts.root))
             if self.opts.verbose:
                 from vfctl.pci import configspace
 

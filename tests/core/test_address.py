@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vfctl.errors import UsageError
-from vfctl.host.sysfs import Host, check_name
+from vfctl.host.open import open_host
+from vfctl.host.sysfs import check_name
 from vfctl.pci import address
 
 
@@ -44,7 +45,7 @@ def test_check_name_refuses_escapes(bad: str) -> None:
 
 
 def test_host_path_refuses_dotdot(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    h = Host(tmp_path)
+    h = open_host(tmp_path)
     with pytest.raises(UsageError):
         h.path("sys/../../etc/passwd")
     assert h.path("sys/bus") == tmp_path / "sys" / "bus"

@@ -14,6 +14,7 @@ import pytest
 
 from vfctl import plan
 from vfctl.errors import HostError
+from vfctl.host.open import open_host
 from vfctl.host.sysfs import Host
 from vfctl.plan import Action, Context, ExecutionFailed, op
 
@@ -38,7 +39,7 @@ def setter(file: str, old: str, new: str, fail: bool = False) -> Action:
 def host(tmp_path: Path) -> Host:
     for name in ("a", "b", "c"):
         (tmp_path / name).write_text("0")
-    return Host(tmp_path)
+    return open_host(tmp_path)
 
 
 def state(h: Host) -> dict[str, str]:
@@ -94,11 +95,11 @@ sys.path.insert(0, {str(Path(__file__).parent)!r})
 import test_plan as t
 from vfctl import plan
 from vfctl.plan import op
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 @op("test.die")
 def _die(ctx, p):
     os.kill(os.getpid(), signal.SIGKILL)
-h = Host({str(tmp_path)!r})
+h = open_host({str(tmp_path)!r})
 plan.execute(plan.Context(h), [t.setter("a", "0", "1"), t.setter("b", "0", "2"),
     plan.Action("test.die", "c", "boom", {{}}, None)])
 """

@@ -101,6 +101,7 @@ def test_persist_exec_quoted_for_systemd(tmp_path: Path, exe: str) -> None:
 
 def test_root_tree_write_through_symlink_out_refused(tmp_path: Path) -> None:
     """A non-simulated --root whose device link points outside: the write must not land there."""
+    from vfctl.host.open import open_host
     from vfctl.host.sysfs import Host
 
     outside = tmp_path / "outside"
@@ -109,15 +110,15 @@ def test_root_tree_write_through_symlink_out_refused(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "sys/bus/pci/devices").mkdir(parents=True)
     os.symlink(outside, root / "sys/bus/pci/devices" / IGB)
-    h = Host(root)
-    assert not h.simulated
+    h = open_host(root)
+    assert type(h) is Host  # the real one: writes go to the tree
     with pytest.raises(OSError, match="outside the host root"):
         h.write(f"sys/bus/pci/devices/{IGB}/sriov_numvfs", "4")
     assert (outside / "sriov_numvfs").read_text() == "0\n"
 
 
 def test_root_tree_write_inside_allowed(tmp_path: Path) -> None:
-    from vfctl.host.sysfs import Host
+    from vfctl.host.open import open_host
 
     root = tmp_path / "root"
     real = root / "sys/devices/pci0000:00" / IGB
@@ -125,7 +126,7 @@ def test_root_tree_write_inside_allowed(tmp_path: Path) -> None:
     (real / "sriov_numvfs").write_text("0\n")
     (root / "sys/bus/pci/devices").mkdir(parents=True)
     os.symlink(f"../../../devices/pci0000:00/{IGB}", root / "sys/bus/pci/devices" / IGB)
-    Host(root).write(f"sys/bus/pci/devices/{IGB}/sriov_numvfs", "4")
+    open_host(root).write(f"sys/bus/pci/devices/{IGB}/sriov_numvfs", "4")
     assert (real / "sriov_numvfs").read_text().startswith("4")  # sysfs: no O_TRUNC
 
 
@@ -163,11 +164,11 @@ def test_root_tree_never_reaches_this_machine_kernel(tmp_path: Path) -> None:
     import errno
 
     from vfctl.host import netlink
-    from vfctl.host.sysfs import Host
+    from vfctl.host.open import open_host
 
     root = tmp_path / "root"
     (root / "sys/bus/pci/devices").mkdir(parents=True)
-    h = Host(root)
+    h = open_host(root)
     with pytest.raises(OSError) as e:
         h.modprobe("vfio-pci")
     assert e.value.errno == errno.EXDEV

@@ -17,6 +17,7 @@ from typing import Any
 from vfctl import plan
 from vfctl.host import netlink, sim
 from vfctl.host.sysfs import Host
+from vfctl.sim.host import SimHost
 
 try:
     from vfctl.host import statedir
@@ -25,7 +26,7 @@ try:
 except ImportError:  # vfctl before the private state directory: its journal methods
     JOURNAL = (plan.Journal, ("save", "clear"))
 SIM = tuple(n for n in ("_put", "_link", "_rm", "_save", "_atomic_write") if hasattr(sim, n))
-HOOKS = ((Host, ("write",)), (netlink, ("set_vf",)), (sim, SIM), JOURNAL)
+HOOKS = ((Host, ("write",)), (SimHost, ("write",)), (netlink, ("set_vf",)), (sim, SIM), JOURNAL)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from simcli import SimHost, pf_by_driver
 
 from vfctl import history
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 
 PENDING = "run/vfctl/confirm.json"
 
@@ -62,7 +62,7 @@ def alive(pid: int) -> bool:
 
 
 def last(h: SimHost) -> dict[str, Any]:
-    return history.read(Host(h.root))[-1]
+    return history.read(open_host(h.root))[-1]
 
 
 def test_no_confirm_reverts_after_the_deadline(host: SimHost) -> None:

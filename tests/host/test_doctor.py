@@ -13,7 +13,7 @@ from simcli import SimHost
 
 from vfctl.host import sim
 from vfctl.host.cfgbuild import find_ext_cap
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 from vfctl.pci.regs import PCI_EXT_CAP_ID_ACS
 
 MIN_PF, MIN_ADDR = "enp1s0", "0000:01:00.0"  # minimal preset: igb behind root port 00:01.0
@@ -177,7 +177,7 @@ def test_vf_sharing_its_pf_group_warns(minimal: SimHost) -> None:
 
 
 def test_pf_without_driver_fails(minimal: SimHost) -> None:
-    Host(minimal.root).write("sys/bus/pci/drivers/igb/unbind", MIN_ADDR)
+    open_host(minimal.root).write("sys/bus/pci/drivers/igb/unbind", MIN_ADDR)
     code, checks = doctor(minimal, MIN_ADDR)
     assert code == 5
     c = one(checks, "pf-driver")

@@ -14,7 +14,7 @@ import pytest
 from simcli import SimHost, pf_by_driver
 
 from vfctl import history
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 
 
 def state(h: SimHost) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def without_vf_macs(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def records(h: SimHost) -> list[dict[str, Any]]:
-    return history.read(Host(h.root))
+    return history.read(open_host(h.root))
 
 
 def _igb(h: SimHost) -> str:
@@ -219,7 +219,7 @@ def test_history_dir_of_another_user_or_a_symlink_is_refused(host: SimHost, tmp_
 
 
 def test_rotation_keeps_one_old_file_and_reads_both(tmp_path: Path) -> None:
-    h = Host(tmp_path)
+    h = open_host(tmp_path)
     for i in range(40):
         history.append(h, {"id": f"r{i:02d}", "pad": "x" * 100}, cap=1000)
     d = tmp_path / history.DIR

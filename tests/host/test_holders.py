@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from vfctl.host import holders, sim_vm
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 from vfctl.model import HeldBy
 
 A, B, C, D = "0000:01:10.0", "0000:01:10.2", "0000:01:10.4", "0000:01:10.6"
@@ -31,12 +31,12 @@ def test_fd_holders_map_to_vms_of_both_managers(tmp_path: Path) -> None:
     stray = root / "proc/999/fd"
     stray.mkdir(parents=True)
     os.symlink("/dev/vfio/44", stray / "3")
-    held = holders.held_by(Host(root), {A: 41, B: 42, C: 43, D: 44})
+    held = holders.held_by(open_host(root), {A: 41, B: 42, C: 43, D: 44})
     assert held[A] == HeldBy("vm101", p1, "proxmox")
     assert held[B] == held[C] == HeldBy("web1", p2, "libvirt")
     assert held[D] == HeldBy(None, 999, None)  # a process that is no known VM
     sim_vm.stop(root, "proxmox", "vm101")
-    assert A not in holders.held_by(Host(root), {A: 41})
+    assert A not in holders.held_by(open_host(root), {A: 41})
 
 
 def test_reservations_follow_qemu_server_rules(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_reservations_follow_qemu_server_rules(tmp_path: Path) -> None:
         f"{D} 104 time:{now - 30}\n"  # expired: leftover
         "garbage line\n0000:01:11.0 105 pid:1 trailing\n"
     )
-    held = holders.held_by(Host(root), {A: None, B: None, C: None, D: None}, now=now)
+    held = holders.held_by(open_host(root), {A: None, B: None, C: None, D: None}, now=now)
     assert held == {A: HeldBy("vm101", pid, "proxmox"), C: HeldBy("vm103", None, "proxmox")}
 
 
@@ -67,5 +67,5 @@ def test_hostile_pid_and_reservation_files_are_ignored(tmp_path: Path) -> None:
     os.symlink("/etc/shadow", res)  # never followed
     (root / "run/libvirt/qemu").mkdir(parents=True)
     (root / "run/libvirt/qemu/big.pid").write_text("1" * (holders.MAX_SMALL + 10))
-    held = holders.held_by(Host(root), {A: 41})
+    held = holders.held_by(open_host(root), {A: 41})
     assert held[A] == HeldBy(None, pid, None)  # the holder is known, its VM is not

@@ -13,7 +13,7 @@ from simcli import SimHost, pf_by_driver
 
 import vfctl.ops_host  # noqa: F401  (registers the host ops this test replays)
 from vfctl import plan
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 
 
 def numvfs_writes(h: SimHost) -> list[str]:
@@ -62,7 +62,7 @@ def test_above_totalvfs_refused_before_writing(host: SimHost) -> None:
 
 def test_pf_without_driver(host: SimHost) -> None:
     pf = pf_by_driver(host, "igb")
-    Host(host.root).write("sys/bus/pci/drivers/igb/unbind", pf["address"])
+    open_host(host.root).write("sys/bus/pci/drivers/igb/unbind", pf["address"])
     r = host("enable", pf["address"], "2")
     assert r.code == 5 and "no driver bound" in r.err and "ENOENT" in r.err
     assert numvfs_writes(host) == []
@@ -175,7 +175,7 @@ def test_bind_refuses_non_viable_iommu_group(host: SimHost) -> None:
 
 def test_killed_run_blocks_next_and_recover_rolls_back(host: SimHost) -> None:
     pf = pf_by_driver(host, "igb")
-    h = Host(host.root)
+    h = open_host(host.root)
 
     # a journal as a run killed during its second action leaves it: action 0 done, 1 started
     acts = [plan.Action("sriov.numvfs", f"{pf['address']} sriov_numvfs", "0 -> 3",

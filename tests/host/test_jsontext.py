@@ -12,14 +12,14 @@ from simcli import SimHost
 from vfctl import jsontext, pciids
 from vfctl.discover import discover, with_vf_info
 from vfctl.host import netlink
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 from vfctl.model import PF, VF, Attachment, HeldBy, HostModel, PoolRef, VFSettings
 
 NewHost = Callable[..., SimHost]
 
 
 def _model(root: object) -> HostModel:
-    h = Host(str(root))
+    h = open_host(str(root))
     m = discover(h)
     info = netlink.vf_info_all(h, [p.netdev for p in m.pfs if p.netdev and p.num_vfs])
     return pciids.named(with_vf_info(m, info))

@@ -18,7 +18,7 @@ from simcli import SimHost
 
 from vfctl import plan
 from vfctl.host import lock
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 
 PF = "enp2s0f0"
 STATE = "run/vfctl"
@@ -132,7 +132,7 @@ def test_stale_journal_with_a_live_pid_is_stale_under_the_lock(host: SimHost) ->
     shutil.rmtree(real / ".vfctl-sim")
     rec = {"pid": 1, "started": 0, "actions": [], "done": 0}
     p = _journal(SimHost(real), json.dumps(rec))
-    assert plan.pending_journal(Host(real)) == rec
+    assert plan.pending_journal(open_host(real)) == rec
     r = SimHost(real)("enable", PF, "2")
     assert r.code == 4 and "vfctl recover" in r.err
     assert json.loads(p.read_text()) == rec
@@ -211,8 +211,8 @@ def test_lock_is_released_by_kill(host: SimHost) -> None:
     d = host.root / STATE
     child = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys; from vfctl.host.sysfs import Host; from vfctl.host.lock import host_lock\n"
-         "with host_lock(Host(sys.argv[1])):\n print('held', flush=True); input()",
+         "import sys; from vfctl.host.open import open_host; from vfctl.host.lock import host_lock\n"
+         "with host_lock(open_host(sys.argv[1])):\n print('held', flush=True); input()",
          str(host.root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert child.stdout is not None and child.stdout.readline().strip() == "held"
@@ -232,5 +232,5 @@ def test_engine_never_overwrites_a_killed_runs_journal(host: SimHost) -> None:
     p = _journal(host, json.dumps(rec))
     act = plan.Action("sysfs.write", "x", "y", {"path": "sys/nonexistent", "value": "1"})
     with pytest.raises(plan.RefusedError, match="vfctl recover"):
-        plan.execute(plan.Context(Host(host.root)), [act])
+        plan.execute(plan.Context(open_host(host.root)), [act])
     assert json.loads(p.read_text()) == rec

@@ -14,7 +14,7 @@ from simcli import SimHost, pf_by_driver
 
 from vfctl import metrics
 from vfctl.discover import discover
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 from vfctl.model import Attachment
 
 
@@ -86,7 +86,7 @@ def test_last_run_metrics_follow_the_history(host: SimHost) -> None:
 def test_label_values_are_escaped(host: SimHost) -> None:
     pf = pf_by_driver(host, "igb")["netdev"]
     assert host("enable", pf, "1").code == 0
-    m = discover(Host(host.root), {})
+    m = discover(open_host(host.root), {})
     nasty = 'vm "a"\\b\nc'
     p = next(p for p in m.pfs if p.netdev == pf)
     vf = dataclasses.replace(p.vfs[0], attached_to=(Attachment("libvirt", nasty, "u", "hostdev"),))

@@ -11,7 +11,7 @@ import pytest
 from simcli import SimHost
 
 from vfctl import plan
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 
 PF = "enp2s0f0"  # default preset: an 82576 port (igb), VFs on igbvf with netdevs
 JOURNAL = "run/vfctl/journal.json"
@@ -51,7 +51,7 @@ def test_rollback_that_leaves_a_difference_is_reported_and_kept(host: SimHost) -
     assert host("enable", PF, "2").code == 0
     vf0 = host("show", PF, "--json").json()["vfs"][0]["address"]
     _register_lossy_op()
-    h = Host(host.root)
+    h = open_host(host.root)
     path = f"sys/bus/pci/devices/{vf0}/driver_override"
     acts = [
         plan.Action("test.lossy", vf0, "override -> pci-stub", {"path": path, "value": "pci-stub"},
@@ -71,7 +71,7 @@ def test_rollback_that_leaves_a_difference_is_reported_and_kept(host: SimHost) -
     assert r.code == 5 and r.json()["error"]["kind"] == "host"
     assert "driver_override pci-stub, was none" in r.err and (host.root / JOURNAL).exists()
     assert host("unbind", PF, "vf0").code == 4  # refused while the journal is there
-    Host(host.root).write(path, "\n")  # the admin fixes it by hand
+    open_host(host.root).write(path, "\n")  # the admin fixes it by hand
     r = host("recover", "--json")
     assert r.code == 0, r.err
     assert not (host.root / JOURNAL).exists()

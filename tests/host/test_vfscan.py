@@ -14,7 +14,8 @@ from vfscan_trees import hostile
 from vfctl import discover as disc
 from vfctl import discover_vfs
 from vfctl.host import vfscan
-from vfctl.host.sysfs import PCI_DEVICES, Host
+from vfctl.host.open import open_host
+from vfctl.host.sysfs import PCI_DEVICES
 
 NewHost = Callable[..., SimHost]
 FLAGS = [0, vfscan.SKIP_DRIVER, vfscan.SKIP_NET, vfscan.SKIP_DRIVER | vfscan.SKIP_NET]
@@ -63,7 +64,7 @@ def test_twins_agree_on_a_busy_simulated_host(busy: SimHost, flags: int) -> None
 
 def test_discovery_equals_per_vf_host_reads(busy: SimHost, monkeypatch: pytest.MonkeyPatch) -> None:
     """Batched, bulk-listed and PF-derived facts equal what Host reads file by file."""
-    h = Host(busy.root)
+    h = open_host(busy.root)
     for no_c in ("0", "1"):
         monkeypatch.setattr(vfscan, "HAVE_C", no_c == "0" and vfscan._C_MOD is not None)
         model = disc.discover(h)
@@ -86,7 +87,7 @@ def test_discovery_equals_per_vf_host_reads(busy: SimHost, monkeypatch: pytest.M
 
 
 def test_bulk_listings_match_per_vf_links(busy: SimHost) -> None:
-    h = Host(busy.root)
+    h = open_host(busy.root)
     flags, drivers, nets = discover_vfs.bulk_listings(h, 140)
     assert flags == vfscan.SKIP_DRIVER | vfscan.SKIP_NET and drivers and nets
     for a in _vf_addrs(busy):

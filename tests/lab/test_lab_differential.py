@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from vfctl.discover import discover
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 
 from .runner import GUEST_SHARE, REPO, Lab
 
@@ -38,10 +38,10 @@ LISTS = """
 import json, pathlib
 from vfctl.discover import discover
 from vfctl.host import sim
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 sim.snapshot(pathlib.Path("/"), pathlib.Path("/tmp/snap"))
-print(json.dumps({"snap_list": discover(Host("/tmp/snap")).to_json(),
-                  "kernel_list": discover(Host("/")).to_json()}))
+print(json.dumps({"snap_list": discover(open_host("/tmp/snap")).to_json(),
+                  "kernel_list": discover(open_host("/")).to_json()}))
 """
 
 
@@ -104,7 +104,7 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    listed = discover(Host(SNAPSHOT)).to_json()
+    listed = discover(open_host(SNAPSHOT)).to_json()
     return {"pf": pf, "list": listed, "steps": read_steps(base / "out")}
 
 

@@ -12,7 +12,7 @@ from libvirtd import Libvirtd, LibvirtdError
 from needs import missing
 
 from vfctl.backends.libvirt import LibvirtBackend
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 from vfctl.plan import Context
 
 
@@ -62,4 +62,4 @@ def make_domain(backend: LibvirtBackend) -> Iterator[Callable[..., object]]:
 @pytest.fixture
 def ctx(tmp_path: Path) -> Context:
     """An engine context whose backend factory reconnects from action params, like the CLI's."""
-    return Context(Host(tmp_path), lambda name, params: LibvirtBackend.from_params(params))
+    return Context(open_host(tmp_path), lambda name, params: LibvirtBackend.from_params(params))

@@ -28,7 +28,7 @@ from vfctl.backends.libvirt import LibvirtBackend
 from vfctl.backends.libvirt_pool import LibvirtPools
 from vfctl.backends.libvirt_xml import NetworkXml, network_interfaces
 from vfctl.discover import discover
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 from vfctl.plan import Action, Context, ExecutionFailed, execute, op
 from vfctl.pools import PoolSettings
 
@@ -283,9 +283,9 @@ def test_rollback_restores_network_and_domain(lab: Lab, domain: Any, tmp_path: P
     be = LibvirtBackend.connect(lab.daemon.uri)
     pl = LibvirtPools(be)
 
-    pf = next(p for p in discover(Host(lab.root)).pfs if p.netdev == PF)
+    pf = next(p for p in discover(open_host(lab.root)).pfs if p.netdev == PF)
     boom = Action("test.fail", "test", "fail")
-    ctx = Context(Host(tmp_path), lambda name, params: be)
+    ctx = Context(open_host(tmp_path), lambda name, params: be)
 
     # a new pool's network is undefined again
     acts = pl.plan_put("tenant-d", pf, [pf.vfs[5]], PoolSettings(vlan=9), create=True)
@@ -366,14 +366,14 @@ def test_recover_undoes_what_a_killed_pool_create_did(lab: Lab) -> None:
 
     be = LibvirtBackend.connect(lab.daemon.uri)
     try:
-        pf = next(p for p in discover(Host(lab.root)).pfs if p.netdev == PF)
+        pf = next(p for p in discover(open_host(lab.root)).pfs if p.netdev == PF)
         acts = LibvirtPools(be).plan_put("tenant-k", pf, [pf.vfs[7]], PoolSettings(), create=True)
-        _run(Context(Host(lab.root), lambda name, params: be), acts[0])
+        _run(Context(open_host(lab.root), lambda name, params: be), acts[0])
         assert "tenant-k" in lab.networks()
     finally:
         be.close()
     dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout
-    Journal(Host(lab.root)).save(
+    Journal(open_host(lab.root)).save(
         {"pid": int(dead), "started": 0, "actions": [a.to_record() for a in acts], "done": 1}
     )
     r = lab.run("pool", "create", "other", PF, "vf6")

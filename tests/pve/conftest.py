@@ -29,7 +29,7 @@ from pvecli import (  # noqa: F401  (constants for the test modules; CLI fixture
 from vfctl.backends.base import AttachRequest
 from vfctl.backends.proxmox import ProxmoxBackend
 from vfctl.backends.pve_client import PveApi, PveSettings
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 from vfctl.model import PF, VF
 from vfctl.plan import Action, Context, Result, execute
 
@@ -211,7 +211,7 @@ def pvesh(tmp_path: Path, fake: FakePve, monkeypatch: pytest.MonkeyPatch) -> Pat
 def local_backend(pvesh: Path, tmp_path: Path) -> ProxmoxBackend:
     settings = PveSettings(mode="local", node=NODE)
     pci_present(tmp_path / "hostroot")
-    return ProxmoxBackend(PveApi(settings, {}), settings, Host(tmp_path / "hostroot"))
+    return ProxmoxBackend(PveApi(settings, {}), settings, open_host(tmp_path / "hostroot"))
 
 
 def make_pf(index: int = 3, netdev: str = "eth2") -> tuple[PF, VF]:
@@ -277,7 +277,7 @@ def run(tmp_path: Path) -> Callable[[ProxmoxBackend, list[Action]], Result]:
     root.mkdir(exist_ok=True)
 
     def _run(be: ProxmoxBackend, actions: list[Action]) -> Result:
-        ctx = Context(Host(root), backend_factory=lambda name, params: be)
+        ctx = Context(open_host(root), backend_factory=lambda name, params: be)
         return execute(ctx, actions)
 
     return _run

@@ -425,7 +425,7 @@ def test_ops_on_a_fresh_instance_from_params(
     token_backend: ProxmoxBackend, token_env: dict[str, str], fake: FakePve, tmp_path: Path
 ) -> None:
     """As in the CLI and `vfctl recover`: the engine rebuilds the backend from params()."""
-    from vfctl.host.sysfs import Host
+    from vfctl.host.open import open_host
     from vfctl.plan import Context, execute
 
     with fake.edit() as st:
@@ -439,11 +439,11 @@ def test_ops_on_a_fresh_instance_from_params(
         return made[-1]
 
     (tmp_path / "r").mkdir()
-    execute(Context(Host(tmp_path / "r"), backend_factory=factory), actions)
+    execute(Context(open_host(tmp_path / "r"), backend_factory=factory), actions)
     assert len(made) == 1 and made[0] is not token_backend
     assert [e["key"] for e in token_backend.pending] == ["hostpci0"]  # seen by the planner
     # detaching a change that never went live also removes vfctl's mapping at once
     actions = token_backend.plan_detach(request("web"))
     assert [a.op for a in actions] == ["proxmox.hostpci_remove", "proxmox.mapping_delete"]
-    execute(Context(Host(tmp_path / "r"), backend_factory=factory), actions)
+    execute(Context(open_host(tmp_path / "r"), backend_factory=factory), actions)
     assert fake.read()["mappings"] == {} and fake.read()["vms"]["101"]["pending"] == {}

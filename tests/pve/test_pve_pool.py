@@ -25,7 +25,7 @@ from vfctl.backends.pve_client import PveApi, PveSettings
 from vfctl.backends.pve_hostpci import parse_map_entry
 from vfctl.backends.pve_pool import PvePools
 from vfctl.discover import discover
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 from vfctl.plan import Action, Context, ExecutionFailed, execute, op
 from vfctl.pools import PoolSettings
 
@@ -92,7 +92,7 @@ class Cluster:
         settings = PveSettings(mode="https", node=node, host=self.env["VFCTL_PVE_HOST"],
                                user=TOKEN_USER, token_name=TOKEN_NAME, ca=self.ca)  # fmt: skip
         api = PveApi(settings, {"VFCTL_PVE_TOKEN_VALUE": TOKEN_SECRET})
-        return ProxmoxBackend(api, settings, Host(self.roots[node]))
+        return ProxmoxBackend(api, settings, open_host(self.roots[node]))
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def cluster(fake: FakePve, server: Server, tls: Tls, template: Path, tmp_path: P
 
 
 def vf_addrs(c: Cluster, node: str) -> list[str]:
-    pf = next(p for p in discover(Host(c.roots[node])).pfs if p.netdev == PF)
+    pf = next(p for p in discover(open_host(c.roots[node])).pfs if p.netdev == PF)
     return [v.address for v in pf.vfs]
 
 
@@ -223,8 +223,8 @@ def _fail(ctx: Context, p: Any) -> None:
 def test_rollback_restores_mapping_and_vm(cluster: Cluster, tmp_path: Path) -> None:
     be = cluster.backend("pve1")
     pl = PvePools(be)
-    pf = next(p for p in discover(Host(cluster.roots["pve1"])).pfs if p.netdev == PF)
-    ctx = Context(Host(tmp_path), backend_factory=lambda name, params: be)
+    pf = next(p for p in discover(open_host(cluster.roots["pve1"])).pfs if p.netdev == PF)
+    ctx = Context(open_host(tmp_path), backend_factory=lambda name, params: be)
     boom = Action("test.pve_fail", "test", "fail")
     other = "node=pve2,path=0000:01:10.0,id=8086:10ed"
     with cluster.fake.edit() as st:  # another node's entry, already there
@@ -249,7 +249,7 @@ def test_a_write_racing_ours_is_merged_not_lost(
     """Another node writes between our read and our write: we re-read and merge, once."""
     be = cluster.backend("pve1")
     pl = PvePools(be)
-    pf = next(p for p in discover(Host(cluster.roots["pve1"])).pfs if p.netdev == PF)
+    pf = next(p for p in discover(open_host(cluster.roots["pve1"])).pfs if p.netdev == PF)
     theirs = "node=pve3,path=0000:01:10.6,id=8086:10ed"
     if race == "digest":
         with cluster.fake.edit() as st:
@@ -267,7 +267,7 @@ def test_a_write_racing_ours_is_merged_not_lost(
         return real(path, **params)
 
     monkeypatch.setattr(be.api, "put" if race == "digest" else "post", racing)
-    execute(Context(Host(tmp_path), backend_factory=lambda name, params: be), acts)
+    execute(Context(open_host(tmp_path), backend_factory=lambda name, params: be), acts)
     assert len(calls) == (2 if race == "digest" else 1)  # a create race retries as a PUT
     ours = [v.address for v in pf.vfs[:2]]
     assert cluster.entries("tenant") == {"pve3": ["0000:01:10.6"], "pve1": ours}
@@ -363,12 +363,12 @@ def test_recover_restores_the_mapping_after_a_killed_create(cluster: Cluster) ->
         }
     before = cluster.mapping("tenant")
     be = cluster.backend("pve1")
-    pf = next(p for p in discover(Host(root)).pfs if p.netdev == PF)
+    pf = next(p for p in discover(open_host(root)).pfs if p.netdev == PF)
     acts = PvePools(be).plan_put("tenant", pf, list(pf.vfs[:2]), PoolSettings(), create=True)
-    _run(Context(Host(root), backend_factory=lambda name, params: be), acts[0])
+    _run(Context(open_host(root), backend_factory=lambda name, params: be), acts[0])
     assert "pve1" in cluster.entries("tenant")
     dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout
-    Journal(Host(root)).save(
+    Journal(open_host(root)).save(
         {"pid": int(dead), "started": 0, "actions": [a.to_record() for a in acts], "done": 1}
     )
     doc = cluster.json("pve1", "recover")

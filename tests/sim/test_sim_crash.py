@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from vfctl.host import sim
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
 
 PF = "sys/bus/pci/devices/0000:01:00.0"  # minimal preset: one igb PF, 7 VFs
 VF0 = "0000:01:10.0"
@@ -134,7 +134,7 @@ def test_kill_anywhere_leaves_before_or_after(
         root = tmp_path / f"k{k}"
         shutil.copytree(base, root, symlinks=True)
         _killed_at(root, op, k)
-        Host(root)  # what every vfctl run does first
+        open_host(root)  # what every vfctl run does first
         got = tree(root)
         if got != before and got != after:
             diff = sorted(x for x in set(got) | set(after) if got.get(x) != after.get(x))

@@ -11,7 +11,8 @@ import pytest
 from simhelpers import dev, errno_of, log_lines, rd
 
 from vfctl.host import sim
-from vfctl.host.sysfs import Host
+from vfctl.host.open import open_host
+from vfctl.sim.host import SimHost
 
 PF = "0000:01:00.0"
 VFS4 = ["0000:01:10.0", "0000:01:10.2", "0000:01:10.4", "0000:01:10.6"]
@@ -157,8 +158,8 @@ def test_autoprobe_off_leaves_vfs_unbound(minimal: Path) -> None:
 
 def test_vfio_flow_override_unbind_probe(minimal: Path) -> None:
     root = minimal
-    host = Host(root)
-    assert host.simulated
+    host = open_host(root)
+    assert isinstance(host, SimHost)
     numvfs(root, "2")
     vf = VFS4[1]
     host.write(dev(vf, "driver_override"), "vfio-pci")

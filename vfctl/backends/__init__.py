@@ -41,7 +41,7 @@ def detect(host: Host, cfg: BackendConfig) -> list[str]:
         return ["proxmox"]
     if cfg.libvirt_uri or cfg.env.get("VFCTL_LIBVIRT_URI"):
         return ["libvirt"]
-    if not host.simulated and any(
+    if host.live and any(
         host.exists(p) for p in ("run/libvirt/libvirt-sock", "run/libvirt/virtqemud-sock")
     ):
         return ["libvirt"]

@@ -41,6 +41,7 @@ from vfctl.backends.pve_mapping import (
     slot_uses,
 )
 from vfctl.errors import BackendError, HostError, NotFoundError, RefusedError, UsageError
+from vfctl.host.open import open_host
 from vfctl.host.sysfs import PCI_DEVICES, Host
 from vfctl.model import PF, VF, Attachment, PoolRef
 from vfctl.plan import Action, Context, op
@@ -112,7 +113,7 @@ class ProxmoxBackend:
         root: str | None = None,
     ) -> ProxmoxBackend:
         settings = settings_from_env(node, ca, insecure, env)
-        host = Host(root or env.get("VFCTL_ROOT") or "/")
+        host = open_host(root or env.get("VFCTL_ROOT") or "/")
         return cls(PveApi(settings, env), settings, host)
 
     @classmethod
@@ -125,7 +126,7 @@ class ProxmoxBackend:
         """Reconnect from ``params()`` (journal rollback in a new process); secret from env."""
         env = dict(os.environ) if env is None else env
         settings = PveSettings.from_params(params)
-        host = Host(root or env.get("VFCTL_ROOT") or "/")
+        host = open_host(root or env.get("VFCTL_ROOT") or "/")
         return cls(PveApi(settings, env), settings, host)
 
     def params(self) -> dict[str, Any]:

@@ -1,46 +1,181 @@
-"""Netlink reads (links, addresses, routes, VF info) via pyroute2; simulated hosts use the sim.
+"""Netlink (links, addresses, routes, VF info): the interface and the kernel's implementation.
 
-pyroute2 is imported only when a real host is asked, so read-only commands on simulated
-hosts (and `vfctl list` on hosts without VFs) stay fast.
+A host's netlink is ``host.netlink``: :class:`KernelNetlink` (raw RTM_GETLINK dumps, pyroute2
+for per-PF requests and writes) on a real host, the simulator's own on a simulated one
+(``vfctl.sim``). The module functions below are what callers use; they take the Host and ask
+its netlink.
+
+pyroute2 is imported only when a real host is asked, so read-only commands stay fast.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Protocol
 
 from vfctl import vfattrs
 from vfctl.host.sysfs import CLASS_NET, Host
 from vfctl.model import NetLink, VFSettings
 
 
-def _sysfs_master(host: Host, ifname: str) -> str | None:
-    return host.link_name(f"{CLASS_NET}/{ifname}/master")
+class Netlink(Protocol):
+    """What vfctl asks of a host's rtnetlink; each kind of host implements it once."""
+
+    def links(self) -> list[NetLink]:
+        """Every interface: kind, up, addresses (up or down), master, lower device, default
+        route — one dump each of links, addresses and routes."""
+        ...
+
+    def vf_info(self, pf_ifname: str) -> list[VFSettings]:
+        """Per-VF settings of one PF (IFLA_VFINFO_LIST), indexed by VF number."""
+        ...
+
+    def vf_info_all(self, pf_ifnames: list[str]) -> dict[str, list[VFSettings]]:
+        """:meth:`vf_info` of several PFs at once (one RTM_GETLINK dump)."""
+        ...
+
+    def vf_stats(self, pf_ifname: str) -> list[dict[str, int] | None]:
+        """Per-VF traffic counters (IFLA_VF_STATS); None where unreported."""
+        ...
+
+    def set_vf(self, pf_ifname: str, vf: int, settings: dict[str, Any]) -> None:
+        """Apply VF settings through the PF; raises OSError as the kernel answers."""
+        ...
+
+
+# ---------------------------------------------------------------- what callers use
 
 
 def links(host: Host) -> list[NetLink]:
     """Every interface with what the in-use rules read: kind, up, addresses (up or down),
     master, lower device, default route — one dump each of links, addresses and routes."""
-    if host.simulated:
-        from vfctl.host import sim
+    return host.netlink.links()
 
-        return [
-            NetLink(
-                d["ifname"],
-                None if d.get("kind") == "device" else d.get("kind"),
-                bool(d.get("up")),
-                tuple(d.get("addresses", ())),
-                d.get("master"),
-                d.get("link"),
-                bool(d.get("default_route")),
+
+def vf_info(host: Host, pf_ifname: str) -> list[VFSettings]:
+    """Per-VF settings the PF driver reports (IFLA_VFINFO_LIST), indexed by VF number."""
+    return host.netlink.vf_info(pf_ifname)
+
+
+def vf_info_all(host: Host, pf_ifnames: list[str]) -> dict[str, list[VFSettings]]:
+    """:func:`vf_info` of several PFs from one RTM_GETLINK dump (not one request per PF)."""
+    if not pf_ifnames:
+        return {}
+    return host.netlink.vf_info_all(pf_ifnames)
+
+
+def vf_stats(host: Host, pf_ifname: str) -> list[dict[str, int] | None]:
+    """Per-VF traffic counters (IFLA_VF_STATS), indexed by VF number; None where unreported."""
+    return host.netlink.vf_stats(pf_ifname)
+
+
+def set_vf(host: Host, pf_ifname: str, vf: int, settings: dict[str, Any]) -> None:
+    """Apply VF settings through the PF (RTM_SETLINK with IFLA_VFINFO_LIST); raises OSError."""
+    host.netlink.set_vf(pf_ifname, vf, settings)
+
+
+# IFLA_EXT_MASK bits (include/uapi/linux/rtnetlink.h): RTEXT_FILTER_VF asks for
+# IFLA_VFINFO_LIST, RTEXT_FILTER_SKIP_STATS leaves out the per-VF counters nobody reads here
+# (net/core/rtnetlink.c, rtnl_fill_vfinfo() skips IFLA_VF_STATS under that bit)
+RTEXT_FILTER_VF = 1
+RTEXT_FILTER_SKIP_STATS = 8
+
+
+STAT_KEYS = (
+    "rx_packets", "tx_packets", "rx_bytes", "tx_bytes",
+    "broadcast", "multicast", "rx_dropped", "tx_dropped",
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------- the kernel's netlink
+
+
+class KernelNetlink:
+    """rtnetlink of the machine vfctl runs on. A Host whose root is not ``/`` (a snapshot, a
+    copied tree) is not this machine: reads come from its sysfs or are empty, writes refused."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def _this_machine(self) -> bool:
+        return str(self.host.root) == "/"
+
+    def _has_netlink(self) -> bool:
+        return self._this_machine() and os.path.exists("/proc/net/dev")
+
+    def links(self) -> list[NetLink]:
+        if not self._has_netlink():
+            return _sysfs_links(self.host)  # a snapshot: what sysfs says (no addresses, routes)
+        from vfctl.host import rtnl
+
+        return [NetLink(*row) for row in rtnl.dump_links()]
+
+    def vf_info(self, pf_ifname: str) -> list[VFSettings]:
+        if not self._has_netlink():
+            return []
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ip:
+            idx = ip.link_lookup(ifname=pf_ifname)
+            if not idx:
+                return []
+            return _vf_list(ip.get_links(idx[0], ext_mask=RTEXT_FILTER_VF)[0])
+
+    def vf_info_all(self, pf_ifnames: list[str]) -> dict[str, list[VFSettings]]:
+        if not self._has_netlink():
+            return {n: [] for n in pf_ifnames}
+        from vfctl.host import rtnl  # one dump does not need pyroute2 (~200 ms to import)
+
+        got = rtnl.dump_vf_info(RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS)
+        return {n: got.get(n, []) for n in pf_ifnames}
+
+    def vf_stats(self, pf_ifname: str) -> list[dict[str, int] | None]:
+        """The kernel's rtnl_fill_vfinfo() (net/core/rtnetlink.c) sends IFLA_VF_STATS unless
+        the request sets RTEXT_FILTER_SKIP_STATS, filled by ndo_get_vf_stats() — zeros from a
+        driver without it (igb has none)."""
+        if not self._has_netlink():
+            return []
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ip:
+            idx = ip.link_lookup(ifname=pf_ifname)
+            if not idx:
+                return []
+            msg = ip.get_links(idx[0], ext_mask=1)[0]  # RTEXT_FILTER_VF
+            vfl = msg.get_attr("IFLA_VFINFO_LIST")
+            out: dict[int, dict[str, int] | None] = {}
+            for vfi in vfl.get_attrs("IFLA_VF_INFO") if vfl else []:
+                mac = vfi.get_attr("IFLA_VF_MAC")
+                if mac is None:
+                    continue
+                st = vfi.get_attr("IFLA_VF_STATS")
+                out[int(mac["vf"])] = (
+                    None
+                    if st is None
+                    else {k: int(st.get_attr(f"IFLA_VF_STATS_{k.upper()}") or 0) for k in STAT_KEYS}
+                )
+            return [out.get(i) for i in range(max(out) + 1)] if out else []
+
+    def set_vf(self, pf_ifname: str, vf: int, settings: dict[str, Any]) -> None:
+        import errno
+
+        if not self._this_machine():  # netlink reaches this machine's kernel, not the tree
+            raise OSError(
+                errno.EXDEV,
+                f"{self.host.root} is not this machine's root: VF settings go through netlink",
             )
-            for d in sim.links(host.root)
-        ]
-    if str(host.root) != "/" or not os.path.exists("/proc/net/dev"):
-        return _sysfs_links(host)  # a snapshot: what sysfs says (no addresses, no routes)
-    from vfctl.host import rtnl
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.exceptions import NetlinkError
 
-    return [NetLink(*row) for row in rtnl.dump_links()]
+        spec = vf_spec(vf, settings)
+        with IPRoute() as ip:
+            idx = ip.link_lookup(ifname=pf_ifname)
+            if not idx:
+                raise OSError(errno.ENODEV, f"no interface {pf_ifname}")
+            try:
+                ip.link("set", index=idx[0], vf=spec)
+            except NetlinkError as e:
+                raise OSError(e.code, os.strerror(e.code)) from None
 
 
 _DEVTYPE_KIND = {"bond": "bond", "bridge": "bridge", "vlan": "vlan", "macvlan": "macvlan",
@@ -62,49 +197,11 @@ def _sysfs_links(host: Host) -> list[NetLink]:
         lowers = [x[6:] for x in host.listdir(d) if x.startswith("lower_")]
         up = (host.read_opt(f"{d}/operstate") or "") == "up"
         link = lowers[0] if kind in ("vlan", "macvlan", "ipvlan") and lowers else None
-        out.append(NetLink(name, kind, up, (), _sysfs_master(host, name), link, False))
+        out.append(NetLink(name, kind, up, (), host.link_name(f"{d}/master"), link, False))
     return out
 
 
-def vf_info(host: Host, pf_ifname: str) -> list[VFSettings]:
-    """Per-VF settings the PF driver reports (IFLA_VFINFO_LIST), indexed by VF number."""
-    if host.simulated:
-        from vfctl.host import sim
-
-        return [_settings(d) for d in sim.vf_info(host.root, pf_ifname)]
-    if str(host.root) != "/" or not os.path.exists("/proc/net/dev"):
-        return []
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ip:
-        idx = ip.link_lookup(ifname=pf_ifname)
-        if not idx:
-            return []
-        return _vf_list(ip.get_links(idx[0], ext_mask=RTEXT_FILTER_VF)[0])
-
-
-# IFLA_EXT_MASK bits (include/uapi/linux/rtnetlink.h): RTEXT_FILTER_VF asks for
-# IFLA_VFINFO_LIST, RTEXT_FILTER_SKIP_STATS leaves out the per-VF counters nobody reads here
-# (net/core/rtnetlink.c, rtnl_fill_vfinfo() skips IFLA_VF_STATS under that bit)
-RTEXT_FILTER_VF = 1
-RTEXT_FILTER_SKIP_STATS = 8
-
-
-def vf_info_all(host: Host, pf_ifnames: list[str]) -> dict[str, list[VFSettings]]:
-    """:func:`vf_info` of several PFs from one RTM_GETLINK dump (not one request per PF)."""
-    if not pf_ifnames:
-        return {}
-    if host.simulated:
-        from vfctl.host import sim
-
-        simulated = sim.vf_info_all(host.root, pf_ifnames)
-        return {n: [_settings(d) for d in simulated[n]] for n in pf_ifnames}
-    if str(host.root) != "/" or not os.path.exists("/proc/net/dev"):
-        return {n: [] for n in pf_ifnames}
-    from vfctl.host import rtnl  # one dump does not need pyroute2 (~200 ms to import)
-
-    got = rtnl.dump_vf_info(RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS)
-    return {n: got.get(n, []) for n in pf_ifnames}
+# ---------------------------------------------------------------- decoding and encoding
 
 
 def _vf_list(msg: Any) -> list[VFSettings]:
@@ -117,47 +214,6 @@ def _vf_list(msg: Any) -> list[VFSettings]:
         if s is not None:
             out[s[0]] = s[1]
     return [out.get(i, VFSettings()) for i in range(max(out) + 1)] if out else []
-
-
-STAT_KEYS = (
-    "rx_packets", "tx_packets", "rx_bytes", "tx_bytes",
-    "broadcast", "multicast", "rx_dropped", "tx_dropped",
-)  # fmt: skip
-
-
-def vf_stats(host: Host, pf_ifname: str) -> list[dict[str, int] | None]:
-    """Per-VF traffic counters (IFLA_VF_STATS), indexed by VF number; None where unreported.
-
-    The kernel's rtnl_fill_vfinfo() (net/core/rtnetlink.c) sends IFLA_VF_STATS unless the
-    request sets RTEXT_FILTER_SKIP_STATS, filled by ndo_get_vf_stats() — zeros from a driver
-    without it (igb has none).
-    """
-    if host.simulated:
-        from vfctl.host import sim
-
-        return sim.vf_stats(host.root, pf_ifname)
-    if str(host.root) != "/" or not os.path.exists("/proc/net/dev"):
-        return []
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ip:
-        idx = ip.link_lookup(ifname=pf_ifname)
-        if not idx:
-            return []
-        msg = ip.get_links(idx[0], ext_mask=1)[0]  # RTEXT_FILTER_VF
-        vfl = msg.get_attr("IFLA_VFINFO_LIST")
-        out: dict[int, dict[str, int] | None] = {}
-        for vfi in vfl.get_attrs("IFLA_VF_INFO") if vfl else []:
-            mac = vfi.get_attr("IFLA_VF_MAC")
-            if mac is None:
-                continue
-            st = vfi.get_attr("IFLA_VF_STATS")
-            out[int(mac["vf"])] = (
-                None
-                if st is None
-                else {k: int(st.get_attr(f"IFLA_VF_STATS_{k.upper()}") or 0) for k in STAT_KEYS}
-            )
-        return [out.get(i) for i in range(max(out) + 1)] if out else []
 
 
 def _from_vfinfo(vfi: Any) -> tuple[int, VFSettings] | None:
@@ -177,39 +233,8 @@ def _from_vfinfo(vfi: Any) -> tuple[int, VFSettings] | None:
     return int(mac["vf"]), vfattrs.decode(u32s, str(mac.get("mac", "")).lower() or None, ad)
 
 
-def set_vf(host: Host, pf_ifname: str, vf: int, settings: dict[str, Any]) -> None:
-    """Apply VF settings through the PF (RTM_SETLINK with IFLA_VFINFO_LIST); raises OSError."""
-    if host.simulated:
-        from vfctl.host import sim
-
-        sim.set_vf(host.root, pf_ifname, vf, **settings)
-        return
-    import errno
-
-    if str(host.root) != "/":  # netlink reaches this machine's kernel, not the --root tree
-        raise OSError(
-            errno.EXDEV, f"{host.root} is not this machine's root: VF settings go through netlink"
-        )
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    spec = vf_spec(vf, settings)
-    with IPRoute() as ip:
-        idx = ip.link_lookup(ifname=pf_ifname)
-        if not idx:
-            raise OSError(errno.ENODEV, f"no interface {pf_ifname}")
-        try:
-            ip.link("set", index=idx[0], vf=spec)
-        except NetlinkError as e:
-            raise OSError(e.code, os.strerror(e.code)) from None
-
-
 def vf_spec(vf: int, settings: dict[str, Any]) -> dict[str, Any]:
     """pyroute2's ``vf=`` argument for these settings (``vfattrs.encode``). Encoded the same by
     pyroute2 0.7.2 (bookworm) through 0.9 (tests/deb check the bytes against the kernel's
     structs)."""
     return vfattrs.encode(vf, settings)
-
-
-def _settings(d: dict[str, Any]) -> VFSettings:
-    return VFSettings(**{k: d.get(k) for k in VFSettings.__dataclass_fields__})

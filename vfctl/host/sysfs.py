@@ -1,9 +1,9 @@
 """Root-aware, path-safe access to the host's sysfs/dev/proc: the only module that touches them.
 
 Every path is relative to a root (``/`` or ``--root DIR``/``VFCTL_ROOT``). Names that come
-from the user are checked before any filesystem call, so nothing can escape the root. When the
-root is a simulated host (made by ``vfctl sim init``), writes go to the kernel simulator
-instead of the filesystem, so they follow the kernel's SR-IOV rules.
+from the user are checked before any filesystem call, so nothing can escape the root. This is
+the real host's implementation; a simulated host (``vfctl.sim``) subclasses it and overrides
+the writers, and :func:`vfctl.host.open.open_host` picks which one a root gets.
 """
 
 from __future__ import annotations
@@ -11,13 +11,17 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vfctl.errors import UsageError
 from vfctl.host.files import read_attr
 
+if TYPE_CHECKING:
+    from vfctl.host.netlink import Netlink
+
 MAX_NAME = 255
-SIM_MARKER = ".vfctl-sim"
 
 PCI_DEVICES = "sys/bus/pci/devices"
 PCI_DRIVERS = "sys/bus/pci/drivers"
@@ -34,19 +38,24 @@ def check_name(name: str, what: str = "name") -> str:
 
 
 class Host:
-    """One host, real or simulated, seen through its root directory."""
+    """One host seen through its root directory: the running kernel at ``/``, or a tree."""
+
+    # a running system: sockets under run/ are daemons serving this host (backend detection)
+    live = True
 
     def __init__(self, root: str | os.PathLike[str] = "/") -> None:
         self.root = Path(root)
         self._prefix = str(self.root).rstrip("/")
-        self.simulated = (self.root / SIM_MARKER).is_dir()
-        if self.simulated and (self.root / SIM_MARKER / "render-pending").exists():
-            from vfctl.host import sim
-
-            sim.repair(self.root)  # a simulated write was killed mid-way: finish it first
 
     def __repr__(self) -> str:
-        return f"Host({str(self.root)!r}{', simulated' if self.simulated else ''})"
+        return f"Host({str(self.root)!r})"
+
+    @cached_property
+    def netlink(self) -> Netlink:
+        """This host's rtnetlink (the kernel's; a simulated host has its own)."""
+        from vfctl.host.netlink import KernelNetlink
+
+        return KernelNetlink(self)
 
     def path(self, rel: str) -> Path:
         """Absolute path of a root-relative path (no symlink resolution)."""
@@ -121,11 +130,6 @@ class Host:
 
     def write(self, rel: str, value: str) -> None:
         """Write a sysfs attribute; every errno from the kernel reaches the caller as OSError."""
-        if self.simulated:
-            from vfctl.host import sim
-
-            sim.write(self.root, rel, value)
-            return
         fd = os.open(self.confined(rel), os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
         try:
             data = value.encode()
@@ -155,22 +159,15 @@ class Host:
         return str(self.path(f"{PCI_DEVICES}/{check_name(address, 'PCI address')}/config"))
 
     def settle(self) -> None:
-        """Let pending driver probes run: the kernel does that by itself, the simulator when called."""
-        if self.simulated:
-            from vfctl.host import sim
-
-            sim.settle(self.root)
+        """Let pending driver probes run: the kernel does that by itself (the simulator does not)."""
 
     def modprobe(self, module: str) -> None:
-        """Load a kernel module (simulated hosts load it in the simulator)."""
+        """Load a kernel module; the name is checked before anything runs."""
         from vfctl.inputs import driver_name
 
-        driver_name(module, "module")
-        if self.simulated:
-            from vfctl.host import sim
+        self._load_module(driver_name(module, "module"))
 
-            sim.modprobe(self.root, module)
-            return
+    def _load_module(self, module: str) -> None:
         if self.exists(f"sys/module/{module.replace('-', '_')}"):
             return
         if self._prefix != "":  # modprobe loads into this machine's kernel, not the tree's
@@ -186,11 +183,9 @@ class Host:
         (``modprobe --dry-run``); None when this root's kernel cannot be asked."""
         from vfctl.inputs import driver_name
 
-        driver_name(module, "module")
-        if self.simulated:
-            from vfctl.host import sim
+        return self._module_known(driver_name(module, "module"))
 
-            return sim.module_known(self.root, module)
+    def _module_known(self, module: str) -> bool | None:
         if self.exists(f"sys/module/{module.replace('-', '_')}"):
             return True
         if self._prefix != "":

@@ -37,8 +37,8 @@ release() {
 raw() {
     python - "$R" "$PF" "$@" <<'PY'
 import errno, sys
-from vfctl.host.sysfs import Host
-h, pf = Host(sys.argv[1]), sys.argv[2]
+from vfctl.host.open import open_host
+h, pf = open_host(sys.argv[1]), sys.argv[2]
 for v in sys.argv[3:]:
     try:
         h.write(f"sys/bus/pci/devices/{pf}/sriov_numvfs", v)

@@ -1,0 +1,60 @@
+"""A simulated host: the real Host's reads, with writes, module loads and probes done by the
+kernel simulator instead of the filesystem, so they follow the kernel's rules."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from vfctl.host.open import SIM_MARKER
+from vfctl.host.sysfs import Host
+
+if TYPE_CHECKING:
+    from vfctl.host.netlink import Netlink
+
+PENDING = "render-pending"  # the simulator's write-ahead intent marker
+
+
+class SimHost(Host):
+    """A root made by ``vfctl sim init``/``snapshot``; reads go to its tree as on a real host."""
+
+    # its run/ sockets (if a test made any) are not daemons serving this tree
+    live = False
+
+    def __init__(self, root: str | os.PathLike[str] = "/") -> None:
+        super().__init__(root)
+        if (self.root / SIM_MARKER / PENDING).exists():
+            from vfctl.host import sim
+
+            sim.repair(self.root)  # a simulated write was killed mid-way: finish it first
+
+    def __repr__(self) -> str:
+        return f"Host({str(self.root)!r}, simulated)"
+
+    @cached_property
+    def netlink(self) -> Netlink:
+        from vfctl.sim.netlink import SimNetlink
+
+        return SimNetlink(self)
+
+    def write(self, rel: str, value: str) -> None:
+        from vfctl.host import sim
+
+        sim.write(self.root, rel, value)
+
+    def settle(self) -> None:
+        """Run pending (late) driver probes now, as the kernel would have by itself."""
+        from vfctl.host import sim
+
+        sim.settle(self.root)
+
+    def _load_module(self, module: str) -> None:
+        from vfctl.host import sim
+
+        sim.modprobe(self.root, module)
+
+    def _module_known(self, module: str) -> bool | None:
+        from vfctl.host import sim
+
+        return sim.module_known(self.root, module)

@@ -1,0 +1,57 @@
+"""The simulated host's rtnetlink: :class:`vfctl.host.netlink.Netlink` over the simulator's
+netdev model (addresses, masters, routes and VF settings live in its state, not in sysfs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vfctl.host.sysfs import Host
+from vfctl.model import NetLink, VFSettings
+
+
+def _settings(d: dict[str, Any]) -> VFSettings:
+    return VFSettings(**{k: d.get(k) for k in VFSettings.__dataclass_fields__})
+
+
+class SimNetlink:
+    """Each call is one locked read or write of the simulator's state (as one netlink request)."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def links(self) -> list[NetLink]:
+        from vfctl.host import sim
+
+        return [
+            NetLink(
+                d["ifname"],
+                None if d.get("kind") == "device" else d.get("kind"),
+                bool(d.get("up")),
+                tuple(d.get("addresses", ())),
+                d.get("master"),
+                d.get("link"),
+                bool(d.get("default_route")),
+            )
+            for d in sim.links(self.host.root)
+        ]
+
+    def vf_info(self, pf_ifname: str) -> list[VFSettings]:
+        from vfctl.host import sim
+
+        return [_settings(d) for d in sim.vf_info(self.host.root, pf_ifname)]
+
+    def vf_info_all(self, pf_ifnames: list[str]) -> dict[str, list[VFSettings]]:
+        from vfctl.host import sim
+
+        got = sim.vf_info_all(self.host.root, pf_ifnames)
+        return {n: [_settings(d) for d in got[n]] for n in pf_ifnames}
+
+    def vf_stats(self, pf_ifname: str) -> list[dict[str, int] | None]:
+        from vfctl.host import sim
+
+        return sim.vf_stats(self.host.root, pf_ifname)
+
+    def set_vf(self, pf_ifname: str, vf: int, settings: dict[str, Any]) -> None:
+        from vfctl.host import sim
+
+        sim.set_vf(self.host.root, pf_ifname, vf, **settings)
