@@ -186,3 +186,13 @@ def test_validate_normalises_what_it_lets_through() -> None:
 def test_a_pf_without_netdev_cannot_take_vf_settings() -> None:
     with pytest.raises(HostError, match="no netdev"):
         plan_set(pf(None), vf(), Desired(trust=True))
+
+
+def test_the_planned_op_is_found_where_the_engine_looks_for_it() -> None:
+    """Journals name ``netlink.vf``: the engine imports OP_MODULES['netlink'] to replay it."""
+    import importlib
+
+    from vfctl import plan as engine
+
+    importlib.import_module(engine.OP_MODULES["netlink"])
+    assert "netlink.vf" in engine.OPS
