@@ -25,6 +25,17 @@ def _line(text: bytes, key: bytes) -> int:
     return at + 1 if at >= 0 else -1
 
 
+@functools.lru_cache(maxsize=4)
+def _read(path: str) -> tuple[bytes, bytes] | None:
+    """The file and its lower-case twin (ASCII only: the same offsets), once per process."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data, data.lower()
+
+
 @functools.lru_cache(maxsize=256)
 def name(vendor: str, device: str) -> str | None:
     """Device name from pci.ids: the vendor's block found by a search, not line by line.
@@ -36,12 +47,10 @@ def name(vendor: str, device: str) -> str | None:
     if any(c in vendor + device for c in "#\t\r\n") or not vendor or not device:
         return None
     for path in PATHS:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
+        got = _read(path)
+        if got is None:
             continue
-        low = data.lower()  # ASCII only: the same offsets as data
+        data, low = got
         at = _line(low, vendor.encode())
         start = data.find(b"\n", at) + 1 if at >= 0 else 0
         if start == 0:

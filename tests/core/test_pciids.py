@@ -65,8 +65,10 @@ def test_crafted_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f.write_text(CRAFTED, encoding="utf-8")
     monkeypatch.setattr(pciids, "PATHS", (str(tmp_path / "absent"), str(f)))
     pciids.name.cache_clear()
+    pciids._read.cache_clear()
     got = {(v, d): pciids.name(v, d) for v, d in ODD}
     pciids.name.cache_clear()
+    pciids._read.cache_clear()
     assert got == {(v, d): _by_lines(str(f), v, d) for v, d in ODD}
     assert got[("8086", "10ca")] == "Upper-case id, \xe9 in the name"
     assert got[("15b3", "1018")] == "ConnectX-5 VF" and got[("8086", "1520")] is None

@@ -125,18 +125,14 @@ def _locked(root: Path) -> Iterator[State]:
         fcntl.flock(fd, fcntl.LOCK_EX)
         text = (sd / "state.json").read_text()
         st: State = json.loads(text)
-        before: State | None = json.loads(text)  # pristine, to tell whether anything changed
         if (sd / PENDING).exists():
             _commit(root, st, full=True)  # a killed writer: finish its render first
-            before = None
+            text = ""
         try:
             _settle(st)
             yield st
         finally:
-            # reads (vf_info, link_info) change nothing: no commit. Compared as compact
-            # sorted dumps (the C encoder; _dump's indent needs the pure-Python one): equal
-            # exactly when _dump's texts are
-            if before is None or _canon(st) != _canon(before):
+            if _dump(st) != text:  # reads (vf_info, link_info) change nothing: no commit
                 _commit(root, st)
     finally:
         os.close(fd)
@@ -180,12 +176,10 @@ def _locked_raw(root: Path) -> Iterator[State]:
         os.close(fd)
 
 
-def _canon(st: State) -> str:
-    return json.dumps(st, sort_keys=True)
-
-
 def _dump(st: State) -> str:
-    return json.dumps(st, indent=1, sort_keys=True)
+    """state.json's text: compact and sorted, so the C encoder writes it (an indent needs the
+    pure-Python one, ~15x slower) and every command can compare it with what it read."""
+    return json.dumps(st, sort_keys=True)
 
 
 def _save(root: Path, st: State) -> None:
