@@ -153,3 +153,17 @@ def test_a_vm_manager_failing_after_the_run_costs_the_record_not_the_run(root: P
     assert n.calls == 2  # plan; verify (without the VM managers' view) once the inventory failed
     assert any("host not re-read after the run" in w for w in res.warnings), res.warnings
     assert (root / "sys/bus/pci/devices/0000:01:00.0/sriov_numvfs").read_text().strip() == "2"
+
+
+def test_the_session_layer_imports_no_typer_and_no_rich() -> None:
+    """The lean read path builds a Session without the CLI; rich only when a table is drawn."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vfctl.session, vfctl.runflow, vfctl.render\n"
+        "print(sorted(m for m in ('typer', 'rich', 'vfctl.cli', 'vfctl.cli_app') "
+        "if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
