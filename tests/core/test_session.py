@@ -167,3 +167,13 @@ def test_the_session_layer_imports_no_typer_and_no_rich() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_undo_discovers_twice(root: Path) -> None:
+    """undo plans from the model it checks drift on and verifies on the re-discovered one."""
+    assert run(root, "enable", PF, "4")[0].code == 0
+    res, n = run(root, "undo", "last", "--json")
+    assert res.code == 0, res.err
+    assert res.json()["changed"] is True and res.json()["error"] is None
+    assert n == 2
+    assert (root / "sys/bus/pci/devices/0000:01:00.0/sriov_numvfs").read_text().strip() == "0"
