@@ -22,8 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 import benchlib as B  # noqa: E402
 
-from vfctl.host import sim  # noqa: E402
-from vfctl.host import sim_presets as P  # noqa: E402
+from vfctl import sim  # noqa: E402
+from vfctl.sim import create, presets  # noqa: E402
+from vfctl.sim import parts as P  # noqa: E402
 
 PORTS, TOTAL = 17, 1024
 STAMP = "bench_apply v1\n"
@@ -31,21 +32,21 @@ N = int(os.environ.get("VFCTL_BENCH_N", "7"))
 
 
 def _many_82599() -> tuple[dict[str, object], dict[str, bytes]]:
-    b = P._Builder(0, "0-15")
+    b = P.Builder(0, "0-15")
     top = "pci0000:00"
-    b.add("0000:00:00.0", top, P._host_bridge(0x8086, 0x1918), None)
+    b.add("0000:00:00.0", top, P.host_bridge(0x8086, 0x1918), None)
     for k in range((PORTS + 1) // 2):
         bus = k + 1
         rp = f"0000:00:{k + 1:02x}.0"
-        b.add(rp, top, P._root_port(0x1901, 0x8086, (0, bus, bus), k + 1), "pcieport")
+        b.add(rp, top, P.root_port(0x1901, 0x8086, (0, bus, bus), k + 1), "pcieport")
         for fn in (0, 1):
             if 2 * k + fn >= PORTS:
                 break
-            b.add(f"0000:{bus:02x}:00.{fn}", f"{top}/{rp}", P._i82599(fn, bus), "ixgbe",
-                  net=P._nic(f"enp{bus}s0f{fn}", f"90:e2:ba:00:{bus:02x}:{fn:02x}", up=True,
+            b.add(f"0000:{bus:02x}:00.{fn}", f"{top}/{rp}", P.i82599(fn, bus), "ixgbe",
+                  net=P.nic(f"enp{bus}s0f{fn}", f"90:e2:ba:00:{bus:02x}:{fn:02x}", up=True,
                              speed=10000))  # fmt: skip
-    state = P._base_state("bench", "bench1", "intel_iommu=on iommu=pt")
-    return P._finish(state, b, ["pcieport", "ixgbe"]), b.configs
+    state = presets.base_state("bench", "bench1", "intel_iommu=on iommu=pt")
+    return presets.finish(state, b, ["pcieport", "ixgbe"]), b.configs
 
 
 def host() -> tuple[Path, list[str]]:
@@ -57,8 +58,8 @@ def host() -> tuple[Path, list[str]]:
         return root, pfs
     if root.exists():
         shutil.rmtree(root)
-    sim._prepare(root)
-    sim._materialize(root, st, configs)
+    create.prepare(root)
+    create.materialize(root, st, configs)
     left = TOTAL
     for a in pfs:
         n = min(63, left)

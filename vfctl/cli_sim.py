@@ -18,7 +18,7 @@ def sim_init(
     """Write a simulated host (real sysfs layout) that follows the kernel's SR-IOV rules."""
 
     def go() -> None:
-        from vfctl.host import sim
+        from vfctl import sim
 
         if preset not in sim.PRESETS:
             raise UsageError(
@@ -51,7 +51,7 @@ def sim_snapshot(
     """Record this host's (or --root's) PCI/SR-IOV state as a simulated host."""
 
     def go() -> None:
-        from vfctl.host import sim
+        from vfctl import sim
 
         root = session().opts.root
         if dir.exists() and (not dir.is_dir() or any(dir.iterdir())):

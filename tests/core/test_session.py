@@ -13,8 +13,8 @@ import pytest
 from clirun import Run, counting
 from typer.testing import CliRunner
 
+from vfctl import sim
 from vfctl.cli import app
-from vfctl.host import sim
 from vfctl.session import Options, Session
 
 PF = "enp1s0f0"

@@ -11,9 +11,8 @@ import pytest
 import typer
 from needs import missing
 
-from vfctl import completion, manpage
+from vfctl import completion, manpage, sim
 from vfctl.cli import app
-from vfctl.host import sim
 
 REPO = Path(__file__).parents[2]
 ROOT = typer.main.get_command(app)

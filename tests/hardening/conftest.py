@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vfctl.host import sim
+from vfctl import sim
 
 
 @pytest.fixture(scope="session")

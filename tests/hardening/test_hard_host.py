@@ -157,9 +157,9 @@ def test_pci_address_with_trailing_newline_refused() -> None:
 
 
 def test_host_strings_are_not_markup(simroot: Path, tmp_path: Path) -> None:
-    from vfctl.host import sim
+    from vfctl import sim
 
-    with sim._locked(simroot) as st:
+    with sim.locked(simroot) as st:
         st["devices"][IGB]["net"]["ifname"] = "[reverse]eth9"
     assert cli(simroot, "--backend", "none", "enable", "[reverse]eth9", "2").code == 0
     for args in (("list", "--all"), ("show", "[reverse]eth9")):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from simcli import SimHost
 
-from vfctl.host import sim
+from vfctl import sim
 
 Prepare = Callable[[SimHost], None]
 NewHost = Callable[..., SimHost]

@@ -15,8 +15,10 @@ import sys
 from typing import Any
 
 from vfctl import plan
-from vfctl.host import netlink, sim
+from vfctl.host import netlink
 from vfctl.host.sysfs import Host
+from vfctl.sim import state as simstate
+from vfctl.sim import tree as simtree
 from vfctl.sim.host import SimHost
 
 try:
@@ -25,8 +27,10 @@ try:
     JOURNAL: tuple[Any, tuple[str, ...]] = (statedir, ("write", "remove"))
 except ImportError:  # vfctl before the private state directory: its journal methods
     JOURNAL = (plan.Journal, ("save", "clear"))
-SIM = tuple(n for n in ("_put", "_link", "_rm", "_save", "_atomic_write") if hasattr(sim, n))
-HOOKS = ((Host, ("write",)), (SimHost, ("write",)), (netlink, ("set_vf",)), (sim, SIM), JOURNAL)
+# the simulator's own steps: every tree change goes through vfctl.sim.tree, every state save
+# through vfctl.sim.state.save
+SIM = ((simtree, ("put", "link", "rm", "atomic_write")), (simstate, ("save",)))
+HOOKS = ((Host, ("write",)), (SimHost, ("write",)), (netlink, ("set_vf",)), *SIM, JOURNAL)
 
 
 def main() -> None:

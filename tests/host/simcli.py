@@ -10,8 +10,8 @@ from typing import Any
 from clirun import Run
 from typer.testing import CliRunner
 
+from vfctl import sim
 from vfctl.cli import app
-from vfctl.host import sim
 
 
 class SimHost:
@@ -42,7 +42,7 @@ class SimHost:
         return Path(p.readlink()).name if p.is_symlink() else None
 
     def edit_state(self, fn: Callable[[dict[str, Any]], None]) -> None:
-        with sim._locked(self.root) as st:
+        with sim.locked(self.root) as st:
             fn(st)
 
     def faults(self, rules: list[dict[str, Any]]) -> None:

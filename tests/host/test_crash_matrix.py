@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from simcli import SimHost
 
-from vfctl.host import sim
+from vfctl import sim
 
 PF = "enp1s0"  # the minimal preset: one 82576 port (igb), VFs on igbvf with netdevs
 SEED = 11

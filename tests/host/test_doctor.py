@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from simcli import SimHost
 
-from vfctl.host import sim
-from vfctl.host.cfgbuild import find_ext_cap
+from vfctl import sim
 from vfctl.host.open import open_host
 from vfctl.pci.regs import PCI_EXT_CAP_ID_ACS
+from vfctl.sim.cfgbuild import find_ext_cap
 
 MIN_PF, MIN_ADDR = "enp1s0", "0000:01:00.0"  # minimal preset: igb behind root port 00:01.0
 ROOT_PORT = "0000:00:01.0"

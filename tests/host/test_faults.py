@@ -28,8 +28,7 @@ from typing import Any
 import pytest
 from simcli import Run, SimHost
 
-from vfctl import ops_host
-from vfctl.host import sim
+from vfctl import ops_host, sim
 
 PF = "enp1s0"  # the minimal preset: one 82576 (igb, 7 VFs), few VFs keep the sim fast
 PF_ADDR = "0000:01:00.0"

@@ -12,9 +12,10 @@ import os
 import time
 from pathlib import Path
 
-from vfctl.host import holders, sim_vm
+from vfctl.host import holders
 from vfctl.host.open import open_host
 from vfctl.model import HeldBy
+from vfctl.sim import vm as sim_vm
 
 A, B, C, D = "0000:01:10.0", "0000:01:10.2", "0000:01:10.4", "0000:01:10.6"
 

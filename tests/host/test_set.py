@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from simcli import SimHost
 
-from vfctl.host import sim
-from vfctl.host.sim_presets import DRIVERS
+from vfctl import sim
+from vfctl.sim import netdevs
+from vfctl.sim.catalog import DRIVERS
 
 PF = "enp1s0"  # minimal preset: one 82576 port, igb, link up at 1 Gb/s
 
@@ -288,13 +289,13 @@ def test_setting_accepted_but_ignored_is_an_error(
 ) -> None:
     """A driver that returns success for trust and keeps reporting the old value: vfctl reads
     every setting back, so this is an error, and the MAC set before it is rolled back."""
-    real = sim._set_one
+    real = netdevs._set_one
 
     def ignore_trust(st: Any, dev: Any, vfi: int, group: str, vals: Any, *rest: Any) -> None:
         if group != "trust":
             real(st, dev, vfi, group, vals, *rest)
 
-    monkeypatch.setattr(sim, "_set_one", ignore_trust)
+    monkeypatch.setattr(netdevs, "_set_one", ignore_trust)
     h = fresh()
     before = vf(h)
     r = h("set", PF, "vf0", "--mac", "02:00:00:00:00:44", "--trust", "on", "--json")

@@ -37,7 +37,7 @@ HOST_PATH = f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}
 LISTS = """
 import json, pathlib
 from vfctl.discover import discover
-from vfctl.host import sim
+from vfctl import sim
 from vfctl.host.open import open_host
 sim.snapshot(pathlib.Path("/"), pathlib.Path("/tmp/snap"))
 print(json.dumps({"snap_list": discover(open_host("/tmp/snap")).to_json(),

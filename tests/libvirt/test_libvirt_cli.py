@@ -231,7 +231,7 @@ def test_vf_held_by_a_qemu_no_domain_names_is_refused(
     sim: SimHost, make_domain: Callable[..., Any]
 ) -> None:
     """Issue 12 §3: the running truth (an open /dev/vfio/N) counts, whatever configs say."""
-    from vfctl.host import sim_vm
+    from vfctl.sim import vm as sim_vm
 
     dom = make_domain()
     assert sim.json("bind", sim.pf, "vf1")["changed"] is True

@@ -385,7 +385,7 @@ def test_recover_undoes_what_a_killed_pool_create_did(lab: Lab) -> None:
 
 def test_pool_on_a_down_pf_warns_from_the_discovered_link_state(lab: Lab) -> None:
     """The PF's link state comes from the model's in-use facts (read once at discovery)."""
-    from vfctl.host import sim
+    from vfctl import sim
 
     plan = lab.json("pool", "create", "tenant-down", PF, "vf7", "--check")
     assert not any("is down" in w for w in plan["warnings"])

@@ -19,8 +19,8 @@ from libvirtd import Libvirtd
 from typer.testing import CliRunner
 
 from vfctl import cli
+from vfctl import sim as simhost
 from vfctl.backends.libvirt_xml import HostdevInterfaceXml, HostdevXml, pci_devices
-from vfctl.host import sim as simhost
 
 pytestmark = pytest.mark.libvirtd
 

@@ -25,7 +25,7 @@ def vfctl(root: Path | None, *args: str, input: str | None = None) -> Run:
 
 
 def make_sim(dir: Path, preset: str) -> Path:
-    from vfctl.host import sim
+    from vfctl import sim
 
     sim.init(dir, preset)
     return dir

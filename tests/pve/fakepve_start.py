@@ -13,7 +13,7 @@ pid, per ``PVE::QemuServer::Helpers::vm_running_locally`` and its pid file
 ``/var/run/qemu-server/<vmid>.pid``). Also pve-docs ``qm.adoc`` "Resource Mapping".
 
 The node's hardware is a simulated host root (``vfctl sim init``): its sysfs is the PCI
-listing, and a started VM becomes a QEMU stand-in there (``vfctl.host.sim_vm``) holding the
+listing, and a started VM becomes a QEMU stand-in there (``vfctl.sim.vm``) holding the
 chosen functions' ``/dev/vfio/<group>`` open.
 """
 
@@ -120,7 +120,7 @@ def alternatives(
 
 def start(fake: Any, vmid: int, root: Path, now: float | None = None) -> dict[str, list[str]]:
     """``qm start``: pending applied, devices chosen and reserved, QEMU stand-in running."""
-    from vfctl.host import sim_vm
+    from vfctl.sim import vm as sim_vm
 
     t = time.time() if now is None else now
     with fake.edit() as st:
@@ -188,7 +188,7 @@ def reserve_only(fake: Any, vmid: int, root: Path, ids: list[str], now: float) -
 
 
 def stop(fake: Any, vmid: int, root: Path) -> None:
-    from vfctl.host import sim_vm
+    from vfctl.sim import vm as sim_vm
 
     with fake.edit() as st:
         st["vms"][str(vmid)]["status"] = "stopped"

@@ -18,9 +18,8 @@ from fakepve import FakePve, Server
 from needs import missing
 from typer.testing import CliRunner
 
-from vfctl import cli
+from vfctl import cli, sim
 from vfctl.backends import proxmox
-from vfctl.host import sim
 
 NODE = "pve1"
 TOKEN_USER = "vfctl@pve"

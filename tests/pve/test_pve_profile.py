@@ -20,9 +20,8 @@ from fakepve import FakePve, Server
 from needs import missing
 from typer.testing import CliRunner
 
-from vfctl import cli
+from vfctl import cli, sim
 from vfctl.backends import proxmox
-from vfctl.host import sim
 
 PF = "enp1s0f0"  # 82599 in the default preset: VFs at offset 128, stride 2
 VF = ("0000:01:10.0", "0000:01:10.2", "0000:01:10.4", "0000:01:10.6")

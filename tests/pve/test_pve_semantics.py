@@ -16,7 +16,7 @@ import pytest
 from fakepve import FakePve
 from pvecli import PF, Pve
 
-from vfctl.host import sim_vm
+from vfctl.sim import vm as sim_vm
 
 VFS = [f"0000:01:10.{f}" for f in (0, 2, 4, 6)]  # VF 0-3 of enp1s0f0 in the default preset
 ENTRY = "node=pve1,path={},id=8086:10ed"

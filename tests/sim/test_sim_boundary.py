@@ -22,7 +22,7 @@ def _modules() -> list[tuple[str, ast.Module]]:
     out = []
     for p in sorted(PKG.rglob("*.py")):
         rel = p.relative_to(PKG).as_posix()
-        if rel.startswith(("sim/", "host/sim")) or rel == CHOOSER:  # host/sim*: moving to sim/
+        if rel.startswith("sim/") or rel == CHOOSER:
             continue
         out.append((rel, ast.parse(p.read_text(), rel)))
     return out
@@ -53,7 +53,7 @@ def test_only_the_sim_commands_import_the_simulator() -> None:
             elif isinstance(n, ast.Import):
                 names = [a.name for a in n.names]
             sim = any(
-                x == "vfctl.sim" or x.startswith(("vfctl.sim.", "vfctl.host.sim")) for x in names
+                x == "vfctl.sim" or x.startswith("vfctl.sim.") for x in names
             )
             if sim and not rel.startswith("cli"):
                 found.append(f"{rel}:{n.lineno}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from simhelpers import dev, log_lines, rd
 
-from vfctl.host import sim
+from vfctl import sim
 
 VFS = [f"0000:01:1{i // 4}.{(i % 4) * 2}" for i in range(7)]
 ROUNDS = 6

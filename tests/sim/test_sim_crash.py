@@ -18,12 +18,15 @@ from typing import Any
 
 import pytest
 
-from vfctl.host import sim
+from vfctl import sim
 from vfctl.host.open import open_host
+from vfctl.sim import state as simstate
+from vfctl.sim import tree as simtree
 
 PF = "sys/bus/pci/devices/0000:01:00.0"  # minimal preset: one igb PF, 7 VFs
 VF0 = "0000:01:10.0"
-_HOOKED = tuple(n for n in ("_put", "_link", "_rm", "_save", "_atomic_write") if hasattr(sim, n))
+# every file operation of the simulator: tree changes (vfctl.sim.tree) and state saves
+_HOOKED = [(simtree, n) for n in ("put", "link", "rm", "atomic_write")] + [(simstate, "save")]
 
 Op = Callable[[Path], None]
 
@@ -77,14 +80,14 @@ def tree(root: Path) -> dict[str, Any]:
 
 def _count_calls(root: Path, op: Op, monkeypatch: pytest.MonkeyPatch) -> int:
     n = [0]
-    for name in _HOOKED:
-        real = getattr(sim, name)
+    for mod, name in _HOOKED:
+        real = getattr(mod, name)
 
         def hooked(*a: Any, _real: Any = real, **kw: Any) -> Any:
             n[0] += 1
             return _real(*a, **kw)
 
-        monkeypatch.setattr(sim, name, hooked)
+        monkeypatch.setattr(mod, name, hooked)
     op(root)
     monkeypatch.undo()
     return n[0]
@@ -96,8 +99,8 @@ def _killed_at(root: Path, op: Op, k: int) -> None:
     if pid == 0:  # child: never returns into pytest
         try:
             n = [0]
-            for name in _HOOKED:
-                real = getattr(sim, name)
+            for mod, name in _HOOKED:
+                real = getattr(mod, name)
 
                 def hooked(*a: Any, _real: Any = real, **kw: Any) -> Any:
                     n[0] += 1
@@ -105,7 +108,7 @@ def _killed_at(root: Path, op: Op, k: int) -> None:
                         os._exit(9)
                     return _real(*a, **kw)
 
-                setattr(sim, name, hooked)
+                setattr(mod, name, hooked)
             op(root)
         finally:
             os._exit(0)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from simhelpers import dev, errno_of, log_lines, rd
 
-from vfctl.host import sim
+from vfctl import sim
 
 PF = "0000:01:00.0"
 NUMVFS = f"sys/bus/pci/devices/{PF}/sriov_numvfs"

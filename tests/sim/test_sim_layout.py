@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from simhelpers import dev, rd
 
+from vfctl import sim
 from vfctl.errors import UsageError
-from vfctl.host import sim
 
 # What each preset promises for its SR-IOV PFs:
 # bdf -> (driver, sriov_totalvfs, cap TotalVFs, offset, stride, vf device)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from simhelpers import dev, rd, required
 
-from vfctl.host import cfgbuild, sim
+from vfctl import sim
+from vfctl.sim import cfgbuild
 
 DATA = Path(__file__).parent / "data"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from simhelpers import dev, errno_of, log_lines, rd
 
-from vfctl.host import sim
+from vfctl import sim
 
 PF = "0000:01:00.0"
 
@@ -131,7 +131,7 @@ def test_link_info_shapes(make_host) -> None:
 def test_links_is_every_link_at_once_and_a_bond_port_has_no_brport(make_host) -> None:
     root = make_host("default")
     sim.write(root, dev("0000:02:00.0", "sriov_numvfs"), "2")
-    with sim._locked(root) as st:  # a bond over VF 0's netdev, as `ip link set … master bond0`
+    with sim.locked(root) as st:  # a bond over VF 0's netdev, as `ip link set … master bond0`
         vf0 = next(d for d in st["devices"].values() if d.get("vf_index") == 0)
         st["vnet"]["bond0"] = {"kind": "bond", "ifindex": 90, "mac": "02:00:00:00:00:90",
                                "mtu": 1500, "up": True, "ports": [vf0["net"]["ifname"]]}  # fmt: skip

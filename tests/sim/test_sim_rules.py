@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from simhelpers import dev, errno_of, log_lines, rd
 
-from vfctl.host import sim
+from vfctl import sim
 from vfctl.host.open import open_host
 from vfctl.sim.host import SimHost
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from simhelpers import dev, errno_of, rd, required
 
-from vfctl.host import sim
+from vfctl import sim
 
 ATTRS = ["vendor", "device", "class", "subsystem_vendor", "subsystem_device", "revision",
          "irq", "resource", "numa_node", "local_cpulist", "driver_override", "enable",

@@ -1,7 +1,46 @@
-"""The kernel simulator: a host tree in the real sysfs layout whose writes and netlink follow
-the kernel's SR-IOV, driver-binding and VFIO rules (docs/sim.md).
+"""The kernel simulator behind ``vfctl sim``: a host tree in the real sysfs layout whose writes
+and netlink follow the kernel's SR-IOV, driver-binding and VFIO rules (docs/sim.md).
 
-It implements the same interfaces as the real adapters: :class:`vfctl.sim.host.SimHost` is a
-:class:`vfctl.host.sysfs.Host`, its ``netlink`` a :class:`vfctl.host.netlink.Netlink`.
+Why: vfctl must be testable (and demonstrable) without SR-IOV hardware, and every rule it
+relies on must behave as the lab's real kernel did (shared/LAB.md). Reads need no simulator:
+the tree on disk *is* the host, in the layout pciutils and vfctl read. The simulator
+implements the same interfaces as the real adapters: :class:`vfctl.sim.host.SimHost` is a
+:class:`vfctl.host.sysfs.Host` whose writes, module loads and probes come here, and its
+``netlink`` (:class:`vfctl.sim.netlink.SimNetlink`) a :class:`vfctl.host.netlink.Netlink`.
 :func:`vfctl.host.open.open_host` is the one place that picks it.
+
+This package's top level is the simulator's API for tests, the fake PVE and ``vfctl sim``;
+each module holds one concern (docs/architecture.md lists them). Importing it loads no
+config-space builder and no hashing or tree-copying module: the lean read path pays for
+every import.
 """
+
+from __future__ import annotations
+
+from vfctl.sim.catalog import PRESETS
+from vfctl.sim.common import MARKER
+from vfctl.sim.create import init
+from vfctl.sim.netdevs import link_info, links, set_link, set_vf, vf_info, vf_info_all, vf_stats
+from vfctl.sim.snapshot import snapshot
+from vfctl.sim.state import locked, repair
+from vfctl.sim.writes import modprobe, module_known, settle, write
+
+__all__ = [
+    "MARKER",
+    "PRESETS",
+    "init",
+    "link_info",
+    "links",
+    "locked",
+    "modprobe",
+    "module_known",
+    "repair",
+    "set_link",
+    "set_vf",
+    "settle",
+    "snapshot",
+    "vf_info",
+    "vf_info_all",
+    "vf_stats",
+    "write",
+]

@@ -7,13 +7,14 @@ import os
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from vfctl.host.open import SIM_MARKER
 from vfctl.host.sysfs import Host
+from vfctl.sim import state, writes
+from vfctl.sim.common import simdir
+from vfctl.sim.netlink import SimNetlink
+from vfctl.sim.state import PENDING
 
 if TYPE_CHECKING:
     from vfctl.host.netlink import Netlink
-
-PENDING = "render-pending"  # the simulator's write-ahead intent marker
 
 
 class SimHost(Host):
@@ -24,37 +25,25 @@ class SimHost(Host):
 
     def __init__(self, root: str | os.PathLike[str] = "/") -> None:
         super().__init__(root)
-        if (self.root / SIM_MARKER / PENDING).exists():
-            from vfctl.host import sim
-
-            sim.repair(self.root)  # a simulated write was killed mid-way: finish it first
+        if (simdir(self.root) / PENDING).exists():
+            state.repair(self.root)  # a simulated write was killed mid-way: finish it first
 
     def __repr__(self) -> str:
         return f"Host({str(self.root)!r}, simulated)"
 
     @cached_property
     def netlink(self) -> Netlink:
-        from vfctl.sim.netlink import SimNetlink
-
         return SimNetlink(self)
 
     def write(self, rel: str, value: str) -> None:
-        from vfctl.host import sim
-
-        sim.write(self.root, rel, value)
+        writes.write(self.root, rel, value)
 
     def settle(self) -> None:
         """Run pending (late) driver probes now, as the kernel would have by itself."""
-        from vfctl.host import sim
-
-        sim.settle(self.root)
+        writes.settle(self.root)
 
     def _load_module(self, module: str) -> None:
-        from vfctl.host import sim
-
-        sim.modprobe(self.root, module)
+        writes.modprobe(self.root, module)
 
     def _module_known(self, module: str) -> bool | None:
-        from vfctl.host import sim
-
-        return sim.module_known(self.root, module)
+        return writes.module_known(self.root, module)

@@ -7,6 +7,7 @@ from typing import Any
 
 from vfctl.host.sysfs import Host
 from vfctl.model import NetLink, VFSettings
+from vfctl.sim import netdevs
 
 
 def _settings(d: dict[str, Any]) -> VFSettings:
@@ -20,8 +21,6 @@ class SimNetlink:
         self.host = host
 
     def links(self) -> list[NetLink]:
-        from vfctl.host import sim
-
         return [
             NetLink(
                 d["ifname"],
@@ -32,26 +31,18 @@ class SimNetlink:
                 d.get("link"),
                 bool(d.get("default_route")),
             )
-            for d in sim.links(self.host.root)
+            for d in netdevs.links(self.host.root)
         ]
 
     def vf_info(self, pf_ifname: str) -> list[VFSettings]:
-        from vfctl.host import sim
-
-        return [_settings(d) for d in sim.vf_info(self.host.root, pf_ifname)]
+        return [_settings(d) for d in netdevs.vf_info(self.host.root, pf_ifname)]
 
     def vf_info_all(self, pf_ifnames: list[str]) -> dict[str, list[VFSettings]]:
-        from vfctl.host import sim
-
-        got = sim.vf_info_all(self.host.root, pf_ifnames)
+        got = netdevs.vf_info_all(self.host.root, pf_ifnames)
         return {n: [_settings(d) for d in got[n]] for n in pf_ifnames}
 
     def vf_stats(self, pf_ifname: str) -> list[dict[str, int] | None]:
-        from vfctl.host import sim
-
-        return sim.vf_stats(self.host.root, pf_ifname)
+        return netdevs.vf_stats(self.host.root, pf_ifname)
 
     def set_vf(self, pf_ifname: str, vf: int, settings: dict[str, Any]) -> None:
-        from vfctl.host import sim
-
-        sim.set_vf(self.host.root, pf_ifname, vf, **settings)
+        netdevs.set_vf(self.host.root, pf_ifname, vf, **settings)

@@ -1,7 +1,7 @@
 """The simulator's preset names and the drivers it knows: plain data, cheap to import.
 
-Split from :mod:`vfctl.host.sim_presets` (which builds config spaces with
-:mod:`vfctl.host.cfgbuild`): reading a simulated host needs the driver table (which driver
+Apart from :mod:`vfctl.sim.presets` (which builds config spaces with
+:mod:`vfctl.sim.cfgbuild`): reading a simulated host needs the driver table (which driver
 makes a netdev, which ids it binds), not the builder, and the lean ``list --json`` path pays
 for every import.
 """

@@ -1,32 +1,25 @@
-"""Simulated hosts the simulator can start from, and the drivers it knows.
-
-A preset is plain data: the initial ``state.json`` of the simulator plus each device's config
-bytes (built from the register layout by :mod:`vfctl.host.cfgbuild`). Layouts follow the real
-parts: the 82576's capability offsets are those of the real dump in the conformance corpus;
-SR-IOV numbers are what the lab's kernel reported (TotalVFs 8 in the capability, 7 from igb).
-"""
+"""The PCI parts simulated hosts are built of: each device's config space (from the register
+layout, :mod:`vfctl.sim.cfgbuild`) and its sysfs record. Layouts follow the real parts: the
+82576's capability offsets are those of the real dump in the conformance corpus; SR-IOV
+numbers are what the lab's kernel reported (TotalVFs 8 in the capability, 7 from igb)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from vfctl.host.cfgbuild import Bar, Function, build
-from vfctl.host.sim_drivers import DRIVERS, PRESETS
 from vfctl.pci import regs as R
-
-__all__ = ["DRIVERS", "PRESETS", "make"]
-
-State = dict[str, Any]
+from vfctl.sim.catalog import DRIVERS
+from vfctl.sim.cfgbuild import Bar, Function, build
 
 # Link speed codes of the PCIe Link Capabilities register
 GT2_5, GT5, GT8 = 1, 2, 3
 
 
-def _host_bridge(vendor: int, device: int) -> Function:
+def host_bridge(vendor: int, device: int) -> Function:
     return Function(vendor=vendor, device=device, class_code=0x060000, irq_pin=0)
 
 
-def _root_port(device: int, vendor: int, buses: tuple[int, int, int], port: int) -> Function:
+def root_port(device: int, vendor: int, buses: tuple[int, int, int], port: int) -> Function:
     return Function(
         vendor=vendor,
         device=device,
@@ -53,7 +46,7 @@ def _root_port(device: int, vendor: int, buses: tuple[int, int, int], port: int)
     )
 
 
-def _i82576(fn: int, bus: int, subsys: tuple[int, int], serial: int, mf: bool) -> Function:
+def i82576(fn: int, bus: int, subsys: tuple[int, int], serial: int, mf: bool) -> Function:
     """The 82576 as in the real dump (caps 40/50/70/a0, ext 100/140/150/160), VF offset 128."""
     base = 0xE0800000 + 0x100000 * bus + 0x80000 * fn
     vf_base = 0xD2800000 + 0x100000 * bus + 0x40000 * fn
@@ -89,7 +82,7 @@ def _i82576(fn: int, bus: int, subsys: tuple[int, int], serial: int, mf: bool) -
     )
 
 
-def _i82599(fn: int, bus: int) -> Function:
+def i82599(fn: int, bus: int) -> Function:
     base = 0xF7C00000 + 0x100000 * fn
     vf_base = 0x38000000000 + 0x1000000 * fn
     return Function(
@@ -126,7 +119,7 @@ def _i82599(fn: int, bus: int) -> Function:
     )
 
 
-def _i210(bus: int) -> Function:
+def i210(bus: int) -> Function:
     base = 0xF7800000
     return Function(
         vendor=0x8086,
@@ -151,7 +144,7 @@ def _i210(bus: int) -> Function:
     )
 
 
-def _qemu_nvme(bus: int) -> Function:
+def qemu_nvme(bus: int) -> Function:
     base = 0xFE800000 + 0x100000 * bus
     return Function(
         vendor=0x1B36,
@@ -185,7 +178,7 @@ def _resources(fn: Function) -> list[list[int]]:
     return rows
 
 
-class _Builder:
+class Builder:
     def __init__(self, numa: int, cpus: str) -> None:
         self.devices: dict[str, dict[str, Any]] = {}
         self.configs: dict[str, bytes] = {}
@@ -245,7 +238,7 @@ class _Builder:
         self.configs[bdf] = build(fn)
 
 
-def _nic(name: str, mac: str, *, up: bool, speed: int, master: str | None = None) -> dict[str, Any]:
+def nic(name: str, mac: str, *, up: bool, speed: int, master: str | None = None) -> dict[str, Any]:
     return {
         "ifname": name,
         "mac": mac,
@@ -255,156 +248,3 @@ def _nic(name: str, mac: str, *, up: bool, speed: int, master: str | None = None
         "speed": speed,
         "master": master,
     }
-
-
-def _base_state(preset: str, hostname: str, cmdline: str) -> State:
-    return {
-        "version": 1,
-        "preset": preset,
-        "hostname": hostname,
-        "cmdline": cmdline,
-        "modules": [],
-        "drivers": [],
-        "devices": {},
-        "vnet": {
-            "lo": {
-                "kind": "loopback",
-                "ifindex": 1,
-                "mac": "00:00:00:00:00:00",
-                "mtu": 65536,
-                "up": True,
-            },
-        },
-        "addresses": {"lo": ["127.0.0.1/8"]},
-        "routes": [],
-        "pending": [],
-        "fault_hits": {},
-        "fault_fired": {},
-    }
-
-
-def _finish(state: State, b: _Builder, drivers: list[str]) -> State:
-    state["devices"] = b.devices
-    state["drivers"] = drivers
-    state["modules"] = [m for d in drivers if (m := DRIVERS[d]["module"])]
-    state["next_ifindex"] = b.ifindex
-    return state
-
-
-def _default() -> tuple[State, dict[str, bytes]]:
-    b = _Builder(0, "0-15")
-    root = "pci0000:00"
-    b.add("0000:00:00.0", root, _host_bridge(0x8086, 0x1918), None)
-    rp1, rp2, rp3 = (f"{root}/0000:00:{s}" for s in ("01.0", "1c.0", "1c.4"))
-    b.add("0000:00:01.0", root, _root_port(0x1901, 0x8086, (0, 1, 1), 1), "pcieport", irq=120)
-    for fn in (0, 1):
-        b.add(
-            f"0000:01:00.{fn}",
-            rp1,
-            _i82599(fn, 1),
-            "ixgbe",
-            irq=16 + fn,
-            net=_nic(f"enp1s0f{fn}", f"90:e2:ba:3a:5c:4{fn}", up=True, speed=10000),
-        )
-    b.add("0000:00:1c.0", root, _root_port(0xA110, 0x8086, (0, 2, 2), 5), "pcieport", irq=121)
-    shared = b.group
-    b.group += 1
-    for fn in (0, 1):
-        b.add(
-            f"0000:02:00.{fn}",
-            rp2,
-            _i82576(fn, 2, (0x8086, 0xA03C), 0x001B21FFFF2B46E0 + fn, True),
-            "igb",
-            group=shared,
-            irq=17 + fn,
-            net=_nic(
-                f"enp2s0f{fn}", f"00:1b:21:2b:46:e{fn}", up=fn == 0, speed=1000 if fn == 0 else -1
-            ),
-        )
-    b.add("0000:00:1c.4", root, _root_port(0xA114, 0x8086, (0, 3, 3), 9), "pcieport", irq=122)
-    b.add(
-        "0000:03:00.0",
-        rp3,
-        _i210(3),
-        "igb",
-        irq=18,
-        net=_nic("enp3s0", "00:25:90:1e:2a:3b", up=True, speed=1000, master="vmbr0"),
-    )
-    state = _base_state(
-        "default",
-        "pve1",
-        "BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet "
-        "intel_iommu=on iommu=pt",
-    )
-    state["vnet"]["vmbr0"] = {
-        "kind": "bridge",
-        "ifindex": b.ifindex,
-        "mac": "00:25:90:1e:2a:3b",
-        "mtu": 1500,
-        "up": True,
-        "ports": ["enp3s0"],
-    }
-    b.ifindex += 1
-    state["addresses"]["vmbr0"] = ["192.0.2.10/24"]
-    state["routes"] = [{"dst": "default", "gateway": "192.0.2.1", "dev": "vmbr0"}]
-    return _finish(state, b, ["pcieport", "igb", "ixgbe"]), b.configs
-
-
-def _minimal() -> tuple[State, dict[str, bytes]]:
-    b = _Builder(-1, "0-3")
-    root = "pci0000:00"
-    b.add("0000:00:00.0", root, _host_bridge(0x8086, 0x29C0), None)
-    b.add("0000:00:01.0", root, _root_port(0x000C, 0x1B36, (0, 1, 1), 1), "pcieport", irq=24)
-    b.add(
-        "0000:01:00.0",
-        f"{root}/0000:00:01.0",
-        _i82576(0, 1, (0x8086, 0xA03C), 0x001B21FFFF2B4700, False),
-        "igb",
-        irq=16,
-        net=_nic("enp1s0", "00:1b:21:2b:47:00", up=True, speed=1000),
-    )
-    state = _base_state("minimal", "sim-minimal", "root=/dev/sda1 ro intel_iommu=on iommu=pt")
-    return _finish(state, b, ["pcieport", "igb"]), b.configs
-
-
-def _lab() -> tuple[State, dict[str, bytes]]:
-    b = _Builder(-1, "0-1")
-    root = "pci0000:00"
-    b.add("0000:00:00.0", root, _host_bridge(0x8086, 0x29C0), None)
-    for slot, bus in ((3, 1), (4, 2), (5, 3)):
-        b.add(
-            f"0000:00:{slot:02x}.0",
-            root,
-            _root_port(0x000C, 0x1B36, (0, bus, bus), slot),
-            "pcieport",
-            irq=24 + bus,
-        )
-    b.add(
-        "0000:01:00.0",
-        f"{root}/0000:00:03.0",
-        _i82576(0, 1, (0x8086, 0x0000), 0x525400FFFF123401, False),
-        "igb",
-        irq=22,
-        net=_nic("eth0", "52:54:00:12:34:01", up=False, speed=-1),
-    )
-    b.add("0000:02:00.0", f"{root}/0000:00:04.0", _qemu_nvme(2), "nvme", irq=23)
-    b.add(
-        "0000:03:00.0",
-        f"{root}/0000:00:05.0",
-        _i82576(0, 3, (0x8086, 0x0000), 0x525400FFFF123402, False),
-        "igb",
-        irq=20,
-        net=_nic("eth1", "52:54:00:12:34:02", up=False, speed=-1),
-    )
-    state = _base_state(
-        "lab", "vfctl-lab", "console=ttyS0 panic=-1 quiet loglevel=4 intel_iommu=on iommu=pt"
-    )
-    return _finish(state, b, ["pcieport", "igb", "nvme"]), b.configs
-
-
-def make(preset: str) -> tuple[State, dict[str, bytes]]:
-    """Initial simulator state and config bytes (by PCI address) of a preset."""
-    builders = {"default": _default, "minimal": _minimal, "lab": _lab}
-    if preset not in builders:
-        raise KeyError(preset)
-    return builders[preset]()

@@ -1,0 +1,31 @@
+"""What every part of the simulator shares: the state's shape, the tree's fixed paths, the
+kernel's way of failing (an OSError with the errno and its strerror)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from vfctl import vfattrs
+from vfctl.host.open import SIM_MARKER
+
+State = dict[str, Any]
+Dev = dict[str, Any]
+
+MARKER = SIM_MARKER
+DEVICES = "sys/devices"
+BUS_DEVICES = "sys/bus/pci/devices"
+BUS_DRIVERS = "sys/bus/pci/drivers"
+IOMMU_GROUPS = "sys/kernel/iommu_groups"
+BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+VF_DEFAULTS: dict[str, Any] = dict(vfattrs.DEFAULTS)  # what the kernel gives a new VF
+
+
+def oserr(code: int, msg: str) -> OSError:
+    return OSError(code, f"{os.strerror(code)}: {msg}")
+
+
+def simdir(root: Path) -> Path:
+    return root / MARKER
