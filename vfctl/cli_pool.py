@@ -59,7 +59,7 @@ def _find(views: list[Any], name: str) -> Any:
 def _extra(state: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     def get() -> dict[str, Any]:
         pl = state.get("pools")
-        out = session().backend_report(getattr(pl, "be", None))
+        out = session().backend_report(None if pl is None else pl.be)
         if pl is not None and pl.warnings:
             out["backend_warnings"] = list(
                 dict.fromkeys([*out.get("backend_warnings", []), *pl.warnings])

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from vfctl import plan_host, profile_export, vfattrs, vfsettings
-from vfctl.backends.base import AttachRequest
+from vfctl.backends.base import AttachRequest, Backend
 from vfctl.errors import (
     BackendError,
     HostError,
@@ -65,7 +65,7 @@ def _driver(w: VFWant) -> str | None:
 def plan(
     model: HostModel,
     targets: Sequence[Target],
-    backend: Callable[[str], Any] | None,
+    backend: Callable[[str], Backend] | None,
     pve_node: str | None = None,
     attach: bool = True,
     prof: Profile | None = None,
@@ -124,7 +124,6 @@ def plan(
     if not attach:
         return out
     down: dict[str, str] = {}  # backend -> why it cannot be used
-    slots: dict[int, list[str]] = {}  # Proxmox slots this plan takes, by VM id
     # pinned Proxmox slots first, so that an automatic choice never takes one the profile pins
     wanted = [(w, pf2, v) for _t, w, pf2, v in finals if w.entry.get("attach")]
     wanted.sort(key=lambda x: x[0].entry["attach"].get("slot") is None)
@@ -132,9 +131,9 @@ def plan(
         att = w.entry["attach"]
         name = str(att["backend"])
         opts = _options(att, w.settings, v, pve_node)
-        if name == "proxmox":
-            opts["planned_slots"] = {k: list(s) for k, s in slots.items()}
-        req = AttachRequest(vm=str(att["vm"]), pf=pf2, vf=v, options=opts)
+        # what earlier attaches of this plan take (a backend's slots) is the backend's to read
+        planned = tuple(out.phases["attach"])
+        req = AttachRequest(vm=str(att["vm"]), pf=pf2, vf=v, options=opts, planned=planned)
         if backend is None:
             down.setdefault(name, "not configured")
         elif name not in down:
@@ -147,9 +146,6 @@ def plan(
                 acts = b.plan_attach(req)
                 out.phases["attach"] += acts
                 out.attach_requests.append((name, req, w.path))
-                for a in acts:
-                    if a.op == "proxmox.hostpci_add":
-                        slots.setdefault(int(a.params["vmid"]), []).append(str(a.params["slot"]))
                 continue
             except BackendError as e:  # not answering
                 down[name] = e.message
@@ -217,7 +213,7 @@ def verify(
     model: HostModel,
     targets: Sequence[Target],
     p: Plan,
-    backend: Callable[[str], Any] | None,
+    backend: Callable[[str], Backend] | None,
 ) -> None:
     """The re-discovered model vs the profile; any difference the host reports is an error."""
     ident = model.host_id

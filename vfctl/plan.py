@@ -11,13 +11,18 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vfctl.errors import BackendError, HostError, RefusedError, VfctlError
 from vfctl.host.sysfs import Host
 from vfctl.journal import JOURNAL as JOURNAL  # re-exported: callers know the engine's names
 from vfctl.journal import Journal as Journal
 from vfctl.journal import JournalInvalid as JournalInvalid
+
+if TYPE_CHECKING:
+    from vfctl.backends.base import Backend
+
+    BackendFactory = Callable[[str, Mapping[str, Any]], Backend]
 
 
 @dataclass(frozen=True)
@@ -52,24 +57,41 @@ class Action:
         )
 
 
+def _conn_key(name: str, params: Mapping[str, Any]) -> tuple[str, str]:
+    return (name, json.dumps(dict(params), sort_keys=True))
+
+
 class Context:
-    """What ops act on: the host, and backends created on first use."""
+    """What ops act on: the host, and backends: the ones that planned, else made on first use.
+
+    ``backends``: instances the caller already has (the session's): an op whose connection
+    params equal one's ``params()`` runs on that very instance, so what it records (Proxmox
+    pending changes, warnings) is what the command reports; the factory makes the others
+    (``vfctl recover`` in a new process).
+    """
 
     def __init__(
         self,
         host: Host,
-        backend_factory: Callable[[str, Mapping[str, Any]], Any] | None = None,
+        backend_factory: BackendFactory | None = None,
         progress: Callable[[str], None] | None = None,
+        backends: Iterable[Backend] = (),
     ) -> None:
         self.host = host
         self._backend_factory = backend_factory
-        self._backends: dict[tuple[str, str], Any] = {}
+        self._backends: dict[tuple[str, str], Backend] = {}
+        for b in backends:
+            self.adopt(b)
         self.progress = progress or (lambda _msg: None)
         self.interactive = False  # a person watches a terminal: progress bars are welcome
         self.warnings: list[str] = []
 
-    def backend(self, name: str, params: Mapping[str, Any]) -> Any:
-        key = (name, json.dumps(dict(params), sort_keys=True))
+    def adopt(self, b: Backend) -> None:
+        """Execute ops for ``b``'s connection on ``b`` itself (if none was made for it yet)."""
+        self._backends.setdefault(_conn_key(b.name, b.params()), b)
+
+    def backend(self, name: str, params: Mapping[str, Any]) -> Backend:
+        key = _conn_key(name, params)
         if key not in self._backends:
             if self._backend_factory is None:
                 raise BackendError(f"backend {name} is not configured")
@@ -121,8 +143,8 @@ OP_MODULES = {
     "sriov": "vfctl.ops_host",
     "pci": "vfctl.ops_host",
     "netlink": "vfctl.ops_vf",
-    "libvirt": "vfctl.backends.libvirt",
-    "proxmox": "vfctl.backends.proxmox",
+    "libvirt": "vfctl.backends.libvirt_ops",
+    "proxmox": "vfctl.backends.pve_ops",
     "libvirt_pool": "vfctl.backends.libvirt_pool",
     "pve_pool": "vfctl.backends.pve_pool",
 }

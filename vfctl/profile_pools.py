@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vfctl import pools, vfattrs
 from vfctl.errors import BackendError, NotFoundError, RefusedError, UsageError, VfctlError
@@ -19,6 +19,11 @@ from vfctl.host.sysfs import Host
 from vfctl.model import PF, HostModel
 from vfctl.profile_doc import MAX_VF_ID, Path_, Problem, Profile, ProfileInvalid, vf_bounds
 from vfctl.profile_resolve import match_pf
+
+if TYPE_CHECKING:
+    from vfctl.backends.base import Backend
+    from vfctl.backends.libvirt_pool import LibvirtPools
+    from vfctl.backends.pve_pool import PvePools
 
 _SETTINGS = tuple(
     (vfattrs.KEY_OF[f.name], f.name) for f in dataclasses.fields(pools.PoolSettings)
@@ -76,15 +81,20 @@ def problems(prof: Profile) -> Iterator[Problem]:
 # ---------------------------------------------------------------- planning
 
 
-def wrap(be: Any) -> Any:
-    """The pool side of a connected backend."""
-    if be.name == "libvirt":
+def wrap(be: Backend) -> LibvirtPools | PvePools:
+    """The pool side of a connected backend (same connection, same instance)."""
+    from vfctl.backends.libvirt import LibvirtBackend
+    from vfctl.backends.proxmox import ProxmoxBackend
+
+    if isinstance(be, LibvirtBackend):
         from vfctl.backends.libvirt_pool import LibvirtPools
 
         return LibvirtPools(be)
-    from vfctl.backends.pve_pool import PvePools
+    if isinstance(be, ProxmoxBackend):
+        from vfctl.backends.pve_pool import PvePools
 
-    return PvePools(be)
+        return PvePools(be)
+    raise UsageError(f"the {be.name} backend has no pools")
 
 
 def _located(e: VfctlError, prof: Profile, path: Path_) -> VfctlError:

@@ -11,12 +11,17 @@ journal whose actions went to another host or asked for weaker TLS than this inv
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vfctl.backends import BackendConfig
 from vfctl.errors import RefusedError, UsageError
 
-Factory = Callable[[str, Mapping[str, Any]], Any]
+if TYPE_CHECKING:
+    from vfctl.backends.base import Backend
+    from vfctl.backends.libvirt import LibvirtBackend
+    from vfctl.backends.proxmox import ProxmoxBackend
+
+Factory = Callable[[str, Mapping[str, Any]], "Backend"]
 
 _RERUN = "run `vfctl recover` with the connection settings of the interrupted run"
 
@@ -24,7 +29,7 @@ _RERUN = "run `vfctl recover` with the connection settings of the interrupted ru
 def factory(cfg: BackendConfig) -> Factory:
     """A backend factory for recover's Context; the journal's params are only compared."""
 
-    def make(name: str, journaled: Mapping[str, Any]) -> Any:
+    def make(name: str, journaled: Mapping[str, Any]) -> Backend:
         if name == "proxmox":
             return _proxmox(cfg, journaled)
         if name == "libvirt":
@@ -54,7 +59,7 @@ def check(cfg: BackendConfig, data: Mapping[str, Any]) -> None:
             _libvirt_uri(cfg, params if isinstance(params, Mapping) else {})
 
 
-def _proxmox(cfg: BackendConfig, journaled: Mapping[str, Any]) -> Any:
+def _proxmox(cfg: BackendConfig, journaled: Mapping[str, Any]) -> ProxmoxBackend:
     from vfctl.backends.proxmox import ProxmoxBackend
     from vfctl.backends.pve_client import PveApi
     from vfctl.host.open import open_host
@@ -85,7 +90,7 @@ def _proxmox_settings(cfg: BackendConfig, journaled: Mapping[str, Any]) -> Any:
     return cur
 
 
-def _libvirt(cfg: BackendConfig, journaled: Mapping[str, Any]) -> Any:
+def _libvirt(cfg: BackendConfig, journaled: Mapping[str, Any]) -> LibvirtBackend:
     from vfctl.backends.libvirt import LibvirtBackend
 
     return LibvirtBackend.connect(_libvirt_uri(cfg, journaled))

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vfctl.errors import NotFoundError, UsageError, VfctlError
-from vfctl.model import HostModel
+from vfctl.model import HostModel, PoolRef
 
 if TYPE_CHECKING:
     from vfctl.backends import BackendConfig
+    from vfctl.backends.base import Backend
+    from vfctl.backends.libvirt_pool import LibvirtPools
+    from vfctl.backends.pve_pool import PvePools
     from vfctl.host.sysfs import Host
     from vfctl.plan import Context
 
@@ -49,8 +52,8 @@ class Session:
         self.opts = opts if opts is not None else Options(**values)
         self.warn: Callable[[str], None] = _stderr_warning
         self._host: Host | None = None
-        self._backends: dict[str, Any] = {}  # by name: the connection these options configure
-        self._by_params: dict[tuple[str, str], Any] = {}  # other connections a journal names
+        self._backends: dict[str, Backend] = {}  # by name: the connection these options configure
+        self._by_params: dict[tuple[str, str], Backend] = {}  # other connections a journal names
         self._model: tuple[tuple[bool, bool, bool, bool], HostModel] | None = None
 
     # ------------------------------------------------------------ host and options
@@ -119,7 +122,7 @@ class Session:
 
         return backends.choose(self.host(), self.config())
 
-    def backend(self, name: str) -> Any:
+    def backend(self, name: str) -> Backend:
         """The backend ``name`` on the configured connection, connected once per session."""
         b = self._backends.get(name)
         if b is None:
@@ -128,7 +131,7 @@ class Session:
             b = self._backends[name] = backends.create(name, self.config())
         return b
 
-    def configured_backend(self, name: str) -> Any:
+    def configured_backend(self, name: str) -> Backend:
         """A backend a profile names: refused when the options rule it out."""
         from vfctl import backends
 
@@ -139,27 +142,21 @@ class Session:
             raise UsageError(f"vfctl runs with --backend {cfg.name}")
         return self.backend(name)
 
-    def connected(self) -> list[tuple[str, Any]]:
+    def connected(self) -> list[tuple[str, Backend]]:
         """The backends connected so far, in connection order."""
         return list(self._backends.items())
 
-    def pool_backend(self, name: str | None) -> Any:
+    def pool_backend(self, name: str | None) -> LibvirtPools | PvePools:
         """The pool side of a backend (default: the chosen one), on the same connection."""
         from vfctl import backends
 
         if name is not None and name not in backends.NAMES:
             raise UsageError(f"invalid --backend {name!r}: libvirt or proxmox")
-        chosen = name or self.chosen()
-        b = self.backend(chosen)
-        if chosen == "libvirt":
-            from vfctl.backends.libvirt_pool import LibvirtPools
+        from vfctl.profile_pools import wrap
 
-            return LibvirtPools(b)
-        from vfctl.backends.pve_pool import PvePools
+        return wrap(self.backend(name or self.chosen()))
 
-        return PvePools(b)
-
-    def executor_backend(self, name: str, params: Mapping[str, Any]) -> Any:
+    def executor_backend(self, name: str, params: Mapping[str, Any]) -> Backend:
         """The engine's backend for an action's connection: the planning instance when the
         connection is the same, else one more instance kept for the rest of the session."""
         want = json.dumps(dict(params), sort_keys=True)
@@ -180,16 +177,14 @@ class Session:
         return plan.Context(self.host(), backend_factory=self.executor_backend, progress=progress)
 
     @staticmethod
-    def backend_report(b: Any) -> dict[str, Any]:
-        """What a backend has to say after planning: pending changes, warnings, its report."""
+    def backend_report(b: Backend | None) -> dict[str, Any]:
+        """What a backend has to say after planning and executing: pending changes, warnings."""
         out: dict[str, Any] = {}
         if b is not None:
-            if getattr(b, "pending", None):
-                out["pending"] = list(b.pending)
-            if getattr(b, "warnings", None):
-                out["backend_warnings"] = list(b.warnings)
-            if getattr(b, "report", None):
-                out["backend_report"] = list(b.report)
+            if b.pending():
+                out["pending"] = b.pending()
+            if b.warnings():
+                out["backend_warnings"] = b.warnings()
         return out
 
     def inventory(self, lenient: bool = False) -> dict[str, list[Any]]:
@@ -213,31 +208,30 @@ class Session:
                 self.warn(f"{name} inventory unavailable ({e.message}); attached_to is incomplete")
                 continue
             if lenient:  # a read-only listing: what the VM manager holds that PVE would reject
-                for w in getattr(self._backends[name], "warnings", []):
+                for w in self._backends[name].warnings():
                     self.warn(w)
             for addr, atts in atts_by_addr.items():
                 out.setdefault(addr, []).extend(atts)
         return out
 
-    def pool_refs(self) -> dict[str, Any]:
-        """VF address -> PoolRef from the connected backends that know pools (PVE mappings)."""
-        out: dict[str, Any] = {}
+    def pool_refs(self) -> dict[str, PoolRef]:
+        """VF address -> PoolRef from the connected backends (PVE mappings; libvirt has none)."""
+        out: dict[str, PoolRef] = {}
         for _name, b in self.connected():
-            if hasattr(b, "pool_refs"):
-                out.update(b.pool_refs())
+            out.update(b.pool_refs())
         return out
 
     def pools(self, m: HostModel) -> dict[str, str] | None:
         """PCI address -> hostdev network pooling it; None when no connected backend has pools."""
-        found = [b for _name, b in self.connected() if hasattr(b, "pools")]
-        if not found:
-            return None
-        out: dict[str, str] = {}
-        for b in found:
+        out: dict[str, str] | None = None
+        for _name, b in self.connected():
             try:
-                out.update(b.pools(m.pfs))
+                got = b.pools(m.pfs)
             except VfctlError as e:
                 self.warn(f"hostdev networks unavailable ({e.message})")
+                got = {}
+            if got is not None:  # None: this VM manager has no such pools
+                out = {**(out or {}), **got}
         return out
 
     # ------------------------------------------------------------ discovery

@@ -44,16 +44,6 @@ TOKEN_PRIVS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_pending_log() -> Iterator[None]:
-    """The backend's per-process record of pending changes must not leak between tests."""
-    from vfctl.backends import proxmox
-
-    proxmox._PENDING.clear()
-    yield
-    proxmox._PENDING.clear()
-
-
 @dataclass
 class Tls:
     ca: str
@@ -272,12 +262,12 @@ def request(vmref: str, index: int = 3, force: bool = False, **options: Any) -> 
 
 @pytest.fixture
 def run(tmp_path: Path) -> Callable[[ProxmoxBackend, list[Action]], Result]:
-    """Execute a plan through the real engine, with the backend as the context's factory."""
+    """Execute a plan through the real engine, on the backend instance that planned it."""
     root = tmp_path / "hostroot"
     root.mkdir(exist_ok=True)
 
     def _run(be: ProxmoxBackend, actions: list[Action]) -> Result:
-        ctx = Context(open_host(root), backend_factory=lambda name, params: be)
+        ctx = Context(open_host(root), backends=[be])  # ops run on the instance that planned
         return execute(ctx, actions)
 
     return _run

@@ -19,7 +19,6 @@ from needs import missing
 from typer.testing import CliRunner
 
 from vfctl import cli, sim
-from vfctl.backends import proxmox
 
 NODE = "pve1"
 TOKEN_USER = "vfctl@pve"
@@ -65,7 +64,6 @@ class Pve:
     flags: list[str]
 
     def __call__(self, *args: str, env: dict[str, str | None] | None = None) -> Run:
-        proxmox._PENDING.clear()
         full_env = {**self.env, **(env or {})}
         r = CliRunner().invoke(
             cli.app, ["--root", str(self.root), *self.flags, *args], env=full_env

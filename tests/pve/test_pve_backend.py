@@ -72,7 +72,7 @@ def test_i440fx_warns_and_omits_pcie_and_pcie_flag_refused(
         token_backend.plan_attach(request("db", pcie=True))
     run(token_backend, token_backend.plan_attach(request("db", rombar=False, driver_keep=True)))
     assert config(fake, 102)["hostpci0"] == "mapping=vf-eth2-3,rombar=0,driver=keep"
-    assert any("pcie=1 needs q35" in w for w in token_backend.warnings)
+    assert any("pcie=1 needs q35" in w for w in token_backend.warnings())
 
 
 def test_driver_keep_needs_9_1(token_backend: ProxmoxBackend, fake: FakePve) -> None:
@@ -93,7 +93,7 @@ def test_running_vm_change_is_pending(
         "hostpci0" not in st["config"] and st["pending"]["hostpci0"] == "mapping=vf-eth2-3,pcie=1"
     )
     assert any("pending hostpci0=mapping=vf-eth2-3" in w for w in res.warnings)
-    assert token_backend.pending == [
+    assert token_backend.pending() == [
         {
             "vm": 101,
             "node": "pve1",
@@ -111,10 +111,10 @@ def test_running_vm_change_is_pending(
         v = st["vms"]["101"]
         v["config"].update(v["pending"])
         v["pending"] = {}
-    token_backend.warnings.clear()
+    token_backend.warned.clear()
     run(token_backend, token_backend.plan_detach(request("web")))
     assert fake.read()["vms"]["101"]["pending_delete"] == ["hostpci0"]
-    assert any("stays pending" in w for w in token_backend.warnings)
+    assert any("stays pending" in w for w in token_backend.warnings())
     assert "vf-eth2-3" in fake.read()["mappings"]  # still used by the running instance
     att = token_backend.attachments()[VF3]
     assert [(a.live, a.config) for a in att] == [(True, False)]
@@ -441,7 +441,9 @@ def test_ops_on_a_fresh_instance_from_params(
     (tmp_path / "r").mkdir()
     execute(Context(open_host(tmp_path / "r"), backend_factory=factory), actions)
     assert len(made) == 1 and made[0] is not token_backend
-    assert [e["key"] for e in token_backend.pending] == ["hostpci0"]  # seen by the planner
+    # pending changes are the connection instance's own: no process-wide list carries them
+    assert [e["key"] for e in made[0].pending()] == ["hostpci0"]
+    assert token_backend.pending() == []
     # detaching a change that never went live also removes vfctl's mapping at once
     actions = token_backend.plan_detach(request("web"))
     assert [a.op for a in actions] == ["proxmox.hostpci_remove", "proxmox.mapping_delete"]

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from vfctl import cli, sim
 from vfctl.backends import proxmox
+from vfctl.backends.pve_ops import map_matches
 
 PF = "enp1s0f0"  # 82599 in the default preset: VFs at offset 128, stride 2
 VF = ("0000:01:10.0", "0000:01:10.2", "0000:01:10.4", "0000:01:10.6")
@@ -37,7 +38,6 @@ class Pve:
     flags: list[str]
 
     def __call__(self, *args: str, input: str | None = None) -> Run:
-        proxmox._PENDING.clear()
         r = CliRunner().invoke(
             cli.app,
             ["--root", str(self.root), *self.flags, *args],
@@ -451,13 +451,13 @@ def test_undo_accepts_only_the_fields_the_plan_left_out(
     planned = [f"node={NODE},path={a},id=8086:10ed"]
     other = f"node=pve2,path={a},id=8086:10ed"
     full = [f"node={NODE},path={a},id=8086:10ed,iommugroup=41,subsystem-id=8086:000c"]
-    assert be._map_matches(full, planned, a)
-    assert be._map_matches([other, *full], [other, *planned], a)
-    assert not be._map_matches(full, planned, None)  # no fill recorded: exact only
-    assert not be._map_matches(full, planned, "0000:03:10.4")
+    assert map_matches(be.node, full, planned, a)
+    assert map_matches(be.node, [other, *full], [other, *planned], a)
+    assert not map_matches(be.node, full, planned, None)  # no fill recorded: exact only
+    assert not map_matches(be.node, full, planned, "0000:03:10.4")
     moved = [f"node={NODE},path=0000:03:10.4,id=8086:10ed,iommugroup=41"]
-    assert not be._map_matches(moved, planned, a)
+    assert not map_matches(be.node, moved, planned, a)
     half = [f"node={NODE},path={a},id=8086:10ed,iommugroup=41"]
-    assert be._map_matches(full, half, a)  # the plan knew the group, not the subsystem id
-    assert not be._map_matches(half, [half[0].replace("=41", "=42")], a)
-    assert not be._map_matches([f"node=pve2,path={a},id=8086:10ed,iommugroup=3"], [other], a)
+    assert map_matches(be.node, full, half, a)  # the plan knew the group, not the subsystem id
+    assert not map_matches(be.node, half, [half[0].replace("=41", "=42")], a)
+    assert not map_matches(be.node, [f"node=pve2,path={a},id=8086:10ed,iommugroup=3"], [other], a)

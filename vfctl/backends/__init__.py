@@ -8,10 +8,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vfctl.errors import UsageError
 from vfctl.host.sysfs import Host
+
+if TYPE_CHECKING:
+    from vfctl.backends.base import Backend
 
 NAMES = ("libvirt", "proxmox")
 
@@ -60,7 +63,7 @@ def choose(host: Host, cfg: BackendConfig) -> str:
     )
 
 
-def create(name: str, cfg: BackendConfig, params: Mapping[str, Any] | None = None) -> Any:
+def create(name: str, cfg: BackendConfig, params: Mapping[str, Any] | None = None) -> Backend:
     """Connect a backend by name (imports its library only now)."""
     params = dict(params or {})
     if name == "libvirt":

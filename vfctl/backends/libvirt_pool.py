@@ -20,8 +20,8 @@ from vfctl.backends.libvirt import (
     AFFECT,
     DomainInfo,
     LibvirtBackend,
-    _libvirt_errors,
     attach_scopes,
+    libvirt_errors,
 )
 from vfctl.backends.libvirt_xml import (
     ForwardAddressXml,
@@ -91,7 +91,7 @@ class LibvirtPools:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
                 return None
             raise BackendError(f"libvirt look up network {name}: {exc}") from None
-        with _libvirt_errors(f"read network {name}"):
+        with libvirt_errors(f"read network {name}"):
             return net, NetworkXml.from_xml(net.XMLDesc(NET_INACTIVE))
 
     def _users(self, members: Mapping[str, set[str]]) -> dict[str, set[tuple[str, str]]]:
@@ -103,10 +103,10 @@ class LibvirtPools:
         """
         out: dict[str, set[tuple[str, str]]] = {}
         by_addr = {a: n for n, addrs in members.items() for a in addrs}
-        with _libvirt_errors("list domains"):
+        with libvirt_errors("list domains"):
             domains = self.be.conn.listAllDomains(0)
         for dom in domains:
-            info = self.be._info(dom)
+            info = self.be.info(dom)
             for scope in ("config", "live"):
                 xml = self.be.scope_xml(dom, scope)
                 for f in network_interfaces(xml) if xml else ():
@@ -117,11 +117,11 @@ class LibvirtPools:
         return out
 
     def views(self) -> list[PoolView]:
-        with _libvirt_errors("list networks"):
+        with libvirt_errors("list networks"):
             nets = self.be.conn.listAllNetworks(0)
         defs = []
         for n in nets:
-            with _libvirt_errors("read network"):
+            with libvirt_errors("read network"):
                 defs.append((NetworkXml.from_xml(n.XMLDesc(NET_INACTIVE)), bool(n.isActive())))
         defs = [(x, a) for x, a in defs if x.pool_pf and x.forward_mode == "hostdev" and x.name]
         users = self._users({str(x.name): _members(x) for x, _a in defs}) if defs else {}
@@ -236,7 +236,7 @@ class LibvirtPools:
         if self._mine(name) is None and not options.get("planned"):
             raise NotFoundError(f"no vfctl pool {name!r} on libvirt {self.be.uri}")
         dom = self.be.lookup(vm)
-        info = self.be._info(dom)
+        info = self.be.info(dom)
         mac = options.get("mac")
         if mac is not None and len(str(mac)) != _MAC_LEN:
             raise UsageError(f"invalid --mac {mac!r}")
@@ -251,7 +251,7 @@ class LibvirtPools:
 
     def plan_detach(self, vm: str, name: str, options: Mapping[str, Any]) -> list[Action]:
         dom = self.be.lookup(vm)
-        info = self.be._info(dom)
+        info = self.be.info(dom)
         live, config = options.get("live"), options.get("config")
         scopes = [s for s, on in (("live", live), ("config", config)) if on] or ["live", "config"]
         out = []
@@ -275,7 +275,7 @@ class LibvirtPools:
             raise RefusedError(f"libvirt network {name} changed since it was planned; not writing")
         import libvirt
 
-        with _libvirt_errors(f"write network {name}"):
+        with libvirt_errors(f"write network {name}"):
             if want is None:
                 if found is not None:
                     if found[0].isActive():
@@ -316,7 +316,7 @@ class LibvirtPools:
         if attach:
             if present:
                 return
-            with _libvirt_errors(f"attach network {net} to {p['vm']} ({scope})"):
+            with libvirt_errors(f"attach network {net} to {p['vm']} ({scope})"):
                 dom.attachDeviceFlags(p["xml"], AFFECT[scope])
             if not self._scope_ifaces(dom, scope, net):
                 raise BackendError(f"libvirt attach of network {net} to {p['vm']} did not hold")
@@ -324,7 +324,7 @@ class LibvirtPools:
         if not present:
             return
         exact = p["xml"] if p["xml"] in present else present[0]
-        with _libvirt_errors(f"detach network {net} from {p['vm']} ({scope})"):
+        with libvirt_errors(f"detach network {net} from {p['vm']} ({scope})"):
             dom.detachDeviceFlags(exact, AFFECT[scope])
 
 

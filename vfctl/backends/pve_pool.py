@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from vfctl.backends.proxmox import DIGEST_RETRIES, ProxmoxBackend
+from vfctl.backends.proxmox import ProxmoxBackend
 from vfctl.backends.pve_client import PveApiError
 from vfctl.backends.pve_hostpci import (
     SLOTS,
@@ -28,6 +28,8 @@ from vfctl.backends.pve_hostpci import (
     parse_hostpci,
     parse_map_entry,
 )
+from vfctl.backends.pve_ops import DIGEST_RETRIES, note_pending, write_config
+from vfctl.backends.pve_plan import Notes, hostpci_value
 from vfctl.errors import BackendError, NotFoundError, RefusedError
 from vfctl.model import PF, VF
 from vfctl.plan import Action, Context, op
@@ -74,7 +76,7 @@ class PvePools:
 
     def __init__(self, be: ProxmoxBackend) -> None:
         self.be = be
-        self.warnings = be.warnings
+        self.warnings = be.warned  # one list: the CLI reports the connection's warnings
 
     @property
     def node(self) -> str:
@@ -83,7 +85,7 @@ class PvePools:
     # ---- reading -------------------------------------------------------------------------
 
     def mapping(self, name: str) -> Mapping[str, Any] | None:
-        return next((m for m in self.be._mappings() if m.get("id") == name), None)
+        return next((m for m in self.be.raw_mappings() if m.get("id") == name), None)
 
     def _mine(self, name: str) -> Mapping[str, Any] | None:
         m = self.mapping(name)
@@ -96,9 +98,9 @@ class PvePools:
     def users(self, name: str) -> list[tuple[str, int, str, bool]]:
         """(node, vmid, slot, running) of every VM whose config or pending config uses ``name``."""
         out = []
-        for vm in self.be._vms():
+        for vm in self.be.vms():
             node, vmid = str(vm["node"]), int(vm["vmid"])
-            cfg = self.be._config(node, vmid)
+            cfg = self.be.config(node, vmid)
             for slot in SLOTS:
                 v = cfg.get(slot)
                 try:
@@ -111,16 +113,16 @@ class PvePools:
     def claimed(self, pf: PF) -> dict[str, str]:
         """Address -> mapping, for vfctl pools and for any mapping this node has as a pool."""
         out: dict[str, str] = {}
-        for m in self.be._mappings():
+        for m in self.be.raw_mappings():
             mine = [a for e in _entries(m) if _node_of(e) == self.node for a in _paths(e)]
             if is_pool(m) or len(mine) > 1:
                 out.update(dict.fromkeys(mine, str(m["id"])))
         return out
 
     def views(self) -> list[PoolView]:
-        self.be._check_node()
+        self.be.check_node()
         out = []
-        for m in self.be._mappings():
+        for m in self.be.raw_mappings():
             if not is_pool(m):
                 continue
             mine: list[str] = []
@@ -160,7 +162,7 @@ class PvePools:
             id=f"{vf.vendor_id}:{vf.device_id}".lower(),
             iommugroup=vf.iommu_group,
         )
-        return format_map_entry(self.be._complete(e))
+        return format_map_entry(self.be.complete(e))
 
     def _set(self, name: str, mine: list[str], old: list[str], desc: str | None,
              old_desc: str | None, what: str) -> Action:  # fmt: skip
@@ -175,7 +177,7 @@ class PvePools:
     def plan_put(
         self, name: str, pf: PF, members: Sequence[VF], s: PoolSettings, create: bool
     ) -> list[Action]:
-        self.be._check_node()
+        self.be.check_node()
         m = self._mine(name)
         if m is None and not create:
             raise NotFoundError(f"no vfctl pool {name!r} in the PVE cluster")
@@ -191,7 +193,7 @@ class PvePools:
         ]
 
     def plan_delete(self, name: str, force: bool) -> list[Action]:
-        self.be._check_node()
+        self.be.check_node()
         m = self._mine(name)
         if m is None:
             return []
@@ -213,7 +215,7 @@ class PvePools:
         actions: list[Action] = []
         for n, vmid, slot, _r in users:
             actions.append(
-                self._slot_action("remove", n, vmid, slot, self.be._config(n, vmid)[slot], name)
+                self._slot_action("remove", n, vmid, slot, self.be.config(n, vmid)[slot], name)
             )
         what = "delete (no other node has entries)" if last else f"drop {self.node}'s entries"
         return [
@@ -239,9 +241,9 @@ class PvePools:
     def plan_attach(self, vm: str, name: str, options: Mapping[str, Any]) -> list[Action]:
         if self._mine(name) is None and not options.get("planned"):
             raise NotFoundError(f"no vfctl pool {name!r} in the PVE cluster")
-        v = self.be._resolve(vm)
+        v = self.be.resolve(vm)
         vmid = int(v["vmid"])
-        cfg = self.be._config(self.node, vmid)
+        cfg = self.be.config(self.node, vmid)
         for slot in SLOTS:
             val = cfg.get(slot)
             try:
@@ -249,7 +251,13 @@ class PvePools:
                     return []  # one slot per pool and VM: already there
             except PropertyStringError:
                 continue
-        h = replace(self.be._hostpci_value(cfg, vmid, options), mapping=name)
+        notes = Notes()
+        version = self.be.version() if options.get("driver_keep") else None
+        try:
+            h = hostpci_value(self.node, cfg, vmid, options, version, notes)
+        finally:
+            self.be.take(notes)
+        h = replace(h, mapping=name)
         free = [s for s in SLOTS if s not in cfg]
         if not free:
             raise RefusedError(f"VM {vmid} on {self.node} has no free hostpci slot")
@@ -261,9 +269,9 @@ class PvePools:
         return [self._slot_action("add", self.node, vmid, free[0], format_hostpci(h), name)]
 
     def plan_detach(self, vm: str, name: str, options: Mapping[str, Any]) -> list[Action]:
-        v = self.be._resolve(vm)
+        v = self.be.resolve(vm)
         vmid = int(v["vmid"])
-        cfg = self.be._config(self.node, vmid)
+        cfg = self.be.config(self.node, vmid)
         out = []
         for slot in SLOTS:
             val = cfg.get(slot)
@@ -353,8 +361,8 @@ class PvePools:
                 return {"delete": p["slot"]}
             return {"delete": have[0]} if have else None
 
-        if self.be._write_config(node, vmid, decide):
-            self.be._note_pending(ctx, node, vmid)
+        if write_config(self.be, node, vmid, decide):
+            note_pending(self.be, ctx, node, vmid)
 
 
 def _pools(ctx: Context, p: Mapping[str, Any]) -> PvePools:
