@@ -134,3 +134,31 @@ def test_incomplete_rollback_keeps_journal_for_recover(host: Host) -> None:
     state_["undo_fails"] = False
     res = plan.recover(Context(host))
     assert res.error is None and state(host)["a"] == "0" and plan.pending_journal(host) is None
+
+
+class _Conn:
+    """A stand-in backend: only what the engine looks at (name, params)."""
+
+    def __init__(self, uri: str) -> None:
+        self.name = "libvirt"
+        self.uri = uri
+
+    def params(self) -> dict[str, Any]:
+        return {"uri": self.uri}
+
+
+def test_context_runs_ops_on_the_instance_that_planned(host: Host) -> None:
+    """One instance per connection: ops find the planner's (its pending/warnings), the factory
+    makes only the connections nobody brought (``vfctl recover``)."""
+    mine = _Conn("qemu:///system")
+    made: list[str] = []
+
+    def factory(name: str, params: Mapping[str, Any]) -> Any:
+        made.append(params["uri"])
+        return _Conn(params["uri"])
+
+    ctx = Context(host, backend_factory=factory, backends=[mine])  # type: ignore[list-item]
+    assert ctx.backend("libvirt", {"uri": "qemu:///system"}) is mine
+    other = ctx.backend("libvirt", {"uri": "qemu+ssh://h/system"})
+    assert other is not mine and made == ["qemu+ssh://h/system"]
+    assert ctx.backend("libvirt", {"uri": "qemu+ssh://h/system"}) is other  # made once
