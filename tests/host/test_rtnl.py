@@ -8,6 +8,7 @@ import struct
 import pytest
 
 from vfctl.host import netlink, rtnl
+from vfctl.host.open import open_host
 
 
 def nla(kind: int, payload: bytes) -> bytes:
@@ -126,7 +127,6 @@ def test_route_and_address_decoders() -> None:
 
 def test_links_of_a_foreign_tree_come_from_sysfs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A --root tree that is not this machine: kinds, masters, lowers from sysfs; no addresses."""
-    from vfctl.host.sysfs import Host
 
     net = tmp_path / "sys/class/net"
     for name, devtype in (("eth0", None), ("bond0", "bond"), ("br0", "bridge"), ("v9", "vlan")):
@@ -136,7 +136,7 @@ def test_links_of_a_foreign_tree_come_from_sysfs(tmp_path) -> None:  # type: ign
     (net / "eth0/master").symlink_to("../bond0")
     (net / "bond0/master").symlink_to("../br0")
     (net / "v9/lower_eth0").symlink_to("../eth0")
-    got = {li.ifname: li for li in netlink.links(Host(tmp_path))}
+    got = {li.ifname: li for li in netlink.links(open_host(tmp_path))}
     assert (got["eth0"].kind, got["eth0"].up, got["eth0"].master) == (None, False, "bond0")
     assert (got["bond0"].kind, got["bond0"].master) == ("bond", "br0")
     assert got["br0"].kind == "bridge" and got["v9"].link == "eth0"
@@ -154,4 +154,4 @@ def test_a_netlink_failure_stops_the_in_use_read(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(netlink, "links", refused)
     with pytest.raises(HostError, match="cannot read the network links over netlink"):
-        inuse.collect(Host("/"), [])
+        inuse.collect(open_host("/"), [])

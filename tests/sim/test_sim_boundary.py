@@ -9,8 +9,7 @@ from pathlib import Path
 from vfctl import backends
 from vfctl.host import netlink
 from vfctl.host.netlink import KernelNetlink
-from vfctl.host.open import SIM_MARKER, open_host
-from vfctl.host.sysfs import Host
+from vfctl.host.open import SIM_MARKER, KernelHost, open_host
 from vfctl.sim.host import SimHost
 from vfctl.sim.netlink import SimNetlink
 
@@ -41,6 +40,12 @@ def test_no_simulated_branch_outside_the_sim_and_the_chooser() -> None:
     assert found == []
 
 
+def test_the_chooser_and_the_simulator_agree_on_the_marker() -> None:
+    from vfctl.sim.common import MARKER
+
+    assert MARKER == SIM_MARKER
+
+
 def test_only_the_sim_commands_import_the_simulator() -> None:
     """The real adapters (host/, backends/, the engine) never import the simulator; only
     ``vfctl sim init/snapshot`` (cli_sim.py), the simulator's own front end, does."""
@@ -64,7 +69,7 @@ def test_the_chooser_picks_by_the_marker(minimal: Path, tmp_path: Path) -> None:
     plain = tmp_path / "tree"
     plain.mkdir()
     real = open_host(plain)
-    assert type(real) is Host and isinstance(real.netlink, KernelNetlink)
+    assert type(real) is KernelHost and isinstance(real.netlink, KernelNetlink)
     assert real.live and not sim_host.live
 
 
@@ -76,7 +81,7 @@ def test_sim_host_netlink_is_the_simulators(minimal: Path) -> None:
     assert [s.trust for s in netlink.vf_info(h, "enp1s0")] == [False, False]
     netlink.set_vf(h, "enp1s0", 1, {"trust": True})
     assert [s.trust for s in netlink.vf_info_all(h, ["enp1s0"])["enp1s0"]] == [False, True]
-    assert netlink.vf_info(Host(minimal), "enp1s0") == []
+    assert netlink.vf_info(KernelHost(minimal), "enp1s0") == []
 
 
 def test_libvirt_socket_on_a_simulated_root_is_no_daemon(minimal: Path, tmp_path: Path) -> None:

@@ -11,11 +11,13 @@ pyroute2 is imported only when a real host is asked, so read-only commands stay 
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vfctl import vfattrs
-from vfctl.host.sysfs import CLASS_NET, Host
 from vfctl.model import NetLink, VFSettings
+
+if TYPE_CHECKING:
+    from vfctl.host.sysfs import Host
 
 
 class Netlink(Protocol):
@@ -184,8 +186,8 @@ _DEVTYPE_KIND = {"bond": "bond", "bridge": "bridge", "vlan": "vlan", "macvlan": 
 
 def _sysfs_links(host: Host) -> list[NetLink]:
     out = []
-    for name in host.listdir(CLASS_NET):
-        d = f"{CLASS_NET}/{name}"
+    for name in host.listdir(host.CLASS_NET):
+        d = f"{host.CLASS_NET}/{name}"
         kind = None
         for line in (host.read_opt(f"{d}/uevent") or "").splitlines():
             if line.startswith("DEVTYPE="):

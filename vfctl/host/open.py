@@ -9,8 +9,10 @@ the simulator's package asks which kind a Host is; they call its methods.
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from pathlib import Path
 
+from vfctl.host.netlink import KernelNetlink, Netlink
 from vfctl.host.sysfs import Host
 
 SIM_MARKER = ".vfctl-sim"
@@ -22,4 +24,12 @@ def open_host(root: str | os.PathLike[str] = "/") -> Host:
         from vfctl.sim.host import SimHost
 
         return SimHost(root)
-    return Host(root)
+    return KernelHost(root)
+
+
+class KernelHost(Host):
+    """A root read and written as the kernel's sysfs, with the kernel's rtnetlink."""
+
+    @cached_property
+    def netlink(self) -> Netlink:
+        return KernelNetlink(self)

@@ -42,6 +42,7 @@ class Host:
 
     # a running system: sockets under run/ are daemons serving this host (backend detection)
     live = True
+    CLASS_NET = CLASS_NET  # for the netlink side, which reads a tree's links without importing us
 
     def __init__(self, root: str | os.PathLike[str] = "/") -> None:
         self.root = Path(root)
@@ -52,10 +53,8 @@ class Host:
 
     @cached_property
     def netlink(self) -> Netlink:
-        """This host's rtnetlink (the kernel's; a simulated host has its own)."""
-        from vfctl.host.netlink import KernelNetlink
-
-        return KernelNetlink(self)
+        """This host's rtnetlink: each kind of host brings its own (see vfctl.host.open)."""
+        raise NotImplementedError("a Host's netlink comes with its kind: use open_host()")
 
     def path(self, rel: str) -> Path:
         """Absolute path of a root-relative path (no symlink resolution)."""
