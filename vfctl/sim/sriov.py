@@ -18,6 +18,8 @@ from vfctl.sim.common import DEVICES, VF_DEFAULTS, Dev, State
 
 
 def detach(st: State, bdf: str) -> None:
+    """A driver's remove(): a PF driver disables SR-IOV first (igb/ixgbe do), then the limit
+    it set is dropped."""
     dev = st["devices"][bdf]
     sr = dev.get("sriov")
     if sr is not None:
