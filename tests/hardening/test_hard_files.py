@@ -101,8 +101,7 @@ def test_persist_exec_quoted_for_systemd(tmp_path: Path, exe: str) -> None:
 
 def test_root_tree_write_through_symlink_out_refused(tmp_path: Path) -> None:
     """A non-simulated --root whose device link points outside: the write must not land there."""
-    from vfctl.host.open import open_host
-    from vfctl.host.sysfs import Host
+    from vfctl.host.open import KernelHost, open_host
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -111,7 +110,7 @@ def test_root_tree_write_through_symlink_out_refused(tmp_path: Path) -> None:
     (root / "sys/bus/pci/devices").mkdir(parents=True)
     os.symlink(outside, root / "sys/bus/pci/devices" / IGB)
     h = open_host(root)
-    assert type(h) is Host  # the real one: writes go to the tree
+    assert type(h) is KernelHost  # the real one: writes go to the tree
     with pytest.raises(OSError, match="outside the host root"):
         h.write(f"sys/bus/pci/devices/{IGB}/sriov_numvfs", "4")
     assert (outside / "sriov_numvfs").read_text() == "0\n"
