@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from vfctl import discover_vfs
 from vfctl.discover_vfs import hex4 as _hex4
@@ -26,6 +25,7 @@ from vfctl.model import (
     VFSettings,
 )
 from vfctl.pci import address as pciaddr
+from vfctl.record import replace
 
 Attachments = Mapping[str, Sequence[Attachment]]
 VfInfo = Mapping[str, Sequence[VFSettings]]  # PF netdev → settings by VF index

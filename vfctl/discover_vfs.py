@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from itertools import repeat
 
 from vfctl.host import vfscan
 from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, PCI_DRIVERS, Host
 from vfctl.model import VF, Attachment, VFSettings
 from vfctl.pci import address as pciaddr
+from vfctl.record import replace
 
 _ODD = ("", ".", "..")
 

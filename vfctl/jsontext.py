@@ -12,12 +12,12 @@ compares whole documents on simulated hosts.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii as _str
 from operator import attrgetter
 
+from vfctl import record
 from vfctl.model import PF, VF, VFSettings
 
 _SPLICE = '"vfs": []'
@@ -49,7 +49,7 @@ def _exact(v: VF) -> bool:
     """The format strings still say what ``to_json`` says (a field added or renamed: no)."""
     if not isinstance(v.settings, VFSettings) or type(v.index) is not int:
         return False
-    plain = dataclasses.replace(v, attached_to=(), held_by=None, pool=None)
+    plain = record.replace(v, attached_to=(), held_by=None, pool=None)
     return _vf_text(plain, {}) == json.dumps(plain.to_json()) == _vfs_text([plain])
 
 
@@ -106,7 +106,7 @@ def pf_text(pf: PF) -> str:
     """``json.dumps(pf.to_json())``, built without a dict per VF."""
     if pf.vfs and not _exact(pf.vfs[0]):
         return json.dumps(pf.to_json())
-    head = json.dumps(dataclasses.replace(pf, vfs=()).to_json())
+    head = json.dumps(record.replace(pf, vfs=()).to_json())
     before, sep, after = head.partition(_SPLICE)
     if not sep or _SPLICE in after:  # the key moved or a value spells it: do it the slow way
         return json.dumps(pf.to_json())

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from vfctl.record import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class VFSettings:
     query_rss: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: getattr(self, k) for k in self.__match_args__}  # the fields, in order
 
 
 @dataclass(frozen=True)

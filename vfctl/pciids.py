@@ -5,10 +5,11 @@ Ids stay the contract (DESIGN §3); the name is a courtesy that is null where pc
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 from typing import TYPE_CHECKING
+
+from vfctl import record
 
 if TYPE_CHECKING:
     from vfctl.model import HostModel
@@ -69,7 +70,6 @@ def name(vendor: str, device: str) -> str | None:
 def named(model: HostModel) -> HostModel:
     """The model with each PF's ``name`` filled from pci.ids, so text and JSON agree."""
     pfs = tuple(
-        p if p.name else dataclasses.replace(p, name=name(p.vendor_id, p.device_id))
-        for p in model.pfs
+        p if p.name else record.replace(p, name=name(p.vendor_id, p.device_id)) for p in model.pfs
     )
-    return dataclasses.replace(model, pfs=pfs)
+    return record.replace(model, pfs=pfs)

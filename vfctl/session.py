@@ -13,11 +13,11 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vfctl.errors import NotFoundError, UsageError, VfctlError
 from vfctl.model import HostModel, PoolRef
+from vfctl.record import dataclass
 
 if TYPE_CHECKING:
     from vfctl.backends import BackendConfig

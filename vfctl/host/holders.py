@@ -19,10 +19,10 @@ import re
 import stat
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from vfctl.host.sysfs import Host
 from vfctl.model import HeldBy
+from vfctl.record import dataclass
 
 PVE_PID_DIRS = ("var/run/qemu-server", "run/qemu-server")
 LIBVIRT_PID_DIR = "run/libvirt/qemu"

@@ -11,7 +11,7 @@ from vfctl.sim import netdevs
 
 
 def _settings(d: dict[str, Any]) -> VFSettings:
-    return VFSettings(**{k: d.get(k) for k in VFSettings.__dataclass_fields__})
+    return VFSettings(**{k: d.get(k) for k in VFSettings.__match_args__})
 
 
 class SimNetlink:
