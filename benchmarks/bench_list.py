@@ -53,6 +53,52 @@ def _strace_calls(cmd: list[str], env: dict[str, str]) -> tuple[int, dict[str, i
     return sum(by.values()), by
 
 
+# the per-VF reads of discovery's batches, as discover_vfs makes them for many VFs: virtfnN
+# (here each function's driver link: the same one readlinkat), then the scan with driver and
+# netdevs taken from the bulk listings; argv: directory, repetitions
+_BATCH = r"""
+import os, sys
+from vfctl.host import vfscan
+d, k = sys.argv[1], int(sys.argv[2])
+names = sorted(os.listdir(d))
+vfs = [a for a in names if os.path.exists(f"{d}/{a}/physfn")][:64] or names
+addrs = vfs * k
+vfscan.links(d, [f"{a}/driver" for a in addrs])
+vfscan.scan(d, addrs, vfscan.SKIP_DRIVER | vfscan.SKIP_NET)
+print(len(vfs), int(vfscan.checks(d)))
+"""
+
+
+def batch_per_vf(devdir: str, env: dict[str, str], k: int = 500) -> tuple[float, str, int, bool]:
+    """Syscalls per VF of the batches alone (a run with k repetitions less one with none)."""
+    cmd = [sys.executable, "-c", _BATCH, devdir]
+    n, checks = map(int, subprocess.run([*cmd, "0"], env=env, capture_output=True, text=True,
+                                        check=True).stdout.split())  # fmt: skip
+    many, by_many = _strace_calls([*cmd, str(k)], env)
+    none, by_none = _strace_calls([*cmd, "0"], env)
+    by = {c: (v - by_none.get(c, 0)) / (n * k) for c, v in by_many.items()}
+    top = ", ".join(f"{c} {v:.3f}" for c, v in sorted(by.items(), key=lambda x: -x[1]) if v > 0.0005)
+    return (many - none) / (n * k), top, n, bool(checks)
+
+
+def sysfs_rows(tree: Path) -> None:
+    """Syscalls per VF of the batches on this machine's real /sys and on the bench tree."""
+    env = B.child_env()
+    print("\n== discovery's per-VF batches alone (virtfn links + scan), syscalls per VF: strace -c, "
+          "a run less a run without VFs ==")  # fmt: skip
+    real = "/sys/bus/pci/devices"
+    if os.path.isdir(real) and os.listdir(real):
+        per, top, n, checks = batch_per_vf(real, env)
+        B.row(f"real sysfs (/sys, {n} functions x 500)", f"{per:.3f} (fstat per file: {checks})",
+              "<= 4", per <= 4)  # fmt: skip
+        print(f"    per VF: {top}")
+    else:
+        print("  real sysfs: no PCI functions in /sys here (not measured)")
+    per, top, n, checks = batch_per_vf(str(tree), env)
+    print(f"  {f'bench tree (plain dirs, {n} VFs x 500)':<44} {per:.3f} (fstat per file: {checks})")
+    print(f"    per VF: {top}")
+
+
 def big_host() -> None:
     root = hosttree.generate(ROOT / ".bench" / f"host-{PFS}x{VFS}", PFS, VFS)
     env = _env(root)
@@ -87,6 +133,7 @@ def big_host() -> None:
           "<= 100 MB", rss <= 100)  # fmt: skip
     print(f"    wall ms (noisy, shared CPUs): vfctl {vs_lspci.med('cand', 'wall_ms'):.0f}, "
           f"lspci {vs_lspci.med('base', 'wall_ms'):.0f}, floor {vs_floor.med('base', 'wall_ms'):.0f}")
+    sysfs_rows(root / "sys/bus/pci/devices")
 
 
 def typical_host() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from needs import required
+from needs import missing, required
 from simcli import SimHost
 from vfscan_trees import hostile
 
@@ -118,3 +118,50 @@ def test_twins_agree_on_a_hostile_tree(tmp_path: Path, flags: int) -> None:
         )
     with pytest.raises(FileNotFoundError):
         vfscan._C_MOD.scan(str(tmp_path / "missing"), names)  # type: ignore[union-attr]
+
+
+def _counting_fstat(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = os.fstat
+
+    def fstat(fd: int) -> os.stat_result:
+        calls.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(vfscan.os, "fstat", fstat)
+    return calls
+
+
+def test_on_real_sysfs_no_file_is_fstated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine's own /sys: both twins see sysfs (one fstatfs), skip the per-file regular
+    check there, and still read exactly alike."""
+    devdir = "/sys/bus/pci/devices"
+    if not os.path.isdir(devdir) or not os.listdir(devdir):
+        missing("no PCI devices in this machine's /sys")
+    addrs = sorted(os.listdir(devdir))
+    assert vfscan.checks_regular(devdir) is False
+    if vfscan._C_MOD is not None:
+        assert vfscan._C_MOD.checks_regular(devdir) is False
+        for flags in FLAGS:
+            assert vfscan._C_MOD.scan(devdir, addrs, flags) == vfscan.scan_python(
+                devdir, addrs, flags
+            )
+    calls = _counting_fstat(monkeypatch)
+    got = vfscan.scan_python(devdir, addrs)
+    assert calls == [] and any(r[1] is not None for r in got)  # driver_override was read
+
+
+def test_off_sysfs_every_file_is_fstated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any other tree (a simulated host, a snapshot, /proc) keeps the check, in both twins."""
+    root = tmp_path / "devices"
+    root.mkdir()
+    names = hostile(root)
+    for d in (str(root), "/proc"):
+        assert vfscan.checks_regular(d) is True
+        if vfscan._C_MOD is not None:
+            assert vfscan._C_MOD.checks_regular(d) is True
+    calls = _counting_fstat(monkeypatch)
+    got = vfscan.scan_python(str(root), names)
+    opened = [n for n in names if os.path.exists(root / n / "driver_override")]
+    assert len(calls) == len(opened) > 0
+    assert dict(zip(names, got, strict=True))["0000:00:00.1"][1] is None  # the FIFO, refused

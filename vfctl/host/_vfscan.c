@@ -1,5 +1,6 @@
 /* Batch per-VF sysfs reads for discovery, GIL-free: the C twin of vfctl/host/vfscan.py.
  *
+ * checks_regular(dir): whether scan() below dir fstats each file (not on sysfs; see below).
  * links(dir, paths, full): readlink of each path relative to dir: basename (virtfnN) or
  * the whole target (class/net links), or None.
  * scan(dir, addresses, flags): per VF address, relative to dir (sys/bus/pci/devices):
@@ -34,7 +35,7 @@
 
 #define SYSFS_MAGIC_ 0x62656572
 #define MAX_ATTR 65536 /* as Host.read: a sysfs attribute is one page */
-#define PENDING 64
+#define PENDING 256 /* descriptors held open until one close_range (limit 1024: room left) */
 
 /* ---- a growable byte arena: strings are stored as offsets, -1 means None ---- */
 
@@ -105,13 +106,15 @@ static void flush(struct closer *c)
 
 static void defer_close(struct closer *c, int fd)
 {
-    if (c->n == PENDING)
+    if (c->n == PENDING) /* open_at made room; kept for any other caller */
         flush(c);
     c->fds[c->n++] = fd;
 }
 
 static int open_at(struct closer *c, int dirfd, const char *path, int flags)
 {
+    if (c->n == PENDING)
+        flush(c); /* before the open: the next descriptors reuse the same run (one close_range) */
     int fd = openat(dirfd, path, flags | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0 && (errno == EMFILE || errno == ENFILE) && c->n) {
         flush(c);
@@ -311,6 +314,19 @@ static int open_dir(struct scan *s, PyObject *dir_obj)
     return 0;
 }
 
+PyDoc_STRVAR(checks_doc, "checks_regular(dir: str) -> bool\n\n"
+                         "Whether scan() fstats each file below dir (False on sysfs).");
+
+static PyObject *py_checks_regular(PyObject *self, PyObject *dir_obj)
+{
+    (void)self;
+    struct scan s = {.devfd = -1};
+    if (open_dir(&s, dir_obj) < 0)
+        return NULL;
+    close(s.devfd);
+    return PyBool_FromLong(s.check_regular);
+}
+
 PyDoc_STRVAR(links_doc, "links(dir: str, paths: list[str], full: bool = False) -> list[str | None]\n\n"
                         "Basename (or all) of each relative path's symlink target, or None;\n"
                         "GIL-free.");
@@ -413,6 +429,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"checks_regular", py_checks_regular, METH_O, checks_doc},
     {"links", py_links, METH_VARARGS, links_doc},
     {"scan", py_scan, METH_VARARGS, scan_doc},
     {NULL, NULL, 0, NULL},

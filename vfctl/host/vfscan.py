@@ -4,7 +4,10 @@ Per VF, discovery needs five facts the PF cannot tell: its address (``virtfnN``,
 truth), driver, driver_override, IOMMU group and netdevs.  Both implementations make the same
 reads, with the rules of every other sysfs read (``Host.read``: no blocking, one read of at
 most 64 KiB, regular files only), and return identical tuples, which a differential test
-checks (tests/host/test_vfscan.py).  The C one releases the GIL, builds no
+checks (tests/host/test_vfscan.py). The regular-file check is one ``fstat`` per file, made
+only off sysfs: one ``fstatfs`` of the directory showing SYSFS_MAGIC means every file below
+is a kernel attribute (sysfs has no FIFOs or devices, and its links stay inside it), so on
+a real host the check would cost a syscall per VF and never refuse anything.  The C one releases the GIL, builds no
 Python object until every read is done and closes descriptors in batches, so it costs a few
 syscalls per VF; this one is the oracle and the fallback (``VFCTL_NO_C=1`` or not built).
 """
@@ -23,6 +26,7 @@ MAX_ATTR = 1 << 16  # as Host.read: a sysfs attribute is one page
 SKIP_DRIVER = 1  # the caller lists drivers/<drv>/ instead (one listing for all VFs)
 SKIP_NET = 2  # the caller resolves sys/class/net's links instead
 _FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+SYSFS_MAGIC = 0x62656572  # include/uapi/linux/magic.h
 
 _C_MOD: ModuleType | None
 try:  # pragma: no cover - depends on the build
@@ -41,13 +45,38 @@ def _link_base(dirfd: int, path: str, full: bool = False) -> str | None:
     return target if full else target.rsplit("/", 1)[-1]
 
 
-def _read_attr(dirfd: int, path: str) -> str | None:
+def _on_sysfs(dirfd: int) -> bool:
+    """fstatfs(2) says sysfs (Python's os has no fstatfs: libc's, through ctypes)."""
+    import ctypes  # the fallback's cost only; the C twin calls fstatfs itself
+
+    buf = ctypes.create_string_buffer(512)  # struct statfs (120 bytes on 64-bit Linux)
+    try:
+        fstatfs = ctypes.CDLL(None, use_errno=True).fstatfs
+    except (OSError, AttributeError):  # pragma: no cover - no libc symbol: keep the check
+        return False
+    if fstatfs(dirfd, buf) != 0:
+        return False
+    # f_type comes first, a long (__fsword_t) on every Linux ABI but s390x, where a misread
+    # only keeps the check
+    return ctypes.c_long.from_buffer(buf).value == SYSFS_MAGIC
+
+
+def checks_regular(directory: str) -> bool:
+    """Whether reads below ``directory`` fstat each file (False on sysfs: see above)."""
+    dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return not _on_sysfs(dirfd)
+    finally:
+        os.close(dirfd)
+
+
+def _read_attr(dirfd: int, path: str, check: bool) -> str | None:
     try:
         fd = os.open(path, _FLAGS, dir_fd=dirfd)
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if check and not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         return os.read(fd, MAX_ATTR).decode("utf-8", "replace")
     except OSError:
@@ -87,10 +116,11 @@ def scan_python(directory: str, addresses: Sequence[str], flags: int = 0) -> lis
     """Per VF address: (driver, driver_override, iommu_group, netdevs)."""
     dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        check = not _on_sysfs(dirfd)
         return [
             (
                 None if flags & SKIP_DRIVER else _link_base(dirfd, f"{a}/driver"),
-                _read_attr(dirfd, f"{a}/driver_override"),
+                _read_attr(dirfd, f"{a}/driver_override", check),
                 _link_base(dirfd, f"{a}/iommu_group"),
                 [] if flags & SKIP_NET else _list_dir(dirfd, f"{a}/net"),
             )
@@ -105,6 +135,13 @@ def links(directory: str, paths: Sequence[str], full: bool = False) -> list[str 
     if HAVE_C:
         return _C_MOD.links(directory, list(paths), full)  # type: ignore[union-attr,no-any-return]
     return links_python(directory, paths, full)
+
+
+def checks(directory: str) -> bool:
+    """Whether the batch would fstat each file below ``directory`` (both twins decide alike)."""
+    if HAVE_C:
+        return bool(_C_MOD.checks_regular(directory))  # type: ignore[union-attr]
+    return checks_regular(directory)
 
 
 def scan(directory: str, addresses: Sequence[str], flags: int = 0) -> list[Raw]:
