@@ -4,8 +4,9 @@ On a real kernel every config-space read is a config cycle (here a VM exit into 
 is where reading less pays. Boots the lab (skips with a message and exit 0 when `make
 lab-deps` has not prepared it), enables every VF the emulated igb PFs offer, then inside the
 guest: CPU time (user + system of the children) of vfctl, lspci -vvv and `python -c pass`,
-alternating, medians; and `strace -f -c` of vfctl for syscalls per VF (on sysfs the batch
-skips the per-file regular-file check: the kernel guarantees it).
+alternating, medians; and `strace -f -c` of vfctl, then again with one VF per PF: the
+difference per VF, on real sysfs (where the batch skips the per-file regular-file fstat: the
+kernel guarantees regular files there).
 Usage: python benchmarks/bench_lab_list.py
 """
 
@@ -36,13 +37,26 @@ for _ in range(5):
     runs["vfctl"].append(cpu(vfctl))
     runs["lspci"].append(cpu(["lspci", "-vvv"]))
     runs["pass"].append(cpu([sys.executable, "-c", "pass"]))
-out = subprocess.run(["strace", "-f", "-c", "-o", "/tmp/st", *vfctl], stdout=subprocess.DEVNULL)
-calls = 0
-for line in open("/tmp/st"):
-    m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
-    if m and m[2] != "total":
-        calls += int(m[1])
-print(json.dumps({"nvf": nvf, "pfs": len(doc["pfs"]), "calls": calls,
+def calls_by():
+    subprocess.run(["strace", "-f", "-c", "-o", "/tmp/st", *vfctl], stdout=subprocess.DEVNULL)
+    by = {}
+    for line in open("/tmp/st"):
+        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
+        if m and m[2] != "total":
+            by[m[2]] = int(m[1])
+    return by
+with_vfs = calls_by()
+few = 0
+for p in doc["pfs"]:  # the same run with one VF per PF: the difference is what more VFs cost
+    if p["num_vfs"] > 1:  # (not 0 VFs: with none, whole steps such as netlink are skipped)
+        for n in ("0", "1"):
+            with open(f"/sys/bus/pci/devices/{p['address']}/sriov_numvfs", "w") as f:
+                f.write(n)
+    few += min(p["num_vfs"], 1)
+fewer = calls_by()
+delta = {k: with_vfs.get(k, 0) - fewer.get(k, 0) for k in set(with_vfs) | set(fewer)}
+print(json.dumps({"nvf": nvf, "pfs": len(doc["pfs"]), "calls": sum(with_vfs.values()),
+                  "delta": delta, "dvf": nvf - few,
                   **{k: statistics.median(v) for k, v in runs.items()}}))
 """
 
@@ -73,6 +87,12 @@ def main() -> int:
           f"= {ratio:.1f}x   (python -c pass {r['pass']:.0f} ms)")  # fmt: skip
     print(f"  syscalls, whole vfctl run              {r['calls']} ({r['calls'] / max(r['nvf'], 1):.0f}"
           f" per VF: with {r['nvf']} VFs the interpreter's start dominates)")  # fmt: skip
+    nvf, delta = max(r["dvf"], 1), r["delta"]
+    stats = sum(v for k, v in delta.items() if k in ("fstat", "newfstatat", "statx", "stat"))
+    top = ", ".join(f"{k} {v / nvf:.2f}" for k, v in sorted(delta.items(), key=lambda x: -x[1])
+                    if v)  # fmt: skip
+    print(f"  syscalls per VF on real sysfs          {sum(delta.values()) / nvf:.2f} ({r['nvf']} VFs "
+          f"less 1 per PF; below 16 VFs driver and netdevs are read per VF, not listed): {top}; fstat-family per VF {stats / nvf:.2f}")  # fmt: skip
     return 0
 
 
