@@ -153,6 +153,12 @@ def main() -> None:
 
 def _read_json(opts: dict[str, object], command: str, positionals: list[str]) -> int:
     """``list --json`` / ``show PF --json``: the typer commands' own code (vfctl.readjson)."""
+    import gc
+
+    # a short read that exits: reference counting frees what it drops, and the cycle
+    # collector would only walk the growing model again and again (~5% of list --all on
+    # 16,384 VFs, benchmarks/README.md)
+    gc.disable()
     from vfctl import readjson, render
     from vfctl.errors import VfctlError
     from vfctl.session import Options, Session
