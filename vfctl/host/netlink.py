@@ -115,13 +115,8 @@ class KernelNetlink:
     def vf_info(self, pf_ifname: str) -> list[VFSettings]:
         if not self._has_netlink():
             return []
-        from pyroute2 import IPRoute
-
-        with IPRoute() as ip:
-            idx = ip.link_lookup(ifname=pf_ifname)
-            if not idx:
-                return []
-            return _vf_list(ip.get_links(idx[0], ext_mask=RTEXT_FILTER_VF)[0])
+        msg = _pf_link(pf_ifname)
+        return [] if msg is None else _vf_list(msg)
 
     def vf_info_all(self, pf_ifnames: list[str]) -> dict[str, list[VFSettings]]:
         if not self._has_netlink():
@@ -137,26 +132,22 @@ class KernelNetlink:
         driver without it (igb has none)."""
         if not self._has_netlink():
             return []
-        from pyroute2 import IPRoute
-
-        with IPRoute() as ip:
-            idx = ip.link_lookup(ifname=pf_ifname)
-            if not idx:
-                return []
-            msg = ip.get_links(idx[0], ext_mask=1)[0]  # RTEXT_FILTER_VF
-            vfl = msg.get_attr("IFLA_VFINFO_LIST")
-            out: dict[int, dict[str, int] | None] = {}
-            for vfi in vfl.get_attrs("IFLA_VF_INFO") if vfl else []:
-                mac = vfi.get_attr("IFLA_VF_MAC")
-                if mac is None:
-                    continue
-                st = vfi.get_attr("IFLA_VF_STATS")
-                out[int(mac["vf"])] = (
-                    None
-                    if st is None
-                    else {k: int(st.get_attr(f"IFLA_VF_STATS_{k.upper()}") or 0) for k in STAT_KEYS}
-                )
-            return [out.get(i) for i in range(max(out) + 1)] if out else []
+        msg = _pf_link(pf_ifname)
+        if msg is None:
+            return []
+        vfl = msg.get_attr("IFLA_VFINFO_LIST")
+        out: dict[int, dict[str, int] | None] = {}
+        for vfi in vfl.get_attrs("IFLA_VF_INFO") if vfl else []:
+            mac = vfi.get_attr("IFLA_VF_MAC")
+            if mac is None:
+                continue
+            st = vfi.get_attr("IFLA_VF_STATS")
+            out[int(mac["vf"])] = (
+                None
+                if st is None
+                else {k: int(st.get_attr(f"IFLA_VF_STATS_{k.upper()}") or 0) for k in STAT_KEYS}
+            )
+        return [out.get(i) for i in range(max(out) + 1)] if out else []
 
     def set_vf(self, pf_ifname: str, vf: int, settings: dict[str, Any]) -> None:
         import errno
@@ -201,6 +192,15 @@ def _sysfs_links(host: Host) -> list[NetLink]:
         link = lowers[0] if kind in ("vlan", "macvlan", "ipvlan") and lowers else None
         out.append(NetLink(name, kind, up, (), host.link_name(f"{d}/master"), link, False))
     return out
+
+
+def _pf_link(pf_ifname: str) -> Any:
+    """The PF's RTM_NEWLINK with its VF info (pyroute2), or None when no such link exists."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ip:
+        idx = ip.link_lookup(ifname=pf_ifname)
+        return ip.get_links(idx[0], ext_mask=RTEXT_FILTER_VF)[0] if idx else None
 
 
 # ---------------------------------------------------------------- decoding and encoding
