@@ -6,7 +6,16 @@ from typing import Any, Optional
 import typer
 
 from vfctl.cli_app import guarded, run_plan, session
-from vfctl.cli_opts import CheckOpt, ConfirmOpt, ForceOpt, JsonOpt, VfOpt, WaitOpt, onoff
+from vfctl.cli_opts import (
+    CheckOpt,
+    ConfirmOpt,
+    ForceHostNicOpt,
+    ForceOpt,
+    JsonOpt,
+    VfOpt,
+    WaitOpt,
+    onoff,
+)
 from vfctl.errors import UsageError
 from vfctl.model import HostModel
 
@@ -21,7 +30,7 @@ def enable(
     ),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to wait for VFs."),
     force: bool = ForceOpt(False),
-    force_host_nic: bool = typer.Option(False, "--force-host-nic"),
+    force_host_nic: bool = ForceHostNicOpt(),
     check: bool = CheckOpt(False),
     json_: bool = JsonOpt(False),
     wait: float = WaitOpt(30.0),
@@ -34,7 +43,7 @@ def enable(
 def disable(
     pf: str = typer.Argument(..., help="PF netdev or PCI address."),
     force: bool = ForceOpt(False),
-    force_host_nic: bool = typer.Option(False, "--force-host-nic"),
+    force_host_nic: bool = ForceHostNicOpt(),
     check: bool = CheckOpt(False),
     json_: bool = JsonOpt(False),
     wait: float = WaitOpt(30.0),
@@ -111,7 +120,7 @@ def bind(
     vfs: list[str] = typer.Argument(..., help="VFs: vf3, 3, vf0-3,7, all, or addresses."),
     driver: str = typer.Option("vfio-pci", "--driver", help="Driver to bind."),
     force: bool = ForceOpt(False),
-    force_host_nic: bool = typer.Option(False, "--force-host-nic"),
+    force_host_nic: bool = ForceHostNicOpt(),
     check: bool = CheckOpt(False),
     json_: bool = JsonOpt(False),
     wait: float = WaitOpt(30.0),
@@ -129,7 +138,7 @@ def unbind(
     pf: str = typer.Argument(..., help="PF netdev or PCI address."),
     vfs: list[str] = typer.Argument(..., help="VFs: vf3, 3, vf0-3,7, all, or addresses."),
     force: bool = ForceOpt(False),
-    force_host_nic: bool = typer.Option(False, "--force-host-nic"),
+    force_host_nic: bool = ForceHostNicOpt(),
     check: bool = CheckOpt(False),
     json_: bool = JsonOpt(False),
     wait: float = WaitOpt(30.0),

@@ -26,6 +26,12 @@ def ForceOpt(default: Any = ...) -> Any:
     return typer.Option(default, "--force", help="Override in-use refusals.")
 
 
+def ForceHostNicOpt() -> Any:
+    """The one override of the host's own connectivity (default-route chain); no help text yet,
+    as before, so --help and the man pages stay as they are."""
+    return typer.Option(False, "--force-host-nic")
+
+
 def WaitOpt(default: Any = ...) -> Any:
     return typer.Option(default, "--wait", help="Seconds to wait for the host lock.")
 
