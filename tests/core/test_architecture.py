@@ -110,9 +110,7 @@ def test_the_cycle_check_finds_a_cycle_through_a_third_module() -> None:
 
 
 def test_the_pure_middle_never_imports_typer() -> None:
-    for rel in TYPER_FREE:
-        if not (ROOT / rel).exists():
-            continue
+    for rel in TYPER_FREE:  # a module renamed away must be renamed here too, not skipped
         tree = ast.parse((ROOT / rel).read_text())
         names = {
             a.name.split(".")[0]
