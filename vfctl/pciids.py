@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 _BLOCK_END = re.compile(rb"\n[^\t#]")  # a line that is neither a device nor a comment
 PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
+MAX_IDS = 16 << 20
 
 
 def _line(text: bytes, key: bytes) -> int:
@@ -29,9 +30,10 @@ def _line(text: bytes, key: bytes) -> int:
 @functools.lru_cache(maxsize=4)
 def _read(path: str) -> tuple[bytes, bytes] | None:
     """The file and its lower-case twin (ASCII only: the same offsets), once per process."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
+    from vfctl.host.files import read_attr
+
+    try:  # regular files only, never blocking on a FIFO, bounded (pci.ids is ~1.4 MB today)
+        data = read_attr(path, MAX_IDS)
     except OSError:
         return None
     return data, data.lower()

@@ -82,3 +82,24 @@ def test_the_systems_file_agrees_with_a_line_by_line_reading() -> None:
     sample = random.Random(16).sample(pairs, min(400, len(pairs))) + ODD
     for v, d in sample:
         assert pciids.name.__wrapped__(v, d) == _by_lines(path, v, d), (v, d)
+
+
+def test_a_fifo_or_a_directory_in_place_of_pci_ids_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opened non-blocking and only as a regular file: no hang on a FIFO, the next path is read."""
+    import os
+
+    fifo, d, f = tmp_path / "fifo", tmp_path / "dir", tmp_path / "pci.ids"
+    os.mkfifo(fifo)
+    d.mkdir()
+    f.write_text(CRAFTED, encoding="utf-8")
+    monkeypatch.setattr(pciids, "PATHS", (str(fifo), str(d), str(f)))
+    pciids.name.cache_clear()
+    pciids._read.cache_clear()
+    try:
+        assert pciids.name("15b3", "1018") == "ConnectX-5 VF"
+        assert pciids._read(str(fifo)) is None and pciids._read(str(d)) is None
+    finally:
+        pciids.name.cache_clear()
+        pciids._read.cache_clear()
