@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import attach_facts
 import pytest
 from fakepve import FakePve, Server
 from pvecli import (  # noqa: F401  (constants for the test modules; CLI fixtures)
@@ -206,42 +207,7 @@ def local_backend(pvesh: Path, tmp_path: Path) -> ProxmoxBackend:
 
 def make_pf(index: int = 3, netdev: str = "eth2") -> tuple[PF, VF]:
     """An Intel 82599-like PF 0000:03:00.0 whose VFs sit at 03:10.0, 03:10.2, … (stride 2)."""
-    vfs = tuple(
-        VF(
-            index=i,
-            address=f"0000:03:1{i // 4}.{(i % 4) * 2}",
-            driver="vfio-pci",
-            driver_override="vfio-pci",
-            netdev=None,
-            iommu_group=40 + i,
-            vendor_id="8086",
-            device_id="10ed",
-        )
-        for i in range(8)
-    )
-    pf = PF(
-        address="0000:03:00.0",
-        netdev=netdev,
-        netdevs=(netdev,),
-        driver="ixgbe",
-        vendor_id="8086",
-        device_id="10fb",
-        class_code="020000",
-        name=None,
-        total_vfs=63,
-        cap_total_vfs=64,
-        initial_vfs=64,
-        num_vfs=8,
-        vf_offset=128,
-        vf_stride=2,
-        vf_device_id="10ed",
-        autoprobe=False,
-        numa_node=0,
-        iommu_group=12,
-        link=None,
-        ari=False,
-        vfs=vfs,
-    )
+    pf = attach_facts.pf(netdev=netdev)
     vf = pf.vf(index)
     assert vf is not None
     return pf, vf

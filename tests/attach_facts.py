@@ -1,4 +1,5 @@
-"""Literal PFs/VFs for the pure attach-planning tests (no host, no VM manager)."""
+"""Literal PFs/VFs for attach planning: the pure planner tests (tests/core) and the PVE backend
+tests (tests/pve) build the same 82599 from here."""
 
 from __future__ import annotations
 
