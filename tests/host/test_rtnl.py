@@ -64,7 +64,7 @@ def test_decoder_matches_pyroute2(seed: int) -> None:
 
 
 def test_dump_request_is_what_ip_link_sends() -> None:
-    req = rtnl.dump_request(7, 9)
+    req = rtnl.request(7, rtnl.RTM_GETLINK, rtnl.vf_dump_body(9))
     length, kind, flags, seq, pid = struct.unpack_from("=IHHII", req)
     assert (length, kind, flags, seq, pid) == (len(req), 18, 0x301, 7, 0)
     assert list(rtnl._attrs(req, 16 + 16)) == [(rtnl.IFLA_EXT_MASK, u32s(9))]

@@ -93,44 +93,30 @@ def link_vfs(msg: bytes) -> tuple[str | None, list[VFSettings]]:
     return name, [out.get(i, VFSettings()) for i in range(max(out) + 1)] if out else []
 
 
-def dump_request(seq: int, ext_mask: int) -> bytes:
-    body = _IFI.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + struct.pack("=HHI", 8, IFLA_EXT_MASK, ext_mask)
-    return _HDR.pack(_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+def vf_dump_body(ext_mask: int) -> bytes:
+    """An RTM_GETLINK dump request's body asking for VF info (what `ip link` sends)."""
+    return _IFI.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + struct.pack("=HHI", 8, IFLA_EXT_MASK, ext_mask)
+
+
+def request(seq: int, kind: int, body: bytes) -> bytes:
+    """A dump request: nlmsghdr + body."""
+    return _HDR.pack(_HDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
 def dump_vf_info(ext_mask: int) -> dict[str, list[VFSettings]]:
     """Every link's VF settings, by name, from one dump; OSError as the kernel answers."""
     out: dict[str, list[VFSettings]] = {}
-    seq = 1
+    body = vf_dump_body(ext_mask)
     with socket.socket(
         socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
     ) as s:
         s.bind((0, 0))
-        s.sendall(dump_request(seq, ext_mask))
-        while True:
-            data, _, flags, _ = s.recvmsg(1 << 20)
-            if flags & socket.MSG_TRUNC:
-                raise OSError(os.strerror(90), "netlink dump message truncated")
-            pos = 0
-            while pos + _HDR.size <= len(data):
-                length, kind, _, mseq, _ = _HDR.unpack_from(data, pos)
-                if length < _HDR.size or pos + length > len(data):
-                    raise OSError("malformed netlink message")
-                body = data[pos + _HDR.size : pos + length]
-                pos += (length + 3) & ~3
-                if mseq != seq:
-                    continue
-                if kind == NLMSG_DONE:
-                    return out
-                if kind == NLMSG_ERROR:
-                    err = -struct.unpack_from("=i", body)[0]
-                    if err:
-                        raise OSError(err, os.strerror(err))
-                    return out
-                if kind == RTM_NEWLINK:
-                    name, vfs = link_vfs(body)
-                    if name is not None:
-                        out[name] = vfs
+        for kind, msg in _dump(s, 1, RTM_GETLINK, body):
+            if kind == RTM_NEWLINK:
+                name, vfs = link_vfs(msg)
+                if name is not None:
+                    out[name] = vfs
+    return out
 
 
 # ---------------------------------------------------------------- links, addresses, routes
@@ -153,7 +139,7 @@ _NH = struct.Struct("=HBBi")  # rtnexthop
 
 def _dump(s: socket.socket, seq: int, kind: int, body: bytes) -> Iterator[tuple[int, bytes]]:
     """(message type, body) of each answer to one dump request; OSError as the kernel answers."""
-    s.sendall(_HDR.pack(_HDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
+    s.sendall(request(seq, kind, body))
     while True:
         data, _, flags, _ = s.recvmsg(1 << 20)
         if flags & socket.MSG_TRUNC:
