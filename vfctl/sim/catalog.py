@@ -47,7 +47,9 @@ DRIVERS: dict[str, dict[str, Any]] = {
     "igbvf": {"module": "igbvf", "ids": ["8086:10ca", "8086:1520"], "net": True},
     "ixgbevf": {"module": "ixgbevf", "ids": ["8086:10ed", "8086:1515"], "net": True},
     "nvme": {"module": "nvme", "classes": [0x010802], "ids": [], "sriov": True},
-    # stub drivers with no id table: they bind through driver_override (or new_id) only
+    # stub drivers with no id table: they bind through driver_override (or new_id) only.
+    # Kernel: drivers/pci/pci-stub.c matches only the ids given in its `ids=` module parameter
+    # (none by default); drivers/uio/uio_pci_generic.c "does not declare any device ids"
     "pci-stub": {"module": "pci_stub", "ids": [], "override_only": True},
     "uio_pci_generic": {"module": "uio_pci_generic", "ids": [], "override_only": True},
     "vfio-pci": {

@@ -83,7 +83,9 @@ def render_net(root: Path, st: State) -> None:
                 (nd / name2).unlink()
         if master and master in nets:
             mdir = _netdir(root, st, master, None)
-            if nets[master][1].get("kind") == "bridge":  # a bond's port has no brport
+            # net/bridge/br_sysfs_if.c adds the "brport" directory to a bridge's ports only; a
+            # bond's port gets "bonding_slave" instead (drivers/net/bonding/bond_sysfs_slave.c)
+            if nets[master][1].get("kind") == "bridge":
                 (nd / "brport").mkdir(exist_ok=True)
                 tree.put(nd / "brport/state", "3\n")
             else:
