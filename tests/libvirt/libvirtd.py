@@ -345,8 +345,11 @@ def _subreaper(workdir: Path, cache_dir: Path, overlay: bool, pci_root: Path | N
         if pid == daemon.pid:
             status = os.waitstatus_to_exitcode(st)
             break
-    # libvirtd leaves domains running by design: they must not outlive the test daemon
-    for _ in range(50):
+    # libvirtd leaves domains running by design: they must not outlive the test daemon. Bounded
+    # by time, not by rounds: under load a killed QEMU can take seconds to exit and hand its own
+    # children to us, and leaving before then lets them escape the demo's "nothing left" promise
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
         kids = _children(os.getpid())
         if not kids:
             break
