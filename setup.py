@@ -1,4 +1,4 @@
-"""Build the C extensions (config-space parser, batch VF sysfs reads); everything else is in pyproject.toml."""
+"""Build the C extensions (config-space parser, batch VF sysfs reads, JSON rows); everything else is in pyproject.toml."""
 
 import os
 
@@ -45,6 +45,13 @@ setup(
         Extension(
             "vfctl.host._vfscan",
             sources=["vfctl/host/_vfscan.c"],
+            extra_compile_args=extra,
+            extra_link_args=["-fsanitize=address,undefined"] if os.environ.get("VFCTL_ASAN") else [],
+            optional=os.environ.get("VFCTL_REQUIRE_EXT") != "1",
+        ),
+        Extension(
+            "vfctl._jsonrows",
+            sources=["vfctl/_jsonrows.c"],
             extra_compile_args=extra,
             extra_link_args=["-fsanitize=address,undefined"] if os.environ.get("VFCTL_ASAN") else [],
             optional=os.environ.get("VFCTL_REQUIRE_EXT") != "1",

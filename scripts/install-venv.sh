@@ -22,7 +22,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed-${extras:-base}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
-    || [ vfctl/pci/_configspace.c -nt "$stamp" ] || [ vfctl/host/_vfscan.c -nt "$stamp" ]; then
+    || [ vfctl/pci/_configspace.c -nt "$stamp" ] || [ vfctl/host/_vfscan.c -nt "$stamp" ] \
+    || [ vfctl/_jsonrows.c -nt "$stamp" ]; then
     spec="."
     [ -n "$extras" ] && spec=".[$extras]"
     .venv/bin/python -m pip install -q --no-build-isolation -e "$spec" 2>&1 \

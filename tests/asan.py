@@ -58,7 +58,7 @@ def _build() -> Path:
 
 
 def sanitized(name: str) -> str:
-    """The path of extension ``name`` (``_configspace``, ``_vfscan``) built with the sanitizers."""
+    """The path of extension ``name`` (``_configspace``, ``_vfscan``, ``_jsonrows``) built with the sanitizers."""
     libasan()  # first: without it the sanitized build could not be run (skip or fail)
     [so] = _build().rglob(f"{name}*.so")
     return str(so)

@@ -2,76 +2,64 @@
 
 ``json.dumps(pf.to_json())`` first builds a dict per VF and then encodes it: about 130 ms for
 16,384 VFs, as much as all of discovery's syscalls. Most of a VF's document is the same for
-every VF (its settings object is shared until netlink fills it in), so this writes each VF
-from one format string, each distinct settings object encoded once, and everything unusual
-(attachments, holders, pools) through ``to_json`` as before. The text equals ``json.dumps``'s
-byte for byte (default separators, ASCII); each call checks that on its first VF and falls
-back to ``json.dumps`` when a model change made them differ, and tests/core/test_jsontext.py
-compares whole documents on simulated hosts.
+every VF (its settings object is shared until netlink fills it in), so this takes the VFs a
+column at a time and writes every row in one call (vfctl/jsonrows.py, in C when built), each
+distinct settings object encoded once, and the part that says who uses a VF (attachments,
+holders, pools) through ``to_json`` only for VFs that have any. The text equals
+``json.dumps``'s byte for byte (default separators, ASCII); the first VF of a kind is checked
+against ``json.dumps`` (a model change that made them differ: ``json.dumps`` itself), and
+tests/host/test_jsontext.py compares whole documents on simulated hosts, with both twins.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from json.encoder import encode_basestring_ascii as _str
 from operator import attrgetter
+from typing import Any
 
-from vfctl import record
+from vfctl import jsonrows, record
 from vfctl.model import PF, VF, VFSettings
 
 _SPLICE = '"vfs": []'
 _UNUSED = ((), None, None)  # (attached_to, held_by, pool) of a VF nobody uses
+_KEYS = ("index", "address", "driver", "driver_override", "netdev", "iommu_group", "vendor_id",
+         "device_id")  # fmt: skip
+_GET = tuple(map(attrgetter, _KEYS))
+# a VF's document: its own fields, its settings' fields, then who uses it (the last two raw)
+_PIECES = (*(f'{", " if n else "{"}"{k}": ' for n, k in enumerate(_KEYS)), ", ", ", ", "}")
+_RAW = 0b11 << len(_KEYS)
+_TAIL_KEYS = ("attached_to", "held_by", "pool", "pool_vms")
+_PLAIN_TAIL = '"attached_to": [], "held_by": null, "pool": null, "pool_vms": []'
 
 
-def _opt(v: str | None) -> str:
-    return "null" if v is None else _str(v)
+def _tail(v: VF) -> str:
+    """The used-by part of a VF's JSON (attachments, holder, pool), without braces."""
+    if (v.attached_to, v.held_by, v.pool) == _UNUSED:
+        return _PLAIN_TAIL
+    d = v.to_json()
+    return json.dumps({k: d[k] for k in _TAIL_KEYS})[1:-1]
 
 
-def _vf_text(v: VF, settings: dict[int, str]) -> str:
-    if v.attached_to or v.held_by is not None or v.pool is not None:
-        return json.dumps(v.to_json())
-    s = v.settings
-    frag = settings.get(id(s))
-    if frag is None:  # the ids stay valid: the model holds every settings object meanwhile
-        frag = settings[id(s)] = json.dumps(s.to_json())[1:-1]
-    g = v.iommu_group
-    return (
-        f'{{"index": {int(v.index)}, "address": {_str(v.address)}, "driver": {_opt(v.driver)}, '
-        f'"driver_override": {_opt(v.driver_override)}, "netdev": {_opt(v.netdev)}, '
-        f'"iommu_group": {"null" if g is None else int(g)}, "vendor_id": {_str(v.vendor_id)}, '
-        f'"device_id": {_str(v.device_id)}, {frag}, "attached_to": [], "held_by": null, '
-        '"pool": null, "pool_vms": []}'
-    )
+_CHECKED: dict[tuple[object, object], bool] = {}  # (VF.to_json, settings' to_json) -> exact
 
 
 def _exact(v: VF) -> bool:
-    """The format strings still say what ``to_json`` says (a field added or renamed: no)."""
-    if not isinstance(v.settings, VFSettings) or type(v.index) is not int:
+    """The pieces still say what ``to_json`` says (a field added or renamed: no).
+
+    A matter of the classes, not the values (a value rows() cannot spell falls back to
+    json.dumps anyway): checked once per pair of ``to_json`` methods."""
+    if not isinstance(v.settings, VFSettings):
         return False
-    plain = record.replace(v, attached_to=(), held_by=None, pool=None)
-    return _vf_text(plain, {}) == json.dumps(plain.to_json()) == _vfs_text([plain])
-
-
-class _Memo(dict[object, str]):
-    """value -> its JSON text, each distinct value encoded once (drivers, ids: a handful)."""
-
-    def __missing__(self, v: object) -> str:
-        self[v] = text = json.dumps(v)
-        return text
-
-
-_VF = (
-    '{"index": %d, "address": %s, "driver": %s, "driver_override": %s, "netdev": %s, '
-    '"iommu_group": %s, "vendor_id": %s, "device_id": %s, %s, "attached_to": [], '
-    '"held_by": null, "pool": null, "pool_vms": []}'
-)  # _vf_text's format, filled a column at a time (C-level maps, no Python call per VF)
+    key = (type(v).to_json, type(v.settings).to_json)
+    if key not in _CHECKED:
+        plain = record.replace(v, attached_to=(), held_by=None, pool=None)
+        _CHECKED[key] = _vfs_text([plain]) == json.dumps(plain.to_json())
+    return _CHECKED[key]
 
 
 def _vfs_text(vfs: Sequence[VF]) -> str:
-    """The VFs' documents joined, each equal to ``_vf_text``'s."""
-    memo = _Memo()
-    get = memo.__getitem__
+    """``", ".join(json.dumps(v.to_json()) for v in vfs)``, a column at a time."""
     objs = list(map(attrgetter("settings"), vfs))
     if objs and len(set(map(id, objs))) == 1:  # one shared object: no netlink settings yet
         settings = [json.dumps(objs[0].to_json())[1:-1]] * len(objs)
@@ -80,33 +68,21 @@ def _vfs_text(vfs: Sequence[VF]) -> str:
         settings = [
             frags.get(id(s)) or frags.setdefault(id(s), json.dumps(s.to_json())[1:-1]) for s in objs
         ]
-    groups = ["null" if g is None else g for g in map(attrgetter("iommu_group"), vfs)]
-    cols = zip(
-        map(attrgetter("index"), vfs),
-        map(_str, map(attrgetter("address"), vfs)),
-        map(get, map(attrgetter("driver"), vfs)),
-        map(get, map(attrgetter("driver_override"), vfs)),
-        map(get, map(attrgetter("netdev"), vfs)),
-        groups,
-        map(get, map(attrgetter("vendor_id"), vfs)),
-        map(get, map(attrgetter("device_id"), vfs)),
-        settings,
-        strict=True,
-    )
-    texts = list(map(_VF.__mod__, cols))
     uses = list(map(attrgetter("attached_to", "held_by", "pool"), vfs))
-    if uses.count(_UNUSED) != len(uses):  # attached, held or pooled: through to_json
-        for n, v in enumerate(vfs):
-            if uses[n] != _UNUSED:
-                texts[n] = json.dumps(v.to_json())
-    return ", ".join(texts)
+    unused = uses.count(_UNUSED) == len(uses)  # else attached, held or pooled: through to_json
+    tails = [_PLAIN_TAIL] * len(uses) if unused else list(map(_tail, vfs))
+    cols: tuple[list[Any], ...] = (*(list(map(g, vfs)) for g in _GET), settings, tails)
+    try:
+        return jsonrows.rows(_PIECES, cols, _RAW)
+    except (TypeError, ValueError):  # a value json.dumps spells its own way (a float …)
+        return ", ".join([json.dumps(v.to_json()) for v in vfs])
 
 
 def pf_text(pf: PF) -> str:
     """``json.dumps(pf.to_json())``, built without a dict per VF."""
     if pf.vfs and not _exact(pf.vfs[0]):
         return json.dumps(pf.to_json())
-    head = json.dumps(record.replace(pf, vfs=()).to_json())
+    head = json.dumps(pf.head_json())
     before, sep, after = head.partition(_SPLICE)
     if not sep or _SPLICE in after:  # the key moved or a value spells it: do it the slow way
         return json.dumps(pf.to_json())

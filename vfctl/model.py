@@ -184,6 +184,12 @@ class PF:
         return None
 
     def to_json(self) -> dict[str, Any]:
+        d = self.head_json()
+        d["vfs"] = [v.to_json() for v in self.vfs]  # in its place: the key is there already
+        return d
+
+    def head_json(self) -> dict[str, Any]:
+        """``to_json`` with ``"vfs": []``: vfctl.jsontext writes the VFs' text itself."""
         return {
             "address": self.address,
             "netdev": self.netdev,
@@ -205,7 +211,7 @@ class PF:
             "iommu_group": self.iommu_group,
             "link": self.link,
             "ari": self.ari,
-            "vfs": [v.to_json() for v in self.vfs],
+            "vfs": [],
             "notes": list(self.notes),
             "problems": list(self.problems),
         }

@@ -9,13 +9,22 @@ from collections.abc import Callable
 import pytest
 from simcli import SimHost
 
-from vfctl import jsontext, pciids
+from vfctl import jsonrows, jsontext, pciids
 from vfctl.discover import discover, with_vf_info
 from vfctl.host import netlink
 from vfctl.host.open import open_host
 from vfctl.model import PF, VF, Attachment, HeldBy, HostModel, PoolRef, VFSettings
 
 NewHost = Callable[..., SimHost]
+
+
+@pytest.fixture(params=["c", "python"])
+def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test with the C rows (when built) and with the Python twin."""
+    if request.param == "c" and not jsonrows.HAVE_C:
+        pytest.skip("the vfctl._jsonrows extension is not built (tests/core/test_jsonrows.py)")
+    monkeypatch.setattr(jsonrows, "HAVE_C", request.param == "c")
+    return str(request.param)
 
 
 def _model(root: object) -> HostModel:
@@ -41,7 +50,7 @@ def _same(m: HostModel) -> None:
 
 
 @pytest.mark.parametrize("preset", ["default", "minimal", "lab"])
-def test_simulated_hosts_give_json_dumps_bytes(new_host: NewHost, preset: str) -> None:
+def test_simulated_hosts_give_json_dumps_bytes(new_host: NewHost, preset: str, twin: str) -> None:
     h = new_host(f"jsontext-{preset}", preset, _busy)
     m = _model(h.root)
     assert sum(len(p.vfs) for p in m.pfs) > 0
@@ -61,8 +70,8 @@ def _odd(v: VF, i: int) -> VF:
     if i % 3 == 1:
         return dataclasses.replace(
             v,
-            driver='vfio"pci\n\u00e9',
-            driver_override="[bold]x\\y",
+            driver='vfio"pci\n\u00e9\x01\x7f\U0001f600',
+            driver_override="[bold]x\\y\t%s",
             netdev="\udcffbad",
             iommu_group=None,
             settings=VFSettings(mac="02:00:00:00:00:01", vlan=0, spoofchk=False, trust=True),
@@ -75,7 +84,7 @@ def _odd(v: VF, i: int) -> VF:
     )
 
 
-def test_odd_values_give_json_dumps_bytes(new_host: NewHost) -> None:
+def test_odd_values_give_json_dumps_bytes(new_host: NewHost, twin: str) -> None:
     h = new_host("jsontext-default", "default", _busy)
     m = _model(h.root)
     pfs = []
@@ -83,10 +92,15 @@ def test_odd_values_give_json_dumps_bytes(new_host: NewHost) -> None:
         vfs = tuple(_odd(v, i) for i, v in enumerate(p.vfs))
         pfs.append(dataclasses.replace(p, vfs=vfs, notes=('"vfs": []',), name="x\u2028y"))
     pfs.append(dataclasses.replace(m.pfs[0], vfs=()))
+    # a value rows() leaves to json.dumps (a float): that PF's VFs through json.dumps
+    v0 = m.pfs[0].vfs[0]
+    pfs.append(dataclasses.replace(m.pfs[0], vfs=(v0, dataclasses.replace(v0, iommu_group=2.5))))
     _same(HostModel(tuple(pfs)))
 
 
-def test_a_model_change_falls_back_to_json_dumps(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_model_change_falls_back_to_json_dumps(
+    monkeypatch: pytest.MonkeyPatch, twin: str
+) -> None:
     """A field the format string does not know: the text still equals json.dumps's."""
     vf = VF(0, "0000:01:10.0", None, None, None, 3, "8086", "10ca")
     pf = PF("0000:01:00.0", "eth0", ("eth0",), "igb", "8086", "10c9", "020000", None, 7, 7, 7,

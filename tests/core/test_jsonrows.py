@@ -1,0 +1,140 @@
+"""JSON rows from columns: the C twin and the Python twin write json.dumps's bytes, fail alike."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from needs import required
+
+from vfctl import jsonrows
+
+Rows = Callable[[tuple[str, ...], tuple[list[object], ...], int], str]
+
+
+@pytest.fixture
+def c_rows() -> Rows:
+    if jsonrows._C_MOD is None:
+        if required("VFCTL_C_EXT"):
+            pytest.fail("the vfctl._jsonrows extension is required here but not built")
+        pytest.skip("C extension not built")
+    return jsonrows._C_MOD.rows  # type: ignore[no-any-return]
+
+
+ODD = [
+    "",
+    "plain",
+    'quo"te',
+    "back\\slash",
+    "new\nline",
+    "tab\tcr\rff\fbs\b",
+    "\x00\x01\x1f\x7f",  # controls and DEL: json writes \u00XX
+    "caf\u00e9",
+    "\u2028\u2029",
+    "\U0001f600",  # beyond the BMP: a surrogate pair
+    "\udcff",  # a lone surrogate (os.fsdecode's escape of a bad byte)
+    "[bold]markup[/]",
+    "%s %d %%",  # format directives are text
+]
+SCALARS: list[object] = [None, True, False, 0, -1, 7, 2**63, -(2**70), *ODD]
+
+
+def _expected(pieces: tuple[str, ...], columns: tuple[list[object], ...], raw: int) -> str:
+    rows = []
+    for i in range(len(columns[0]) if columns else 0):
+        parts = [pieces[0]]
+        for j, c in enumerate(columns):
+            parts += [c[i] if raw >> j & 1 else json.dumps(c[i]), pieces[j + 1]]  # type: ignore[list-item]
+        rows.append("".join(parts))
+    return ", ".join(rows)
+
+
+def test_every_odd_scalar_is_spelled_as_json_dumps(c_rows: Rows) -> None:
+    pieces = ('{"a": ', ', "b": ', ", ", "}")
+    cols: tuple[list[object], ...] = (SCALARS, SCALARS[::-1], ['"raw": 1'] * len(SCALARS))
+    want = ", ".join(
+        json.dumps({"a": a, "b": b, "raw": 1}) for a, b in zip(SCALARS, SCALARS[::-1], strict=True)
+    )
+    assert _expected(pieces, cols, 0b100) == want
+    assert c_rows(pieces, cols, 0b100) == want
+    assert jsonrows.rows_python(pieces, cols, 0b100) == want
+
+
+def test_empty_and_single(c_rows: Rows) -> None:
+    for args in [(("x",), (), 0), (("[", "]"), ([],), 0), (("[", "]"), (["a"],), 0)]:
+        assert c_rows(*args) == jsonrows.rows_python(*args) == _expected(*args)
+
+
+@pytest.mark.parametrize(
+    ("pieces", "columns", "raw", "error"),
+    [
+        (("a", "b"), ([1.5],), 0, TypeError),  # json.dumps spells floats: not rows' business
+        (("a", "b"), ([type("S", (str,), {})("x")],), 0, TypeError),  # a subclass
+        (("a", "b"), ([type("I", (int,), {})(3)],), 0, TypeError),
+        (("a", "b"), ([[1]],), 0, TypeError),
+        (("a", "b"), ([None],), 1, TypeError),  # raw text must be text
+        (("a", "b"), (["\u00e9"],), 1, TypeError),  # and ASCII
+        (("a", "\u00e9"), (["x"],), 0, TypeError),  # pieces too
+        (("a",), ([1],), 0, ValueError),  # one piece more than columns
+        (("a", "b", "c"), ([1], [1, 2]), 0, ValueError),  # equal lengths
+        (("a", "b"), ((1,),), 0, TypeError),  # lists only
+        (("a", "b"), ([1],), -1, OverflowError),
+        (("a", "b"), ([1],), 1 << 64, OverflowError),
+    ],
+)
+def test_both_twins_refuse_alike(
+    c_rows: Rows, pieces: tuple[str, ...], columns: tuple[list[object], ...], raw: int,
+    error: type[Exception],
+) -> None:  # fmt: skip
+    with pytest.raises(error):
+        c_rows(pieces, columns, raw)
+    with pytest.raises(error):
+        jsonrows.rows_python(pieces, columns, raw)
+
+
+def test_sixty_five_columns_are_refused(c_rows: Rows) -> None:
+    pieces, cols = ("",) * 66, ([1],) * 65
+    for rows in (c_rows, jsonrows.rows_python):
+        with pytest.raises(ValueError):
+            rows(pieces, cols, 0)  # type: ignore[arg-type]
+
+
+scalar = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80), st.text()
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=4).flatmap(
+        lambda k: st.tuples(
+            st.lists(st.text(alphabet=st.characters(max_codepoint=127)), min_size=k + 1,
+                     max_size=k + 1).map(tuple),
+            st.integers(min_value=0, max_value=6).flatmap(
+                lambda n: st.lists(st.lists(scalar, min_size=n, max_size=n), min_size=k,
+                                   max_size=k).map(tuple)),
+        )
+    )
+)  # fmt: skip
+def test_twins_agree_with_json_dumps_under_hypothesis(
+    args: tuple[tuple[str, ...], tuple[list[object], ...]],
+) -> None:
+    pieces, columns = args
+    want = _expected(pieces, columns, 0)
+    assert jsonrows.rows_python(pieces, columns, 0) == want
+    if jsonrows._C_MOD is not None:
+        assert jsonrows._C_MOD.rows(pieces, columns, 0) == want
+
+
+def test_the_selector_follows_vfctl_no_c(monkeypatch: pytest.MonkeyPatch, c_rows: Rows) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(jsonrows, "rows_python", lambda *a: calls.append("py") or "")
+    monkeypatch.setattr(jsonrows, "HAVE_C", False)
+    jsonrows.rows(("a", "b"), ([1],), 0)
+    assert calls == ["py"]
+    monkeypatch.setattr(jsonrows, "HAVE_C", True)
+    assert jsonrows.rows(("a", "b"), ([1],), 0) == "a1b"
+    assert calls == ["py"]

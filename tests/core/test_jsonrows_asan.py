@@ -1,0 +1,25 @@
+"""The JSON rows' C extension against its twin, as built and under ASan/UBSan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from asan import run_driver, sanitized
+from needs import required
+
+from vfctl import jsonrows
+
+DRIVER = Path(__file__).parent / "jsonrows_driver.py"
+
+
+def test_built_extension_matches_twin() -> None:
+    if jsonrows._C_MOD is None:
+        if required("VFCTL_C_EXT"):
+            pytest.fail("the vfctl._jsonrows extension is required here but not built")
+        pytest.skip("C extension not built")
+    run_driver(DRIVER, [str(jsonrows._C_MOD.__file__), "3000"], asan=False)
+
+
+def test_sanitized_extension_is_clean() -> None:
+    run_driver(DRIVER, [sanitized("_jsonrows"), "3000"], asan=True)

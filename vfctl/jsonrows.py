@@ -1,0 +1,85 @@
+"""JSON rows from columns: the pure-Python twin of the C extension ``_jsonrows``.
+
+``rows(pieces, columns, raw)`` writes row ``i`` as ``pieces[0] + enc(columns[0][i]) +
+pieces[1] + … + pieces[k]`` and joins the rows with ``", "``. A column whose bit is set in
+``raw`` holds ASCII text fragments copied as they are; any other holds JSON scalars spelled as
+``json.dumps`` spells them (None, bools, exact ints, exact strs, ASCII-escaped). Anything else
+raises TypeError, mismatched lengths ValueError, in both twins alike, so the caller can fall
+back to ``json.dumps`` (vfctl/jsontext.py). Why a C twin: formatting 16,384 VF rows in
+Python took ~65 ms of `vfctl list --all --json` (benchmarks/README.md); the C one takes a
+few. tests/core/test_jsonrows.py compares both with ``json.dumps``. ``VFCTL_NO_C=1`` or an
+unbuilt extension selects this one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from json.encoder import encode_basestring_ascii as _str
+from types import ModuleType
+from typing import Any
+
+_C_MOD: ModuleType | None
+try:  # pragma: no cover - depends on the build
+    _C_MOD = importlib.import_module("vfctl._jsonrows")
+except ImportError:  # pragma: no cover - depends on the build
+    _C_MOD = None
+
+HAVE_C = _C_MOD is not None and os.environ.get("VFCTL_NO_C") != "1"
+
+
+def _scalar(col: int, row: int, v: object) -> str:
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if type(v) is int:
+        return int.__repr__(v)
+    if type(v) is str:
+        return _str(v)
+    raise TypeError(f"rows: column {col} row {row}: value {type(v).__name__} not encodable")
+
+
+def _column(col: int, values: list[Any], raw: bool) -> list[str]:
+    if raw:
+        for row, v in enumerate(values):
+            if type(v) is not str or not v.isascii():
+                raise TypeError(
+                    f"rows: column {col} row {row}: raw {type(v).__name__} not encodable"
+                )
+        return values  # checked: all ASCII str
+    return [_scalar(col, row, v) for row, v in enumerate(values)]
+
+
+def rows_python(pieces: tuple[str, ...], columns: tuple[list[Any], ...], raw: int) -> str:
+    """The oracle and the fallback: the same text, the same errors, as the C twin."""
+    if type(pieces) is not tuple or type(columns) is not tuple:
+        raise TypeError("rows: pieces and columns are tuples")
+    if len(pieces) != len(columns) + 1:
+        raise ValueError("rows: need one piece more than columns")
+    if len(columns) > 64:
+        raise ValueError("rows: at most 64 columns")
+    for j, p in enumerate(pieces):
+        if type(p) is not str or not p.isascii():
+            raise TypeError(f"rows: piece {j} is not ASCII str")
+    for j, c in enumerate(columns):
+        if type(c) is not list:
+            raise TypeError(f"rows: column {j} is not a list")
+        if len(c) != len(columns[0]):
+            raise ValueError("rows: columns differ in length")
+    if not isinstance(raw, int):
+        raise TypeError("rows: raw is an int")
+    if not 0 <= raw < 1 << 64:
+        raise OverflowError("rows: raw is a 64-bit mask")
+    cols = [_column(j, c, bool(raw >> j & 1)) for j, c in enumerate(columns)]
+    fmt = "%s".join(p.replace("%", "%%") for p in pieces)
+    return ", ".join([fmt % row for row in zip(*cols, strict=True)])
+
+
+def rows(pieces: tuple[str, ...], columns: tuple[list[Any], ...], raw: int) -> str:
+    """The C twin when built (and not disabled), else the Python one; same text."""
+    if HAVE_C:
+        return _C_MOD.rows(pieces, columns, raw)  # type: ignore[union-attr,no-any-return]
+    return rows_python(pieces, columns, raw)
