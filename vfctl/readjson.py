@@ -29,7 +29,7 @@ def list_json(s: Session) -> None:
     m = pciids.named(s.model(lenient=True))
     pooled = s.pools(m)
     if pooled is None:  # the common document: encoded without a dict per VF
-        render.emit_json_text(jsontext.list_text(m.pfs))
+        render.emit_json_chunks(jsontext.list_chunks(m.pfs))
     else:
         render.emit_json({"pfs": [pf_doc(p, pooled) for p in m.pfs]})
     for p in m.pfs:
@@ -52,6 +52,6 @@ def show_json(s: Session, name: str) -> None:
     """``vfctl show PF --json``."""
     p, pooled = show_pf(s, name)
     if pooled is None:
-        render.emit_json_text(jsontext.pf_text(p))
+        render.emit_json_chunks(jsontext.pf_chunks(p))
     else:
         render.emit_json(pf_doc(p, pooled))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,11 +50,17 @@ def emit_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
-def emit_json_text(text: str) -> None:
-    """As emit_json, for a document already encoded compactly (vfctl.jsontext)."""
+def emit_json_chunks(chunks: Iterable[str]) -> None:
+    """As emit_json, for a document already encoded compactly in pieces (vfctl.jsontext):
+    each written as it comes, never joined into one string (see jsontext.pf_chunks)."""
     if sys.stdout.isatty():
-        text = json.dumps(json.loads(text), indent=2)  # same keys, order and values
-    sys.stdout.write(text + "\n")
+        text = json.dumps(json.loads("".join(chunks)), indent=2)  # same keys, order and values
+        sys.stdout.write(text + "\n")
+    else:
+        write = sys.stdout.write
+        for chunk in chunks:
+            write(chunk)
+        write("\n")
     sys.stdout.flush()
 
 

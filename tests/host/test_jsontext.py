@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import sys
 from collections.abc import Callable
 
 import pytest
 from simcli import SimHost
 
-from vfctl import jsonrows, jsontext, pciids
+from vfctl import jsonrows, jsontext, pciids, render
 from vfctl.discover import discover, with_vf_info
 from vfctl.host import netlink
 from vfctl.host.open import open_host
@@ -113,3 +115,26 @@ def test_a_model_change_falls_back_to_json_dumps(
     monkeypatch.setattr(VF, "to_json", extra)
     assert jsontext.pf_text(pf) == json.dumps(pf.to_json())
     assert '"new_field": 1' in jsontext.pf_text(pf)
+
+
+class _Out(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_chunks_are_written_as_one_document(monkeypatch: pytest.MonkeyPatch, tty: bool) -> None:
+    """Pieces written as they come: a pipe gets their text, a terminal the indented document."""
+    vf = VF(0, "0000:01:10.0", "iavf", None, None, 3, "8086", "10ca")
+    pf = PF("0000:01:00.0", "eth0", ("eth0",), "igb", "8086", "10c9", "020000", 'a "b"\n', 7, 7,
+            7, 1, 128, 2, "10ca", True, 0, 1, None, False, vfs=(vf, vf))  # fmt: skip
+    out = _Out(tty)
+    monkeypatch.setattr(sys, "stdout", out)
+    doc = {"pfs": [pf.to_json(), pf.to_json()]}
+    render.emit_json_chunks(jsontext.list_chunks((pf, pf)))
+    assert out.getvalue() == (json.dumps(doc, indent=2) if tty else json.dumps(doc)) + "\n"
+    assert len(list(jsontext.list_chunks((pf, pf)))) > 3  # pieces, not one string
