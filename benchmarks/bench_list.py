@@ -175,10 +175,20 @@ def import_profile() -> None:
     print(f"\n  import vfctl.cli: {sum(ms for ms, _ in rows):.1f} ms (python -X importtime); top: {top}")
 
 
+PARTS = {"big": big_host, "typical": typical_host, "imports": import_profile}
+
+
 def main() -> int:
-    big_host()
-    typical_host()
-    import_profile()
+    """Every part, or those named in VFCTL_BENCH_ONLY (comma-separated: big, typical, imports)."""
+    only = [p for p in os.environ.get("VFCTL_BENCH_ONLY", "").split(",") if p]
+    unknown = sorted(set(only) - set(PARTS))
+    if unknown:
+        print(f"VFCTL_BENCH_ONLY: unknown part(s) {', '.join(unknown)}; choose from "
+              f"{', '.join(PARTS)}", file=sys.stderr)  # fmt: skip
+        return 2
+    for name, part in PARTS.items():
+        if not only or name in only:
+            part()
     return 0
 
 
