@@ -43,9 +43,8 @@ def _netdevs(host: Host, dev: str) -> tuple[str, ...]:
 MAX_VFS = 65535  # TotalVFs/NumVFs are 16-bit registers in the SR-IOV capability
 
 
-def _count(host: Host, d: str, attr: str, problems: list[str]) -> int:
+def _count(raw: str | None, attr: str, problems: list[str]) -> int:
     """A VF count attribute, strictly: decimal 0-65535; anything else is reported, not coerced."""
-    raw = host.read_opt(f"{d}/{attr}")
     if raw is not None and re.fullmatch(r"[0-9]{1,5}", raw) and int(raw) <= MAX_VFS:
         return int(raw)
     shown = "unreadable" if raw is None else f"reads {raw[:24]!r}"
@@ -79,6 +78,15 @@ def refuse_unsound(model: HostModel, actions: Sequence[object]) -> None:
         for addr, pf in bad.items():
             if addr in text:
                 check_sound(pf)
+
+
+def _int(v: str | None) -> int | None:
+    if not v:
+        return None
+    try:
+        return int(v, 10)
+    except ValueError:
+        return None
 
 
 def _bool(v: str | None) -> bool | None:
@@ -128,9 +136,12 @@ def discover(
         )
     attachments = attachments or {}
     addrs = host.listdir(PCI_DEVICES)
-    pf_addrs, vfs = discover_vfs.pfs_and_vfs(host, addrs)  # every PF's VFs read in batches
-    configs = parse_configs(host, pf_addrs)
-    pfs = [_pf(host, a, configs.get(a), vfs[a], attachments) for a in pf_addrs]
+    # every PF's config space (one batch) and VFs (read in batches)
+    found = discover_vfs.pfs_and_vfs(host, addrs, lambda pfs: parse_configs(host, pfs))
+    pfs = [
+        _pf(host, a, found.configs.get(a), found.vfs[a], found.attrs[a], attachments)
+        for a in found.pfs
+    ]
     facts = InUse()
     if inuse:
         from vfctl.host import inuse as inuse_host
@@ -200,6 +211,7 @@ def _pf(
     a: str,
     cs: dict[str, object] | None,
     cols: discover_vfs.VfCols,
+    raw: Mapping[str, str | None],
     attachments: Attachments,
 ) -> PF:
     d = f"{PCI_DEVICES}/{a}"
@@ -207,8 +219,8 @@ def _pf(
     sr: Mapping[str, object] = sriov if isinstance(sriov, Mapping) else {}
     netdevs = _netdevs(host, d)
     netdev = netdevs[0] if netdevs else None
-    offset = host.read_int(f"{d}/sriov_offset", 10)
-    stride = host.read_int(f"{d}/sriov_stride", 10)
+    offset = _int(raw["sriov_offset"])  # as read while finding the VFs (Host.read_int's rule)
+    stride = _int(raw["sriov_stride"])
     if offset is None and isinstance(sr.get("vf_offset"), int):
         offset = sr["vf_offset"]  # type: ignore[assignment]
     if stride is None and isinstance(sr.get("vf_stride"), int):
@@ -224,8 +236,8 @@ def _pf(
     vf_device = _hex4(vf_dev) if vf_dev else None
     notes: list[str] = []
     problems: list[str] = []
-    total_vfs = _count(host, d, "sriov_totalvfs", problems)
-    num_vfs = _count(host, d, "sriov_numvfs", problems)
+    total_vfs = _count(host.read_opt(f"{d}/sriov_totalvfs"), "sriov_totalvfs", problems)
+    num_vfs = _count(raw["sriov_numvfs"], "sriov_numvfs", problems)
     ids = (vendor, vf_device) if vf_device else None
     vfs = discover_vfs.make_vfs(host, a, cols, offset, stride, ids, attachments, notes)
     ari = cs.get("ari") if cs else None

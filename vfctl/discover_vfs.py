@@ -5,14 +5,19 @@ can answer (see vfctl/host/vfscan.py) and, in Python, no loop of its own where a
 ``map`` over a column does: one list per fact (index, address, driver, override, group,
 netdev), each built by one call. Oddities (non-canonical ``virtfn`` names, targets the batch
 refuses) take the per-VF path through Host, with the same results.
+
+VF addresses come from the PF's First VF Offset and VF Stride (vfctl/discover_derive.py),
+not from a readlink of each ``virtfnN``; wherever that could disagree with the kernel's
+links, the links are read, and if they differ the whole read is redone from the links.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import repeat
 
+from vfctl import discover_derive as derive
 from vfctl.host import vfscan
 from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, PCI_DRIVERS, Host
 from vfctl.model import VF, Attachment, VFSettings
@@ -27,11 +32,12 @@ class VfCols:
 
     A plain class: a dataclass costs a compile at every start of the CLI."""
 
-    __slots__ = ("address", "driver", "group", "index", "netdev", "override")
+    __slots__ = ("address", "derived", "driver", "group", "index", "netdev", "override")
 
     def __init__(self, index: list[int] | None = None, address: list[str] | None = None) -> None:
         self.index: list[int] = index if index is not None else []
         self.address: list[str] = address if address is not None else []
+        self.derived = False  # addresses from offset/stride (they agree with it by making)
         self.driver: list[str | None] = []
         self.override: list[str | None] = []
         self.group: list[str | None] = []
@@ -78,35 +84,76 @@ def _raw_via_host(host: Host, vaddr: str) -> vfscan.Raw:
     )
 
 
-def pfs_and_vfs(host: Host, addrs: Sequence[str]) -> tuple[list[str], dict[str, VfCols]]:
-    """SR-IOV PFs (the functions with ``sriov_totalvfs``) and each one's VFs, in index order.
+Configs = dict[str, dict[str, object]]
+Attrs = dict[str, dict[str, str | None]]  # PF -> its sriov_* attributes as read (raw)
 
-    A ``virtfnN`` target is a VF, and the kernel shows ``sriov_*`` on PFs only
-    (drivers/pci/iov.c, sriov_pf_attrs_are_visible()), so a PF's VFs are not probed again.
+
+class Found:
+    """What discovery reads of the PFs and their VFs here, handed on to the PF records."""
+
+    __slots__ = ("attrs", "configs", "pfs", "vfs")
+
+    def __init__(self, pfs: list[str], vfs: dict[str, VfCols], configs: Configs, attrs: Attrs):
+        self.pfs, self.vfs, self.configs, self.attrs = pfs, vfs, configs, attrs
+
+
+def pfs_and_vfs(
+    host: Host,
+    addrs: Sequence[str],
+    parse: Callable[[list[str]], Configs],
+    use_derived: bool = True,
+) -> Found:
+    """SR-IOV PFs (the functions with ``sriov_totalvfs``), their parsed config spaces
+    (``parse``, one batch) and each one's VFs, in index order.
+
+    A VF is not probed as a PF again: the kernel shows ``sriov_*`` on PFs only
+    (drivers/pci/iov.c, sriov_pf_attrs_are_visible()). VF addresses are derived from
+    offset/stride where discover_derive allows it; when a check there or after the batch
+    finds a PF whose ``virtfnN`` links differ from the derived addresses, all of it is read
+    again from the links (``use_derived=False``): the listing shows the kernel's links.
     """
     devdir = str(host.path(PCI_DEVICES))
+    present = frozenset(addrs) if use_derived else frozenset()
     pfs: list[str] = []
     pairs: dict[str, tuple[list[int], list[str]]] = {}
+    attrs: Attrs = {}
+    derived: dict[str, derive.Rule] = {}
     vf_addrs: dict[str, None] = {}  # every VF once, in the order found
     for a in addrs:
         if a in vf_addrs or not host.exists(f"{PCI_DEVICES}/{a}/sriov_totalvfs"):
             continue
         pfs.append(a)
-        idx = _virtfn_indexes(host, f"{PCI_DEVICES}/{a}")
-        if idx is None:
-            found = _virtfns(host, f"{PCI_DEVICES}/{a}")
+        d = f"{PCI_DEVICES}/{a}"
+        attrs[a] = raw = {k: host.read_opt(f"{d}/{k}") for k in derive.ATTRS}
+        idx = _virtfn_indexes(host, d)
+        rule = derive.rule(a, idx, raw) if use_derived and idx else None
+        got = derive.addresses(host, a, rule, present) if rule else None
+        if got is not None and idx is not None:
+            pairs[a] = (idx, got)
+            derived[a] = rule  # type: ignore[assignment]  # a rule when got is not None
+        elif idx is None:
+            found = _virtfns(host, d)
             pairs[a] = ([i for i, _ in found], [t for _, t in found])
         else:
-            got = vfscan.links(devdir, [f"{a}/virtfn{i}" for i in idx]) if idx else []
-            if all(got):
-                pairs[a] = (idx, got)  # type: ignore[assignment]  # all str: none missing
+            links = vfscan.links(devdir, [f"{a}/virtfn{i}" for i in idx]) if idx else []
+            if all(links):
+                pairs[a] = (idx, links)  # type: ignore[assignment]  # all str: none missing
             else:
-                kept = [(i, t) for i, t in zip(idx, got, strict=True) if t]
+                kept = [(i, t) for i, t in zip(idx, links, strict=True) if t]
                 pairs[a] = ([i for i, _ in kept], [t for _, t in kept])
         vf_addrs.update(dict.fromkeys(pairs[a][1]))
+    configs = parse(pfs)
+    odd = [a for a, r in derived.items() if not derive.agrees(configs.get(a), r)]
+    if odd and not _links_agree(devdir, odd, pairs):
+        return pfs_and_vfs(host, addrs, parse, use_derived=False)
     plain = [t for t in vf_addrs if (len(t) <= 63 and t not in _ODD) or not vfscan.odd(t)]
     flags, drivers, nets = bulk_listings(host, len(plain))
     raws = dict(zip(plain, vfscan.scan(devdir, plain, flags), strict=True))
+    # every PCI function has driver_override (drivers/pci/pci-sysfs.c): a derived VF without
+    # one may be gone (the PF mid-change) or no VF at all; its PF's links settle it
+    missing = [a for a in derived if any(raws[t][1] is None for t in pairs[a][1])]
+    if missing and not _links_agree(devdir, missing, pairs):
+        return pfs_and_vfs(host, addrs, parse, use_derived=False)
     first_net = None if nets is None else {a: n[0] for a, n in nets.items() if n}
     out: dict[str, VfCols] = {}
     for a in pfs:
@@ -116,6 +163,7 @@ def pfs_and_vfs(host: Host, addrs: Sequence[str]) -> tuple[list[str], dict[str, 
             out[a] = _cols_slowly(host, idx, targets, raws, drivers, nets)
             continue
         cols = VfCols(idx, targets)
+        cols.derived = a in derived
         if facts:
             drv, ovr, grp, netl = (list(c) for c in zip(*facts, strict=True))
             cols.driver = list(map(drivers.get, targets)) if drivers is not None else drv
@@ -125,7 +173,15 @@ def pfs_and_vfs(host: Host, addrs: Sequence[str]) -> tuple[list[str], dict[str, 
             else:
                 cols.netdev = [n[0] if n else None for n in netl]
         out[a] = cols
-    return pfs, out
+    return Found(pfs, out, configs, attrs)
+
+
+def _links_agree(
+    devdir: str, pfs: Sequence[str], pairs: Mapping[str, tuple[list[int], list[str]]]
+) -> bool:
+    """Whether these PFs' ``virtfnN`` links (one batch) are their derived addresses."""
+    paths = [f"{a}/virtfn{i}" for a in pfs for i in pairs[a][0]]
+    return vfscan.links(devdir, paths) == [t for a in pfs for t in pairs[a][1]]
 
 
 def _cols_slowly(
@@ -178,7 +234,8 @@ def bulk_listings(
     ifnames = host.listdir(CLASS_NET)
     if len(ifnames) < n_vfs:
         nets = {}
-        got = vfscan.links(str(host.path(CLASS_NET)), ifnames, full=True)
+        # no sys/class/net (a copied tree): no netdevs, and no directory to open
+        got = vfscan.links(str(host.path(CLASS_NET)), ifnames, full=True) if ifnames else []
         for name, target in zip(ifnames, got, strict=True):
             parts = (target or "").split("/")
             if len(parts) >= 3 and parts[-2] == "net" and parts[-1] == name:
@@ -211,7 +268,7 @@ def make_vfs(
     ``ids``: (vendor, device) of every VF, from the PF (None: read each VF's own files).
     """
     addrs = cols.address
-    if offset is not None and stride is not None:
+    if offset is not None and stride is not None and not cols.derived:
         expects = pciaddr.vf_addresses(pf, offset, stride, cols.index)
         if expects != addrs:
             for i, e, got in zip(cols.index, expects, addrs, strict=True):
