@@ -44,8 +44,15 @@ for d in sorted(glob.glob("/sys/bus/pci/devices/*")):
                                             "vf_device", "drivers_autoprobe")},
     }
 paths = [f"/sys/bus/pci/devices/{a}/config" for a in devs]
+# discovery's own VF addresses: derived from offset/stride, or read from the links
+from vfctl import discover, discover_vfs
+from vfctl.host.open import open_host
+h = open_host("/")
+f = discover_vfs.pfs_and_vfs(h, h.listdir("sys/bus/pci/devices"),
+                             lambda pfs: discover.parse_configs(h, pfs))
+derived = {a: [f.vfs[a].derived, f.vfs[a].address] for a in f.pfs}
 print(json.dumps({"sysfs": devs, "have_c": cs.HAVE_C, "c": cs.parse_files_c(paths),
-                  "py": cs.parse_files_python(paths)}))
+                  "py": cs.parse_files_python(paths), "derived": derived}))
 """
 NO_C = r"""
 import glob, json
@@ -157,6 +164,21 @@ def test_each_vf_agrees_with_sysfs_and_lspci(seen: dict[str, Any]) -> None:
             rid = (bus << 8 | dev << 3 | fn) + pf["vf_offset"] + vf["index"] * pf["vf_stride"]
             assert a == f"0000:{rid >> 8:02x}:{rid >> 3 & 31:02x}.{rid & 7}"
     assert total == 5
+
+
+def test_the_kernels_links_are_the_derived_addresses(seen: dict[str, Any]) -> None:
+    """The real kernel's virtfnN links equal the addresses discovery derives from the PF's
+    offset/stride (vfctl/discover_derive.py), and with VFs at rest none of its checks sends a
+    PF back to its links: derived, not read, on igb (3 VFs: the middle one is never sampled)
+    and NVMe."""
+    with_vfs = 0
+    for a, (derived, addrs) in seen["derived"].items():
+        links = seen["sysfs"][a]["virtfn"]
+        assert addrs == [links[str(i)] for i in range(len(links))]
+        if links:
+            with_vfs += 1
+            assert derived, f"{a}: its VFs were read from the links, not derived"
+    assert with_vfs == 2
 
 
 def test_the_lab_kernels_known_facts(seen: dict[str, Any]) -> None:

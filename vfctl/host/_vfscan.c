@@ -1,8 +1,9 @@
 /* Batch per-VF sysfs reads for discovery, GIL-free: the C twin of vfctl/host/vfscan.py.
  *
  * checks_regular(dir): whether scan() below dir fstats each file (not on sysfs; see below).
- * links(dir, paths, full): readlink of each path relative to dir: basename (virtfnN) or
- * the whole target (class/net links), or None.
+ * links(dir, paths, full): readlink of each path relative to dir: basename (virtfnN, where
+ * discovery cannot derive VF addresses from offset/stride) or the whole target (class/net
+ * links), or None.
  * scan(dir, addresses, flags): per VF address, relative to dir (sys/bus/pci/devices):
  *   readlink  VF/driver           -> driver name (basename) or None
  *   open+read VF/driver_override  -> raw text (<= 4 KiB) or None

@@ -1,7 +1,8 @@
 """Batch per-VF sysfs reads for discovery: the pure-Python twin of the C extension ``_vfscan``.
 
-Per VF, discovery needs five facts the PF cannot tell: its address (``virtfnN``, the kernel's
-truth), driver, driver_override, IOMMU group and netdevs.  Both implementations make the same
+Per VF, discovery needs four facts the PF cannot tell (its address the PF's offset/stride
+tells: vfctl/discover_derive.py; ``links`` reads ``virtfnN`` where that is not enough):
+driver, driver_override, IOMMU group and netdevs.  Both implementations make the same
 reads, with the rules of every other sysfs read (``Host.read``: no blocking, one read of at
 most 64 KiB, regular files only), and return identical tuples, which a differential test
 checks (tests/host/test_vfscan.py). The regular-file check is one ``fstat`` per file, made
