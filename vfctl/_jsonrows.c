@@ -1,7 +1,10 @@
 /* JSON rows from columns, in one pass: the C twin of vfctl/jsonrows.py.
  *
- * rows(pieces, columns, raw) -> str
- *   pieces: a tuple of k + 1 ASCII str; columns: a tuple of k lists, all of one length n.
+ * rows(pieces, columns, raw, objects=None) -> str
+ *   pieces: a tuple of k + 1 ASCII str; columns: a tuple of k lists, all of one length n, or
+ *   attribute names (str): that column is getattr(objects[i], name), read row by row (each
+ *   object once while it is in the cache, no list per column), or a tuple of names, a path
+ *   (getattr(getattr(objects[i], a), b)); objects: a list or tuple of n.
  *   Row i is pieces[0] + enc(columns[0][i]) + pieces[1] + ... + enc(columns[k-1][i]) +
  *   pieces[k]; the result is the n rows joined by ", ".
  *   enc: when bit j of raw is set, column j holds ASCII str fragments copied as they are;
@@ -150,17 +153,33 @@ static int put_value(struct buf *b, PyObject *v, bool raw, Py_ssize_t col, Py_ss
     return -1;
 }
 
+/* getattr(obj, name), or along a tuple of names (a new reference) */
+static PyObject *get_path(PyObject *obj, PyObject *path)
+{
+    if (PyUnicode_CheckExact(path))
+        return PyObject_GetAttr(obj, path);
+    Py_INCREF(obj);
+    for (Py_ssize_t q = 0; q < PyTuple_GET_SIZE(path); q++) {
+        PyObject *next = PyObject_GetAttr(obj, PyTuple_GET_ITEM(path, q));
+        Py_DECREF(obj);
+        if (next == NULL)
+            return NULL;
+        obj = next;
+    }
+    return obj;
+}
+
 static PyObject *py_rows(PyObject *self, PyObject *args)
 {
-    PyObject *pieces, *columns, *rawobj;
+    PyObject *pieces, *columns, *rawobj, *objarg = Py_None, *objects = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!:rows", &PyTuple_Type, &pieces, &PyTuple_Type, &columns,
-                          &PyLong_Type, &rawobj))
+    if (!PyArg_ParseTuple(args, "O!O!O!|O:rows", &PyTuple_Type, &pieces, &PyTuple_Type,
+                          &columns, &PyLong_Type, &rawobj, &objarg))
         return NULL;
     unsigned long long raw = PyLong_AsUnsignedLongLong(rawobj); /* negative: OverflowError */
     if (raw == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    Py_ssize_t k = PyTuple_GET_SIZE(columns), n = 0;
+    Py_ssize_t k = PyTuple_GET_SIZE(columns), n = -1;
     if (PyTuple_GET_SIZE(pieces) != k + 1) {
         PyErr_SetString(PyExc_ValueError, "rows: need one piece more than columns");
         return NULL;
@@ -176,19 +195,48 @@ static PyObject *py_rows(PyObject *self, PyObject *args)
             return NULL;
         }
     }
+    if (objarg != Py_None) {
+        if (!PyList_CheckExact(objarg) && !PyTuple_CheckExact(objarg)) {
+            PyErr_SetString(PyExc_TypeError, "rows: objects is a list or a tuple");
+            return NULL;
+        }
+        objects = objarg;
+        n = PySequence_Fast_GET_SIZE(objects);
+    }
     for (Py_ssize_t j = 0; j < k; j++) {
         PyObject *c = PyTuple_GET_ITEM(columns, j);
+        if (PyTuple_CheckExact(c)) { /* an attribute path: names only, at least one */
+            Py_ssize_t m = PyTuple_GET_SIZE(c);
+            for (Py_ssize_t q = 0; q < m; q++)
+                if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(c, q)))
+                    m = -1;
+            if (m <= 0) {
+                PyErr_Format(PyExc_TypeError, "rows: column %zd is not a path of names", j);
+                return NULL;
+            }
+        }
+        if (PyUnicode_CheckExact(c) || PyTuple_CheckExact(c)) {
+            if (objects == NULL) {
+                PyErr_Format(PyExc_TypeError, "rows: column %zd names an attribute: no objects", j);
+                return NULL;
+            }
+            continue;
+        }
         if (!PyList_CheckExact(c)) {
             PyErr_Format(PyExc_TypeError, "rows: column %zd is not a list", j);
             return NULL;
         }
-        if (j == 0)
+        if (n < 0)
             n = PyList_GET_SIZE(c);
         else if (PyList_GET_SIZE(c) != n) {
             PyErr_SetString(PyExc_ValueError, "rows: columns differ in length");
             return NULL;
         }
     }
+    if (n < 0)
+        n = 0;
+    Py_XINCREF(objects); /* getattr runs Python code: keep what we read alive */
+    Py_INCREF(columns);
     struct buf b = {NULL, 0, 0};
     for (Py_ssize_t i = 0; i < n; i++) {
         if (i > 0 && buf_put(&b, ", ", 2) < 0)
@@ -196,14 +244,29 @@ static PyObject *py_rows(PyObject *self, PyObject *args)
         if (put_ascii(&b, PyTuple_GET_ITEM(pieces, 0)) < 0)
             goto fail;
         for (Py_ssize_t j = 0; j < k; j++) {
-            PyObject *c = PyTuple_GET_ITEM(columns, j);
-            if (PyList_GET_SIZE(c) != n) { /* a value's encoding cannot resize a list: guard */
-                PyErr_SetString(PyExc_ValueError, "rows: a column changed length");
-                goto fail;
+            PyObject *c = PyTuple_GET_ITEM(columns, j), *v;
+            int rc;
+            if (PyUnicode_CheckExact(c) || PyTuple_CheckExact(c)) {
+                if (PySequence_Fast_GET_SIZE(objects) != n) {
+                    PyErr_SetString(PyExc_ValueError, "rows: the objects changed length");
+                    goto fail;
+                }
+                v = get_path(PySequence_Fast_GET_ITEM(objects, i), c);
+                if (v == NULL)
+                    goto fail;
+                rc = put_value(&b, v, (raw >> j) & 1, j, i);
+                Py_DECREF(v);
+            } else {
+                if (PyList_GET_SIZE(c) != n) { /* getattr may run code that resizes a list */
+                    PyErr_SetString(PyExc_ValueError, "rows: a column changed length");
+                    goto fail;
+                }
+                v = PyList_GET_ITEM(c, i);
+                Py_INCREF(v);
+                rc = put_value(&b, v, (raw >> j) & 1, j, i);
+                Py_DECREF(v);
             }
-            if (put_value(&b, PyList_GET_ITEM(c, i), (raw >> j) & 1, j, i) < 0)
-                goto fail;
-            if (put_ascii(&b, PyTuple_GET_ITEM(pieces, j + 1)) < 0)
+            if (rc < 0 || put_ascii(&b, PyTuple_GET_ITEM(pieces, j + 1)) < 0)
                 goto fail;
         }
     }
@@ -211,13 +274,17 @@ static PyObject *py_rows(PyObject *self, PyObject *args)
     if (out != NULL && b.len)
         memcpy(PyUnicode_DATA(out), b.p, b.len);
     PyMem_Free(b.p);
+    Py_XDECREF(objects);
+    Py_DECREF(columns);
     return out;
 fail:
     PyMem_Free(b.p);
+    Py_XDECREF(objects);
+    Py_DECREF(columns);
     return NULL;
 }
 
-PyDoc_STRVAR(rows_doc, "rows(pieces, columns, raw) -> str: JSON rows from columns, joined by "
+PyDoc_STRVAR(rows_doc, "rows(pieces, columns, raw, objects=None) -> str: JSON rows from columns, joined by "
                        "', ' (see vfctl/jsonrows.py).");
 
 static PyMethodDef methods[] = {

@@ -1,7 +1,9 @@
 """JSON rows from columns: the pure-Python twin of the C extension ``_jsonrows``.
 
-``rows(pieces, columns, raw)`` writes row ``i`` as ``pieces[0] + enc(columns[0][i]) +
-pieces[1] + … + pieces[k]`` and joins the rows with ``", "``. A column whose bit is set in
+``rows(pieces, columns, raw, objects)`` writes row ``i`` as ``pieces[0] + enc(columns[0][i]) +
+pieces[1] + … + pieces[k]`` and joins the rows with ``", "``; a column given as an attribute
+name is ``getattr(objects[i], name)``, read row by row, and one given as a tuple of names
+an attribute path (``getattr(getattr(objects[i], a), b)``). A column whose bit is set in
 ``raw`` holds ASCII text fragments copied as they are; any other holds JSON scalars spelled as
 ``json.dumps`` spells them (None, bools, exact ints, exact strs, ASCII-escaped). Anything else
 raises TypeError, mismatched lengths ValueError, in both twins alike, so the caller can fall
@@ -53,10 +55,22 @@ def _column(col: int, values: list[Any], raw: bool) -> list[str]:
     return [_scalar(col, row, v) for row, v in enumerate(values)]
 
 
-def rows_python(pieces: tuple[str, ...], columns: tuple[list[Any], ...], raw: int) -> str:
+def _path(obj: object, path: str | tuple[str, ...]) -> object:
+    for name in (path,) if type(path) is str else path:
+        obj = getattr(obj, name)
+    return obj
+
+
+def rows_python(
+    pieces: tuple[str, ...], columns: tuple[Any, ...], raw: int, objects: Any = None
+) -> str:
     """The oracle and the fallback: the same text, the same errors, as the C twin."""
     if type(pieces) is not tuple or type(columns) is not tuple:
         raise TypeError("rows: pieces and columns are tuples")
+    if not isinstance(raw, int):
+        raise TypeError("rows: raw is an int")
+    if not 0 <= raw < 1 << 64:
+        raise OverflowError("rows: raw is a 64-bit mask")
     if len(pieces) != len(columns) + 1:
         raise ValueError("rows: need one piece more than columns")
     if len(columns) > 64:
@@ -64,22 +78,32 @@ def rows_python(pieces: tuple[str, ...], columns: tuple[list[Any], ...], raw: in
     for j, p in enumerate(pieces):
         if type(p) is not str or not p.isascii():
             raise TypeError(f"rows: piece {j} is not ASCII str")
+    if objects is not None and type(objects) not in (list, tuple):
+        raise TypeError("rows: objects is a list or a tuple")
+    n = -1 if objects is None else len(objects)
     for j, c in enumerate(columns):
+        if type(c) is tuple and (not c or any(type(q) is not str for q in c)):
+            raise TypeError(f"rows: column {j} is not a path of names")
+        if type(c) in (str, tuple):
+            if objects is None:
+                raise TypeError(f"rows: column {j} names an attribute: no objects")
+            continue
         if type(c) is not list:
             raise TypeError(f"rows: column {j} is not a list")
-        if len(c) != len(columns[0]):
+        if n < 0:
+            n = len(c)
+        elif len(c) != n:
             raise ValueError("rows: columns differ in length")
-    if not isinstance(raw, int):
-        raise TypeError("rows: raw is an int")
-    if not 0 <= raw < 1 << 64:
-        raise OverflowError("rows: raw is a 64-bit mask")
-    cols = [_column(j, c, bool(raw >> j & 1)) for j, c in enumerate(columns)]
+    if not columns:  # n rows of the one piece (none without objects)
+        return ", ".join([pieces[0]] * max(n, 0))
+    values = [[_path(o, c) for o in objects] if type(c) in (str, tuple) else c for c in columns]
+    cols = [_column(j, c, bool(raw >> j & 1)) for j, c in enumerate(values)]
     fmt = "%s".join(p.replace("%", "%%") for p in pieces)
     return ", ".join([fmt % row for row in zip(*cols, strict=True)])
 
 
-def rows(pieces: tuple[str, ...], columns: tuple[list[Any], ...], raw: int) -> str:
+def rows(pieces: tuple[str, ...], columns: tuple[Any, ...], raw: int, objects: Any = None) -> str:
     """The C twin when built (and not disabled), else the Python one; same text."""
     if HAVE_C:
-        return _C_MOD.rows(pieces, columns, raw)  # type: ignore[union-attr,no-any-return]
-    return rows_python(pieces, columns, raw)
+        return _C_MOD.rows(pieces, columns, raw, objects)  # type: ignore[union-attr,no-any-return]
+    return rows_python(pieces, columns, raw, objects)

@@ -2,10 +2,10 @@
 
 ``json.dumps(pf.to_json())`` first builds a dict per VF and then encodes it: about 130 ms for
 16,384 VFs, as much as all of discovery's syscalls. Most of a VF's document is the same for
-every VF (its settings object is shared until netlink fills it in), so this takes the VFs a
-column at a time and writes every row in one call (vfctl/jsonrows.py, in C when built), each
-distinct settings object encoded once, and the part that says who uses a VF (attachments,
-holders, pools) through ``to_json`` only for VFs that have any. The text equals
+every VF, so one call writes every row from the VF objects and their settings' attributes
+(vfctl/jsonrows.py, in C when built: no dict per VF, no Python call per VF), and the part
+that says who uses a VF (attachments, holders, pools) goes through ``to_json`` only for VFs
+that have any. The text equals
 ``json.dumps``'s byte for byte (default separators, ASCII); the first VF of a kind is checked
 against ``json.dumps`` (a model change that made them differ: ``json.dumps`` itself), and
 tests/host/test_jsontext.py compares whole documents on simulated hosts, with both twins.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from operator import attrgetter
-from typing import Any
 
 from vfctl import jsonrows, record
 from vfctl.model import PF, VF, VFSettings
@@ -25,10 +24,18 @@ _SPLICE = '"vfs": []'
 _UNUSED = ((), None, None)  # (attached_to, held_by, pool) of a VF nobody uses
 _KEYS = ("index", "address", "driver", "driver_override", "netdev", "iommu_group", "vendor_id",
          "device_id")  # fmt: skip
-_GET = tuple(map(attrgetter, _KEYS))
-# a VF's document: its own fields, its settings' fields, then who uses it (the last two raw)
-_PIECES = (*(f'{", " if n else "{"}"{k}": ' for n, k in enumerate(_KEYS)), ", ", ", ", "}")
-_RAW = 0b11 << len(_KEYS)
+_SETTINGS = VFSettings.__match_args__  # VFSettings.to_json's keys, in order
+# a VF's document: its own fields, its settings' fields, then who uses it (that part raw);
+# settings shared by every VF (no netlink settings yet) are one raw fragment, encoded once
+_PIECES = (
+    *(f'{", " if n else "{"}"{k}": ' for n, k in enumerate(_KEYS + _SETTINGS)),
+    ", ",
+    "}",
+)
+_COLUMNS = (*_KEYS, *(("settings", k) for k in _SETTINGS))
+_RAW = 1 << len(_COLUMNS)
+_PIECES_SHARED = (*_PIECES[: len(_KEYS)], ", ", ", ", "}")
+_RAW_SHARED = 0b11 << len(_KEYS)
 _TAIL_KEYS = ("attached_to", "held_by", "pool", "pool_vms")
 _PLAIN_TAIL = '"attached_to": [], "held_by": null, "pool": null, "pool_vms": []'
 
@@ -54,27 +61,28 @@ def _exact(v: VF) -> bool:
     key = (type(v).to_json, type(v.settings).to_json)
     if key not in _CHECKED:
         plain = record.replace(v, attached_to=(), held_by=None, pool=None)
-        _CHECKED[key] = _vfs_text([plain]) == json.dumps(plain.to_json())
+        # two VFs with settings objects of their own: the path that reads each one's fields
+        two = [plain, record.replace(plain, settings=record.replace(v.settings))]
+        _CHECKED[key] = _vfs_text([plain]) == json.dumps(plain.to_json()) and _vfs_text(
+            two
+        ) == ", ".join([json.dumps(x.to_json()) for x in two])
     return _CHECKED[key]
 
 
 def _vfs_text(vfs: Sequence[VF]) -> str:
     """``", ".join(json.dumps(v.to_json()) for v in vfs)``, a column at a time."""
-    objs = list(map(attrgetter("settings"), vfs))
-    if objs and len(set(map(id, objs))) == 1:  # one shared object: no netlink settings yet
-        settings = [json.dumps(objs[0].to_json())[1:-1]] * len(objs)
-    else:
-        frags: dict[int, str] = {}  # by identity: the model holds every object meanwhile
-        settings = [
-            frags.get(id(s)) or frags.setdefault(id(s), json.dumps(s.to_json())[1:-1]) for s in objs
-        ]
     uses = list(map(attrgetter("attached_to", "held_by", "pool"), vfs))
     unused = uses.count(_UNUSED) == len(uses)  # else attached, held or pooled: through to_json
     tails = [_PLAIN_TAIL] * len(uses) if unused else list(map(_tail, vfs))
-    cols: tuple[list[Any], ...] = (*(list(map(g, vfs)) for g in _GET), settings, tails)
+    objs = list(map(attrgetter("settings"), vfs))
     try:
-        return jsonrows.rows(_PIECES, cols, _RAW)
-    except (TypeError, ValueError):  # a value json.dumps spells its own way (a float …)
+        if objs and len(set(map(id, objs))) == 1:  # one shared object: encoded once
+            shared = [json.dumps(objs[0].to_json())[1:-1]] * len(objs)
+            return jsonrows.rows(_PIECES_SHARED, (*_KEYS, shared, tails), _RAW_SHARED, vfs)
+        # each VF its own (netlink filled them in): their fields read row by row, no dict
+        return jsonrows.rows(_PIECES, (*_COLUMNS, tails), _RAW, vfs)
+    except (TypeError, ValueError, AttributeError):  # a value json.dumps spells its own way
+        # (a float …) or settings of another kind: each VF through json.dumps
         return ", ".join([json.dumps(v.to_json()) for v in vfs])
 
 

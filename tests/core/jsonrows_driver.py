@@ -35,10 +35,15 @@ def value(rng: random.Random) -> object:
     )
 
 
+class Obj:
+    def __init__(self, a: object, inner: object = None) -> None:
+        self.a, self.inner = a, inner
+
+
 def outcome(f: object, *args: object) -> object:
     try:
         return f(*args)  # type: ignore[operator]
-    except (TypeError, ValueError, OverflowError) as e:
+    except (TypeError, ValueError, OverflowError, AttributeError) as e:
         return type(e)
 
 
@@ -62,6 +67,15 @@ def main() -> int:
             rows = [pieces[0] + "".join(json.dumps(col[i]) + pieces[j + 1]
                                         for j, col in enumerate(cols)) for i in range(n)]  # fmt: skip
             bad += c != (", ".join(rows) if k else "")
+    for _ in range(rounds // 10):  # attribute and path columns read from objects
+        n = rng.randrange(6)
+        objs = [Obj(value(rng), Obj(value(rng)) if rng.random() < 0.9 else None) for _ in range(n)]
+        cols = ("a", ("inner", "a"), [value(rng) for _ in range(n)])
+        seq = objs if rng.random() < 0.5 else tuple(objs)
+        pieces = ("[", ",", ",", "]")
+        bad += outcome(ext.rows, pieces, cols, 0, seq) != outcome(
+            jsonrows.rows_python, pieces, cols, 0, seq
+        )
     keys = ('{"i": ', ', "a": ', ', "g": ', "}")
     big = (list(range(16384)), [f"0000:{i >> 7:02x}:{i & 127:02x}.0" for i in range(16384)],
            [None] * 16384)  # fmt: skip

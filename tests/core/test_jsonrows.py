@@ -138,3 +138,47 @@ def test_the_selector_follows_vfctl_no_c(monkeypatch: pytest.MonkeyPatch, c_rows
     monkeypatch.setattr(jsonrows, "HAVE_C", True)
     assert jsonrows.rows(("a", "b"), ([1],), 0) == "a1b"
     assert calls == ["py"]
+
+
+class _Obj:
+    def __init__(self, a: object, inner: object = None) -> None:
+        self.a, self.inner = a, inner
+
+
+def test_attribute_and_path_columns_read_the_objects(c_rows: Rows) -> None:
+    objs = [_Obj(v, _Obj(w)) for v, w in zip(SCALARS, SCALARS[::-1], strict=True)]
+    pieces = ('{"a": ', ', "b": ', ', "c": ', "}")
+    cols = ("a", ("inner", "a"), [n for n in range(len(objs))])
+    want = ", ".join(json.dumps({"a": o.a, "b": o.inner.a, "c": n}) for n, o in enumerate(objs))  # type: ignore[attr-defined]
+    for objects in (objs, tuple(objs)):
+        assert c_rows(pieces, cols, 0, objects) == want  # type: ignore[call-arg]
+        assert jsonrows.rows_python(pieces, cols, 0, objects) == want
+    # no columns: one row of the piece per object, as both twins agree
+    assert (
+        c_rows(("x",), (), 0, objs[:3])
+        == jsonrows.rows_python(("x",), (), 0, objs[:3])
+        == "x, x, x"
+    )  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("columns", "objects", "error"),
+    [
+        (("a",), None, TypeError),  # an attribute needs objects
+        (("a",), {1: 2}, TypeError),  # objects: a list or a tuple
+        (((),), [_Obj(1)], TypeError),  # an empty path
+        ((("inner", 3),), [_Obj(1)], TypeError),  # names only
+        (("nope",), [_Obj(1)], AttributeError),
+        ((("inner", "a"),), [_Obj(1)], AttributeError),  # None has no a
+        (("a", [1, 2]), [_Obj(1)], ValueError),  # a list as long as the objects
+        (("a",), [_Obj(1.5)], TypeError),  # a value rows() leaves to json.dumps
+    ],
+)
+def test_attribute_columns_refused_alike(
+    c_rows: Rows, columns: tuple[object, ...], objects: object, error: type[Exception]
+) -> None:
+    pieces = ("",) * (len(columns) + 1)
+    with pytest.raises(error):
+        c_rows(pieces, columns, 0, objects)  # type: ignore[arg-type,call-arg]
+    with pytest.raises(error):
+        jsonrows.rows_python(pieces, columns, 0, objects)
