@@ -13,6 +13,7 @@ links, the links are read, and if they differ the whole read is redone from the 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import repeat
@@ -55,10 +56,16 @@ def _virtfns(host: Host, dev: str) -> list[tuple[int, str]]:
     return sorted(out)
 
 
-def _virtfn_indexes(host: Host, dev: str) -> list[int] | None:
-    """VF indexes from the PF's ``virtfnN`` names; None when a name is not canonical."""
-    names = [n for n in host.listdir(dev) if n.startswith("virtfn")]
-    if set(names) == {f"virtfn{i}" for i in range(len(names))}:
+_CANON: dict[int, frozenset[str]] = {}  # k -> {virtfn0 … virtfn<k-1>}, made once per k
+
+
+def _virtfn_indexes(names: list[str]) -> list[int] | None:
+    """VF indexes from the PF's entry names; None when a ``virtfn`` name is not canonical."""
+    names = [n for n in names if n.startswith("virtfn")]
+    canon = _CANON.get(len(names))
+    if canon is None:
+        canon = _CANON[len(names)] = frozenset(f"virtfn{i}" for i in range(len(names)))
+    if canon.issuperset(names):  # k distinct names (one listing), each one of the k
         return list(range(len(names)))  # the kernel's names: virtfn0 … virtfn<k-1>
     out = []
     for name in names:
@@ -71,6 +78,13 @@ def _virtfn_indexes(host: Host, dev: str) -> list[int] | None:
             return None
         out.append(int(n))
     return sorted(out)
+
+
+def _entries(directory: str) -> list[str]:
+    try:
+        return os.listdir(directory)  # unsorted: only the virtfn names are looked at
+    except OSError:
+        return []
 
 
 def _raw_via_host(host: Host, vaddr: str) -> vfscan.Raw:
@@ -125,7 +139,7 @@ def pfs_and_vfs(
         pfs.append(a)
         d = f"{PCI_DEVICES}/{a}"
         attrs[a] = raw = {k: host.read_opt(f"{d}/{k}") for k in derive.ATTRS}
-        idx = _virtfn_indexes(host, d)
+        idx = _virtfn_indexes(_entries(f"{devdir}/{a}"))
         rule = derive.rule(a, idx, raw) if use_derived and idx else None
         got = derive.addresses(host, a, rule, present) if rule else None
         if got is not None and idx is not None:
@@ -149,11 +163,6 @@ def pfs_and_vfs(
     plain = [t for t in vf_addrs if (len(t) <= 63 and t not in _ODD) or not vfscan.odd(t)]
     flags, drivers, nets = bulk_listings(host, len(plain))
     raws = dict(zip(plain, vfscan.scan(devdir, plain, flags), strict=True))
-    # every PCI function has driver_override (drivers/pci/pci-sysfs.c): a derived VF without
-    # one may be gone (the PF mid-change) or no VF at all; its PF's links settle it
-    missing = [a for a in derived if any(raws[t][1] is None for t in pairs[a][1])]
-    if missing and not _links_agree(devdir, missing, pairs):
-        return pfs_and_vfs(host, addrs, parse, use_derived=False)
     first_net = None if nets is None else {a: n[0] for a, n in nets.items() if n}
     out: dict[str, VfCols] = {}
     for a in pfs:
@@ -163,7 +172,6 @@ def pfs_and_vfs(
             out[a] = _cols_slowly(host, idx, targets, raws, drivers, nets)
             continue
         cols = VfCols(idx, targets)
-        cols.derived = a in derived
         if facts:
             drv, ovr, grp, netl = (list(c) for c in zip(*facts, strict=True))
             cols.driver = list(map(drivers.get, targets)) if drivers is not None else drv
@@ -173,6 +181,13 @@ def pfs_and_vfs(
             else:
                 cols.netdev = [n[0] if n else None for n in netl]
         out[a] = cols
+    # every PCI function has driver_override (drivers/pci/pci-sysfs.c): a derived VF without
+    # one may be gone (the PF mid-change) or no VF at all; its PF's links settle it
+    missing = [a for a in derived if None in out[a].override]
+    if missing and not _links_agree(devdir, missing, pairs):
+        return pfs_and_vfs(host, addrs, parse, use_derived=False)
+    for a in derived:
+        out[a].derived = True
     return Found(pfs, out, configs, attrs)
 
 
@@ -281,7 +296,7 @@ def make_vfs(
     else:
         vids = iter([hex4(host.read_opt(f"{PCI_DEVICES}/{a}/vendor")) for a in addrs])
         dids = iter([hex4(host.read_opt(f"{PCI_DEVICES}/{a}/device")) for a in addrs])
-    groups = [int(g) if g and g.isdigit() else None for g in cols.group]
+    groups = _groups(cols.group)
     overrides = map(_Overrides().__getitem__, cols.override)
     empty = VFSettings()  # frozen: one instance serves every VF until netlink fills them in
     vfs = list(
@@ -304,6 +319,16 @@ def make_vfs(
             if att:
                 vfs[n] = replace(v, attached_to=tuple(att))
     return vfs
+
+
+def _groups(raw: list[str | None]) -> list[int | None]:
+    """IOMMU group numbers from the link names; None where a name is not digits."""
+    try:  # all digits (the kernel's names): C-level maps, no Python loop
+        if all(map(str.isdigit, raw)):  # type: ignore[arg-type]  # None: TypeError
+            return list(map(int, raw))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        pass
+    return [int(g) if g and g.isdigit() else None for g in raw]
 
 
 def hex4(v: str | None) -> str:
