@@ -21,7 +21,7 @@ from vfctl import jsonrows, record
 from vfctl.model import PF, VF, VFSettings
 
 _SPLICE = '"vfs": []'
-_UNUSED = ((), None, None)  # (attached_to, held_by, pool) of a VF nobody uses
+_ATTACHED, _HELD, _POOL = attrgetter("attached_to"), attrgetter("held_by"), attrgetter("pool")
 _KEYS = ("index", "address", "driver", "driver_override", "netdev", "iommu_group", "vendor_id",
          "device_id")  # fmt: skip
 _SETTINGS = VFSettings.__match_args__  # VFSettings.to_json's keys, in order
@@ -42,7 +42,7 @@ _PLAIN_TAIL = '"attached_to": [], "held_by": null, "pool": null, "pool_vms": []'
 
 def _tail(v: VF) -> str:
     """The used-by part of a VF's JSON (attachments, holder, pool), without braces."""
-    if (v.attached_to, v.held_by, v.pool) == _UNUSED:
+    if not (v.attached_to or v.held_by or v.pool):
         return _PLAIN_TAIL
     d = v.to_json()
     return json.dumps({k: d[k] for k in _TAIL_KEYS})[1:-1]
@@ -71,9 +71,9 @@ def _exact(v: VF) -> bool:
 
 def _vfs_text(vfs: Sequence[VF]) -> str:
     """``", ".join(json.dumps(v.to_json()) for v in vfs)``, a column at a time."""
-    uses = list(map(attrgetter("attached_to", "held_by", "pool"), vfs))
-    unused = uses.count(_UNUSED) == len(uses)  # else attached, held or pooled: through to_json
-    tails = [_PLAIN_TAIL] * len(uses) if unused else list(map(_tail, vfs))
+    # attached, held or pooled (to_json's own tests: truth values): that part through to_json
+    used = any(map(_ATTACHED, vfs)) or any(map(_HELD, vfs)) or any(map(_POOL, vfs))
+    tails = list(map(_tail, vfs)) if used else [_PLAIN_TAIL] * len(vfs)
     objs = list(map(attrgetter("settings"), vfs))
     try:
         if objs and len(set(map(id, objs))) == 1:  # one shared object: encoded once

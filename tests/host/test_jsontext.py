@@ -94,6 +94,16 @@ def test_odd_values_give_json_dumps_bytes(new_host: NewHost, twin: str) -> None:
         vfs = tuple(_odd(v, i) for i, v in enumerate(p.vfs))
         pfs.append(dataclasses.replace(p, vfs=vfs, notes=('"vfs": []',), name="x\u2028y"))
     pfs.append(dataclasses.replace(m.pfs[0], vfs=()))
+    # one use at a time: held only, pooled only, attached only (each its own tail)
+    v0 = m.pfs[0].vfs[0]
+    one = (
+        dataclasses.replace(v0, held_by=HeldBy(None, 7)),
+        dataclasses.replace(v0, pool=PoolRef("p\\q")),
+        dataclasses.replace(v0, attached_to=(Attachment("libvirt", "d\n", "u", "hostdev"),)),
+        v0,
+    )
+    pfs += [dataclasses.replace(m.pfs[0], vfs=(v,)) for v in one]
+    pfs.append(dataclasses.replace(m.pfs[0], vfs=one))
     # a value rows() leaves to json.dumps (a float): that PF's VFs through json.dumps
     v0 = m.pfs[0].vfs[0]
     pfs.append(dataclasses.replace(m.pfs[0], vfs=(v0, dataclasses.replace(v0, iommu_group=2.5))))
