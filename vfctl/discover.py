@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from vfctl import discover_vfs
 from vfctl.discover_vfs import hex4 as _hex4
 from vfctl.errors import NotFoundError, RefusedError, UsageError
-from vfctl.host import holders
+from vfctl.host import holders, vfscan
 from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, Host, check_name
 from vfctl.model import (
     PF,
@@ -139,7 +139,15 @@ def discover(
     # every PF's config space (one batch) and VFs (read in batches)
     found = discover_vfs.pfs_and_vfs(host, addrs, lambda pfs: parse_configs(host, pfs))
     pfs = [
-        _pf(host, a, found.configs.get(a), found.vfs[a], found.attrs[a], attachments)
+        _pf(
+            host,
+            a,
+            found.configs.get(a),
+            found.vfs[a],
+            found.attrs[a],
+            found.own.get(a),
+            attachments,
+        )
         for a in found.pfs
     ]
     facts = InUse()
@@ -212,31 +220,36 @@ def _pf(
     cs: dict[str, object] | None,
     cols: discover_vfs.VfCols,
     raw: Mapping[str, str | None],
+    own: vfscan.Raw | None,
     attachments: Attachments,
 ) -> PF:
     d = f"{PCI_DEVICES}/{a}"
+    if own is None:  # a name the batch leaves alone: read through Host
+        own = (host.link_name(f"{d}/driver"), None, host.link_name(f"{d}/iommu_group"),
+               host.listdir(f"{d}/net"))  # fmt: skip
+    driver, _, group, netdev_list = own
     sriov = cs.get("sriov") if cs else None
     sr: Mapping[str, object] = sriov if isinstance(sriov, Mapping) else {}
-    netdevs = _netdevs(host, d)
+    netdevs = tuple(netdev_list)
     netdev = netdevs[0] if netdevs else None
-    offset = _int(raw["sriov_offset"])  # as read while finding the VFs (Host.read_int's rule)
+    offset = _int(raw["sriov_offset"])  # read in one batch with the VFs (Host.read_int's rule)
     stride = _int(raw["sriov_stride"])
     if offset is None and isinstance(sr.get("vf_offset"), int):
         offset = sr["vf_offset"]  # type: ignore[assignment]
     if stride is None and isinstance(sr.get("vf_stride"), int):
         stride = sr["vf_stride"]  # type: ignore[assignment]
-    vf_dev = host.read_opt(f"{d}/sriov_vf_device")
+    vf_dev = raw["sriov_vf_device"]
     if vf_dev is None and isinstance(sr.get("vf_device_id"), str):
         vf_dev = str(sr["vf_device_id"])
-    vendor = _hex4(host.read_opt(f"{d}/vendor"))
-    device = _hex4(host.read_opt(f"{d}/device"))
+    vendor = _hex4(raw["vendor"])
+    device = _hex4(raw["device"])
     # a VF's vendor is its PF's and its device the PF's SR-IOV VF Device ID: the kernel sets
     # them so (drivers/pci/iov.c, pci_iov_add_virtfn()/pci_read_vf_config_common()) because
     # a VF's own ID registers read 0xffff; only without that ID are the VF's files read
     vf_device = _hex4(vf_dev) if vf_dev else None
     notes: list[str] = []
     problems: list[str] = []
-    total_vfs = _count(host.read_opt(f"{d}/sriov_totalvfs"), "sriov_totalvfs", problems)
+    total_vfs = _count(raw["sriov_totalvfs"], "sriov_totalvfs", problems)
     num_vfs = _count(raw["sriov_numvfs"], "sriov_numvfs", problems)
     ids = (vendor, vf_device) if vf_device else None
     vfs = discover_vfs.make_vfs(host, a, cols, offset, stride, ids, attachments, notes)
@@ -247,10 +260,10 @@ def _pf(
         address=a,
         netdev=netdev,
         netdevs=netdevs,
-        driver=host.link_name(f"{d}/driver"),
+        driver=driver,
         vendor_id=vendor,
         device_id=device,
-        class_code=(host.read_opt(f"{d}/class") or "0x000000").lower().removeprefix("0x"),
+        class_code=(raw["class"] or "0x000000").lower().removeprefix("0x"),
         name=None,
         total_vfs=total_vfs,
         cap_total_vfs=cap_total if isinstance(cap_total, int) else None,
@@ -259,9 +272,9 @@ def _pf(
         vf_offset=offset,
         vf_stride=stride,
         vf_device_id=_hex4(vf_dev) if vf_dev else None,
-        autoprobe=_bool(host.read_opt(f"{d}/sriov_drivers_autoprobe")),
-        numa_node=host.read_int(f"{d}/numa_node", 10),
-        iommu_group=_group(host, d),
+        autoprobe=_bool(raw["sriov_drivers_autoprobe"]),
+        numa_node=_int(raw["numa_node"]),
+        iommu_group=int(group) if group and group.isdigit() else None,
         link=_link(cs),
         ari=isinstance(ari, Mapping),
         vfs=tuple(vfs),

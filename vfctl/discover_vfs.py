@@ -98,17 +98,29 @@ def _raw_via_host(host: Host, vaddr: str) -> vfscan.Raw:
     )
 
 
+# every PF attribute a PF record shows, read in one batch per PF
+PF_ATTRS = (
+    *derive.ATTRS,
+    "sriov_totalvfs",
+    "sriov_vf_device",
+    "sriov_drivers_autoprobe",
+    "vendor",
+    "device",
+    "class",
+    "numa_node",
+)
 Configs = dict[str, dict[str, object]]
-Attrs = dict[str, dict[str, str | None]]  # PF -> its sriov_* attributes as read (raw)
+Attrs = dict[str, dict[str, str | None]]  # PF -> its PF_ATTRS as Host.read_opt gives them
 
 
 class Found:
     """What discovery reads of the PFs and their VFs here, handed on to the PF records."""
 
-    __slots__ = ("attrs", "configs", "pfs", "vfs")
+    __slots__ = ("attrs", "configs", "own", "pfs", "vfs")
 
     def __init__(self, pfs: list[str], vfs: dict[str, VfCols], configs: Configs, attrs: Attrs):
         self.pfs, self.vfs, self.configs, self.attrs = pfs, vfs, configs, attrs
+        self.own: dict[str, vfscan.Raw] = {}  # each PF's driver, override, group, netdevs
 
 
 def pfs_and_vfs(
@@ -138,7 +150,9 @@ def pfs_and_vfs(
             continue
         pfs.append(a)
         d = f"{PCI_DEVICES}/{a}"
-        attrs[a] = raw = {k: host.read_opt(f"{d}/{k}") for k in derive.ATTRS}
+        vals = vfscan.reads(devdir, [f"{a}/{k}" for k in PF_ATTRS])  # as Host.read_opt reads
+        raw = {k: v if v is None else v.strip() for k, v in zip(PF_ATTRS, vals, strict=True)}
+        attrs[a] = raw
         idx = _virtfn_indexes(_entries(f"{devdir}/{a}"))
         rule = derive.rule(a, idx, raw) if use_derived and idx else None
         got = derive.addresses(host, a, rule, present) if rule else None
@@ -188,7 +202,11 @@ def pfs_and_vfs(
         return pfs_and_vfs(host, addrs, parse, use_derived=False)
     for a in derived:
         out[a].derived = True
-    return Found(pfs, out, configs, attrs)
+    res = Found(pfs, out, configs, attrs)
+    # the PFs' own driver, group and netdevs: the same reads as the VFs', in one batch
+    own = [a for a in pfs if (len(a) <= 63 and a not in _ODD) or not vfscan.odd(a)]
+    res.own = dict(zip(own, vfscan.scan(devdir, own), strict=True))
+    return res
 
 
 def _links_agree(

@@ -57,6 +57,14 @@ def test_twins_agree_on_a_busy_simulated_host(busy: SimHost, flags: int) -> None
     pf = "0000:01:00.0"
     names = [f"{pf}/virtfn{i}" for i in range(70)]  # past the last VF: None
     assert vfscan._C_MOD.links(devdir, names) == vfscan.links_python(devdir, names)  # type: ignore[union-attr]
+    # the PF attribute batch (discover_vfs.PF_ATTRS): the same text as Host.read_opt
+    pf_files = [f"{p}/{a}" for p in ("0000:01:00.0", "0000:03:00.1") for a in discover_vfs.PF_ATTRS]
+    got_reads = vfscan._C_MOD.reads(devdir, pf_files)  # type: ignore[union-attr]
+    assert got_reads == vfscan.reads_python(devdir, pf_files)
+    h = open_host(busy.root)
+    assert [None if r is None else r.strip() for r in got_reads] == [
+        h.read_opt(f"{PCI_DEVICES}/{f}") for f in pf_files
+    ]
     net = str(busy.root / "sys/class/net")
     ifs = sorted(os.listdir(net))
     assert vfscan._C_MOD.links(net, ifs, True) == vfscan.links_python(net, ifs, True)  # type: ignore[union-attr]
@@ -116,8 +124,16 @@ def test_twins_agree_on_a_hostile_tree(tmp_path: Path, flags: int) -> None:
         assert vfscan._C_MOD.links(str(root), links, full) == vfscan.links_python(  # type: ignore[union-attr]
             str(root), links, full
         )
+    files = [f"{n}/{a}" for n in names for a in ("driver_override", "driver", "net", "iommu_group")]
+    assert vfscan._C_MOD.reads(str(root), files) == vfscan.reads_python(str(root), files)  # type: ignore[union-attr]
+    read = dict(zip(files, vfscan.reads_python(str(root), files), strict=True))
+    assert read["0000:00:00.1/driver_override"] is None  # a FIFO: refused, without blocking
+    assert read["0000:00:00.2/driver_override"] == "secret\n"  # a symlink: followed
+    assert read["0000:00:00.4/driver_override"] is None  # a directory
     with pytest.raises(FileNotFoundError):
         vfscan._C_MOD.scan(str(tmp_path / "missing"), names)  # type: ignore[union-attr]
+    with pytest.raises(FileNotFoundError):
+        vfscan._C_MOD.reads(str(tmp_path / "missing"), files)  # type: ignore[union-attr]
 
 
 def _counting_fstat(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -142,6 +158,8 @@ def test_on_real_sysfs_no_file_is_fstated(monkeypatch: pytest.MonkeyPatch) -> No
     assert vfscan.checks_regular(devdir) is False
     if vfscan._C_MOD is not None:
         assert vfscan._C_MOD.checks_regular(devdir) is False
+        files = [f"{a}/{n}" for a in addrs for n in discover_vfs.PF_ATTRS]
+        assert vfscan._C_MOD.reads(devdir, files) == vfscan.reads_python(devdir, files)
         for flags in FLAGS:
             assert vfscan._C_MOD.scan(devdir, addrs, flags) == vfscan.scan_python(
                 devdir, addrs, flags

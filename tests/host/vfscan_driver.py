@@ -47,6 +47,13 @@ def main() -> int:
                     bad += 1
                     print(f"scan mismatch: {root} flags={flags} limit={limit}")
             paths = [f"{n}/{a}" for n in names for a in ("driver", "iommu_group", "net")]
+            files = [f"{n}/{a}" for n in names for a in ("driver_override", "driver", "net")]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            want_reads = vfscan.reads_python(str(root), files)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+            if ext.reads(str(root), files) != want_reads:
+                bad += 1
+                print(f"reads mismatch: {root} limit={limit}")
             for full in (False, True):
                 if ext.links(str(root), paths, full) != vfscan.links_python(str(root), paths, full):
                     bad += 1
@@ -55,6 +62,8 @@ def main() -> int:
     for bad_arg in ([1, 2], ["a\0b"], "not a list", [b"x" * 5000]):
         with contextlib.suppress(TypeError, ValueError, OSError):
             ext.scan(str(work), bad_arg)  # refused or read as absent, never a crash
+        with contextlib.suppress(TypeError, ValueError, OSError):
+            ext.reads(str(work), bad_arg)
     print(f"{bad} mismatches")
     return 1 if bad else 0
 

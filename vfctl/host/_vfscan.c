@@ -4,6 +4,8 @@
  * links(dir, paths, full): readlink of each path relative to dir: basename (virtfnN, where
  * discovery cannot derive VF addresses from offset/stride) or the whole target (class/net
  * links), or None.
+ * reads(dir, paths): each relative path's text, read as driver_override below, or None
+ * (a PF's attributes, all PFs in one call).
  * scan(dir, addresses, flags): per VF address, relative to dir (sys/bus/pci/devices):
  *   readlink  VF/driver           -> driver name (basename) or None
  *   open+read VF/driver_override  -> raw text (<= 4 KiB) or None
@@ -377,6 +379,60 @@ done:
     return out;
 }
 
+PyDoc_STRVAR(reads_doc, "reads(dir: str, paths: list[str]) -> list[str | None]\n\n"
+                        "Each relative path's text as scan() reads driver_override, or None;\n"
+                        "GIL-free.");
+
+static PyObject *py_reads(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *dir_obj, *paths_obj, *out = NULL;
+    if (!PyArg_ParseTuple(args, "OO:reads", &dir_obj, &paths_obj))
+        return NULL;
+    const char **paths = NULL;
+    PyObject *keep = fs_paths(paths_obj, &paths);
+    if (keep == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(keep);
+    struct scan s = {.devfd = -1, .buf = PyMem_RawMalloc(MAX_ATTR)};
+    long *at = PyMem_RawCalloc((size_t)n + 1, sizeof *at);
+    size_t *len = PyMem_RawCalloc((size_t)n + 1, sizeof *len);
+    if (at == NULL || len == NULL || s.buf == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (open_dir(&s, dir_obj) < 0)
+        goto done;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        at[i] = read_attr(&s, paths[i], &len[i]);
+    flush(&s.c);
+    close(s.devfd);
+    Py_END_ALLOW_THREADS
+    if (s.a.oom) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    out = PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *v = at[i] < 0 ? Py_NewRef(Py_None)
+                                : PyUnicode_DecodeUTF8(s.a.buf + at[i], (Py_ssize_t)len[i],
+                                                       "replace");
+        if (v == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, v);
+    }
+done:
+    PyMem_RawFree(s.buf);
+    PyMem_RawFree(at);
+    PyMem_RawFree(len);
+    PyMem_Free(paths);
+    Py_DECREF(keep);
+    free(s.a.buf);
+    return out;
+}
+
 PyDoc_STRVAR(scan_doc,
              "scan(dir: str, addresses: list[str], flags: int = 0) -> list[tuple]\n\n"
              "Per VF address: (driver, driver_override, iommu_group, netdevs); GIL-free.\n"
@@ -432,6 +488,7 @@ done:
 static PyMethodDef methods[] = {
     {"checks_regular", py_checks_regular, METH_O, checks_doc},
     {"links", py_links, METH_VARARGS, links_doc},
+    {"reads", py_reads, METH_VARARGS, reads_doc},
     {"scan", py_scan, METH_VARARGS, scan_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -131,6 +131,23 @@ def scan_python(directory: str, addresses: Sequence[str], flags: int = 0) -> lis
         os.close(dirfd)
 
 
+def reads_python(directory: str, paths: Sequence[str]) -> list[str | None]:
+    """Each relative path's text (as driver_override in the scan), or None."""
+    dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        check = not _on_sysfs(dirfd)
+        return [_read_attr(dirfd, p, check) for p in paths]
+    finally:
+        os.close(dirfd)
+
+
+def reads(directory: str, paths: Sequence[str]) -> list[str | None]:
+    """The C batch when built (and not disabled), else the Python twin; same results."""
+    if HAVE_C:
+        return _C_MOD.reads(directory, list(paths))  # type: ignore[union-attr,no-any-return]
+    return reads_python(directory, paths)
+
+
 def links(directory: str, paths: Sequence[str], full: bool = False) -> list[str | None]:
     """The C batch when built (and not disabled), else the Python twin; same results."""
     if HAVE_C:
