@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from itertools import chain
+from operator import attrgetter
 
 from vfctl import discover_vfs
 from vfctl.discover_vfs import hex4 as _hex4
@@ -41,6 +43,7 @@ def _netdevs(host: Host, dev: str) -> tuple[str, ...]:
 
 
 MAX_VFS = 65535  # TotalVFs/NumVFs are 16-bit registers in the SR-IOV capability
+_ADDRESS, _GROUP = attrgetter("address"), attrgetter("iommu_group")
 
 
 def _count(raw: str | None, attr: str, problems: list[str]) -> int:
@@ -160,7 +163,7 @@ def discover(
             vfs_groups = {v.address: v.iommu_group for p in pfs for v in p.vfs}
             held = holders.held_by(host, vfs_groups, group_pids=inuse_host.group_pids(facts))
     if held is None:
-        held = holders.held_by(host, {v.address: v.iommu_group for p in pfs for v in p.vfs})
+        held = holders.held_by(host, _vf_groups(pfs))
     pools = pools or {}
     if held or pools:
         pfs = [
@@ -178,6 +181,12 @@ def discover(
     devices = tuple(_device(host, a) for a in addrs) if with_devices else ()
     m = HostModel(pfs=tuple(pfs), devices=devices, inuse=facts, host_id=host_id(host))
     return with_vf_info(m, vf_info) if vf_info else m
+
+
+def _vf_groups(pfs: Sequence[PF]) -> dict[str, int | None]:
+    """VF address -> IOMMU group, every PF's VFs in order (C-level maps: 16,384 VFs)."""
+    vfs = list(chain.from_iterable(p.vfs for p in pfs))
+    return dict(zip(map(_ADDRESS, vfs), map(_GROUP, vfs), strict=True))
 
 
 def host_id(host: Host) -> str:

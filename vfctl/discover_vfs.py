@@ -26,6 +26,7 @@ from vfctl.pci import address as pciaddr
 from vfctl.record import replace
 
 _ODD = ("", ".", "..")
+_COLON = re.compile(":").search
 
 
 class VfCols:
@@ -259,10 +260,9 @@ def bulk_listings(
     names = host.listdir(PCI_DRIVERS)
     if len(names) * 4 < n_vfs:
         drivers = {}
-        for drv in names:
-            for entry in host.listdir(f"{PCI_DRIVERS}/{drv}"):
-                if ":" in entry:
-                    drivers[entry] = drv
+        for drv in names:  # entries holding a ':' (device links, not bind/unbind …)
+            entries = host.names(f"{PCI_DRIVERS}/{drv}")  # unsorted: each name once per dir
+            drivers.update(zip(filter(_COLON, entries), repeat(drv)))
         flags |= vfscan.SKIP_DRIVER
     ifnames = host.listdir(CLASS_NET)
     if len(ifnames) < n_vfs:

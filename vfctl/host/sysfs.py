@@ -108,6 +108,14 @@ class Host:
         except OSError:
             return []
 
+    def names(self, rel: str) -> list[str]:
+        """``listdir`` unsorted, for callers that only look names up (sorting 16,384 names of
+        a driver directory costs ~4 ms)."""
+        try:
+            return os.listdir(self._p(rel))
+        except OSError:
+            return []
+
     def link_name(self, rel: str) -> str | None:
         """Last component of a symlink's target (``driver`` → ``igb``), or None."""
         try:
