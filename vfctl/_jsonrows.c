@@ -287,8 +287,87 @@ fail:
 PyDoc_STRVAR(rows_doc, "rows(pieces, columns, raw, objects=None) -> str: JSON rows from columns, joined by "
                        "', ' (see vfctl/jsonrows.py).");
 
+/* objects(cls, keys, columns) -> list: row i is object.__new__(cls) with the __dict__
+ * {keys[j]: columns[j][i]} (a column that is not a list: the same value in every row), set
+ * as object.__setattr__(o, "__dict__", d) sets it (frozen classes too).  One presized dict
+ * per row and no Python frame per row: discovery makes 16,384 VFs so (see vfctl/jsonrows.py). */
+static PyObject *py_objects(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *keys, *columns;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!:objects", &PyType_Type, &cls, &PyTuple_Type, &keys,
+                          &PyTuple_Type, &columns))
+        return NULL;
+    if (((PyTypeObject *)cls)->tp_new != PyBaseObject_Type.tp_new) {
+        PyErr_SetString(PyExc_TypeError, "objects: cls has a __new__ of its own");
+        return NULL;
+    }
+    Py_ssize_t k = PyTuple_GET_SIZE(keys), n = -1;
+    if (PyTuple_GET_SIZE(columns) != k) {
+        PyErr_SetString(PyExc_ValueError, "objects: one column per key");
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyObject *c = PyTuple_GET_ITEM(columns, j);
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(keys, j))) {
+            PyErr_Format(PyExc_TypeError, "objects: key %zd is not a str", j);
+            return NULL;
+        }
+        if (!PyList_CheckExact(c))
+            continue;
+        if (n < 0)
+            n = PyList_GET_SIZE(c);
+        else if (PyList_GET_SIZE(c) != n) {
+            PyErr_SetString(PyExc_ValueError, "objects: columns differ in length");
+            return NULL;
+        }
+    }
+    if (n < 0)
+        n = 0;
+    PyObject *dict_name = PyUnicode_InternFromString("__dict__");
+    PyObject *empty = PyTuple_New(0);
+    PyObject *out = dict_name && empty ? PyList_New(n) : NULL;
+    if (out == NULL)
+        goto done;
+    Py_INCREF(columns); /* object.__new__ may run no Python code, but keep them alive anyway */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyDict_New(); /* str keys: the compact table a literal makes */
+        if (d == NULL)
+            goto fail;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            PyObject *c = PyTuple_GET_ITEM(columns, j);
+            PyObject *v = PyList_CheckExact(c) ? PyList_GET_ITEM(c, i) : c;
+            if (PyDict_SetItem(d, PyTuple_GET_ITEM(keys, j), v) < 0) {
+                Py_DECREF(d);
+                goto fail;
+            }
+        }
+        PyObject *o = PyBaseObject_Type.tp_new((PyTypeObject *)cls, empty, NULL);
+        if (o == NULL || PyObject_GenericSetAttr(o, dict_name, d) < 0) {
+            Py_XDECREF(o);
+            Py_DECREF(d);
+            goto fail;
+        }
+        Py_DECREF(d);
+        PyList_SET_ITEM(out, i, o);
+    }
+    Py_DECREF(columns);
+    goto done;
+fail:
+    Py_DECREF(columns);
+    Py_CLEAR(out);
+done:
+    Py_XDECREF(dict_name);
+    Py_XDECREF(empty);
+    return out;
+}
+
+PyDoc_STRVAR(objects_doc, "objects(cls, keys, columns) -> list: one object per row, its __dict__ the "
+                          "row's values by key (see vfctl/jsonrows.py).");
+
 static PyMethodDef methods[] = {
     {"rows", py_rows, METH_VARARGS, rows_doc},
+    {"objects", py_objects, METH_VARARGS, objects_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
 
 from vfctl import discover_derive as derive
+from vfctl import jsonrows
 from vfctl.host import vfscan
 from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, PCI_DRIVERS, Host
 from vfctl.model import VF, Attachment, VFSettings
@@ -307,30 +308,19 @@ def make_vfs(
             for i, e, got in zip(cols.index, expects, addrs, strict=True):
                 if e != got:  # virtfnN is the kernel's truth; a mismatch is a quirk worth showing
                     notes.append(f"virtfn{i} is {got}, offset/stride say {e}")
-    vids: Iterator[str]
-    dids: Iterator[str]
+    vids: str | list[str]
+    dids: str | list[str]
     if ids is not None:
-        vids, dids = repeat(ids[0]), repeat(ids[1])
+        vids, dids = ids  # the same in every row
     else:
-        vids = iter([hex4(host.read_opt(f"{PCI_DEVICES}/{a}/vendor")) for a in addrs])
-        dids = iter([hex4(host.read_opt(f"{PCI_DEVICES}/{a}/device")) for a in addrs])
+        vids = [hex4(host.read_opt(f"{PCI_DEVICES}/{a}/vendor")) for a in addrs]
+        dids = [hex4(host.read_opt(f"{PCI_DEVICES}/{a}/device")) for a in addrs]
     groups = _groups(cols.group)
-    overrides = map(_Overrides().__getitem__, cols.override)
+    overrides = list(map(_Overrides().__getitem__, cols.override))
     empty = VFSettings()  # frozen: one instance serves every VF until netlink fills them in
-    vfs = list(
-        map(
-            VF.plain,
-            cols.index,
-            addrs,
-            cols.driver,
-            overrides,
-            cols.netdev,
-            groups,
-            vids,
-            dids,
-            repeat(empty),
-        )
-    )
+    # VF.plain for each row, in one call (jsonrows.objects: C, or its Python twin)
+    row = (cols.index, addrs, cols.driver, overrides, cols.netdev, groups, vids, dids, empty)
+    vfs: list[VF] = jsonrows.objects(VF, VF.PLAIN, row)
     if attachments:
         for n, v in enumerate(vfs):
             att = attachments.get(v.address)

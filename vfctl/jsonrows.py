@@ -1,5 +1,7 @@
 """JSON rows from columns: the pure-Python twin of the C extension ``_jsonrows``.
 
+Also ``objects``: rows from columns as objects (discovery's VFs), the same way in both twins.
+
 ``rows(pieces, columns, raw, objects)`` writes row ``i`` as ``pieces[0] + enc(columns[0][i]) +
 pieces[1] + … + pieces[k]`` and joins the rows with ``", "``; a column given as an attribute
 name is ``getattr(objects[i], name)``, read row by row, and one given as a tuple of names
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from itertools import repeat
 from json.encoder import encode_basestring_ascii as _str
 from types import ModuleType
 from typing import Any
@@ -107,3 +110,35 @@ def rows(pieces: tuple[str, ...], columns: tuple[Any, ...], raw: int, objects: A
     if HAVE_C:
         return _C_MOD.rows(pieces, columns, raw, objects)  # type: ignore[union-attr,no-any-return]
     return rows_python(pieces, columns, raw, objects)
+
+
+def objects_python(cls: type, keys: tuple[str, ...], columns: tuple[Any, ...]) -> list[Any]:
+    """One ``object.__new__(cls)`` per row with ``__dict__`` ``{keys[j]: columns[j][i]}``, set
+    as ``object.__setattr__`` sets it (frozen records too); a column that is not a list holds
+    the same value in every row. Errors as the C twin's (TypeError, ValueError, AttributeError).
+    Discovery makes 16,384 VFs so: ~11 ms through ``VF.plain`` per row, ~6 ms in C."""
+    if not isinstance(cls, type) or type(keys) is not tuple or type(columns) is not tuple:
+        raise TypeError("objects: a class, a tuple of keys and a tuple of columns")
+    if cls.__new__ is not object.__new__:  # type: ignore[comparison-overlap]  # a subclass's
+        raise TypeError("objects: cls has a __new__ of its own")
+    if len(columns) != len(keys):
+        raise ValueError("objects: one column per key")
+    if not all(type(k) is str for k in keys):
+        raise TypeError("objects: a key is not a str")
+    sizes = {len(c) for c in columns if type(c) is list}
+    if len(sizes) > 1:
+        raise ValueError("objects: columns differ in length")
+    n = sizes.pop() if sizes else 0
+    out: list[Any] = []
+    for row in zip(*(c if type(c) is list else repeat(c, n) for c in columns), strict=True):
+        o: Any = object.__new__(cls)
+        object.__setattr__(o, "__dict__", dict(zip(keys, row, strict=True)))
+        out.append(o)
+    return out
+
+
+def objects(cls: type, keys: tuple[str, ...], columns: tuple[Any, ...]) -> list[Any]:
+    """The C twin when built (and not disabled), else the Python one; equal objects."""
+    if HAVE_C:
+        return _C_MOD.objects(cls, keys, columns)  # type: ignore[union-attr,no-any-return]
+    return objects_python(cls, keys, columns)

@@ -132,6 +132,11 @@ class VF:
         )
         return v
 
+    PLAIN = (  # VF.plain's keys, in order (jsonrows.objects makes many VFs with them)
+        "index", "address", "driver", "driver_override", "netdev", "iommu_group",
+        "vendor_id", "device_id", "settings",
+    )  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "index": self.index,

@@ -76,6 +76,17 @@ def main() -> int:
         bad += outcome(ext.rows, pieces, cols, 0, seq) != outcome(
             jsonrows.rows_python, pieces, cols, 0, seq
         )
+    for _ in range(rounds // 10):  # objects from columns: equal dicts, or the same error
+        k, n = rng.randrange(4), rng.randrange(6)
+        names = tuple(f"f{j}" for j in range(k))
+        cols = tuple([value(rng) for _ in range(n)] if rng.random() < 0.7 else value(rng)
+                     for _ in range(k))  # fmt: skip
+        if rng.random() < 0.1 and k and type(cols[0]) is list:
+            cols[0].append(1)  # a length mismatch when another column is a list
+        c, p = outcome(ext.objects, Obj, names, cols), outcome(jsonrows.objects_python, Obj, names, cols)
+        same = [list(vars(o).items()) for o in c] == [list(vars(o).items()) for o in p] \
+            if isinstance(c, list) and isinstance(p, list) else c == p  # fmt: skip
+        bad += not same
     keys = ('{"i": ', ', "a": ', ', "g": ', "}")
     big = (list(range(16384)), [f"0000:{i >> 7:02x}:{i & 127:02x}.0" for i in range(16384)],
            [None] * 16384)  # fmt: skip

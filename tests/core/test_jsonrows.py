@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 
@@ -182,3 +183,72 @@ def test_attribute_columns_refused_alike(
         c_rows(pieces, columns, 0, objects)  # type: ignore[arg-type,call-arg]
     with pytest.raises(error):
         jsonrows.rows_python(pieces, columns, 0, objects)
+
+
+# objects(): rows from columns as objects (discovery's VFs), the C twin and the Python twin
+
+
+@pytest.fixture(params=["c", "python"])
+def make_objects(request: pytest.FixtureRequest) -> Callable[..., list[object]]:
+    if request.param == "python":
+        return jsonrows.objects_python
+    if jsonrows._C_MOD is None:
+        if required("VFCTL_C_EXT"):
+            pytest.fail("the vfctl._jsonrows extension is required here but not built")
+        pytest.skip("C extension not built")
+    return jsonrows._C_MOD.objects  # type: ignore[no-any-return]
+
+
+def test_objects_are_vf_plain_per_row(make_objects: Callable[..., list[object]]) -> None:
+    from vfctl.model import VF, VFSettings
+
+    s = VFSettings(vlan=3)
+    cols = ([0, 1, 2], ["0000:01:10.0", "0000:01:10.2", "0000:01:10.4"], ["vfio-pci", None, "ixgbevf"],
+            [None, "vfio-pci", None], [None, None, "eth9"], [17, None, 19], "8086", ["10ed", "10ca", "10ed"],
+            s)  # fmt: skip
+    got = make_objects(VF, VF.PLAIN, cols)
+    rows = [[c[i] if type(c) is list else c for c in cols] for i in range(3)]
+    want = [VF.plain(*r) for r in rows]
+    assert got == want == [VF(*r) for r in rows]
+    assert [(hash(v), repr(v), list(vars(v).items())) for v in got] == [
+        (hash(v), repr(v), list(vars(v).items())) for v in want
+    ]
+    assert all(type(v) is VF and v.settings is s for v in got)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got[0].index = 5  # type: ignore[attr-defined]
+    assert make_objects(VF, VF.PLAIN, ([],) * 9) == []
+    assert make_objects(VF, VF.PLAIN, ("x",) * 9) == []  # no list column: no rows
+
+
+class _Own:
+    def __new__(cls) -> _Own:
+        return super().__new__(cls)
+
+
+class _Slots:
+    __slots__ = ("a",)
+
+
+class _Plain:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("cls", "keys", "cols", "err"),
+    [
+        (_Plain, ("a", "b"), ([1, 2], [3]), ValueError),  # columns differ in length
+        (_Plain, ("a",), ([1], [2]), ValueError),  # a column without a key
+        (_Plain, (1,), ([1],), TypeError),  # keys are names
+        (_Own, ("a",), ([1],), TypeError),  # object.__new__ would refuse it too
+        (int, (), (), TypeError),
+        (_Slots, ("a",), ([1],), AttributeError),  # no __dict__ to set
+        ("notatype", (), (), TypeError),
+        (_Plain, ["a"], ([1],), TypeError),
+    ],
+)
+def test_objects_fail_alike(cls: object, keys: object, cols: object, err: type[Exception]) -> None:
+    with pytest.raises(err):
+        jsonrows.objects_python(cls, keys, cols)  # type: ignore[arg-type]
+    if jsonrows._C_MOD is not None:
+        with pytest.raises(err):
+            jsonrows._C_MOD.objects(cls, keys, cols)
