@@ -179,13 +179,21 @@ def pfs_and_vfs(
         return pfs_and_vfs(host, addrs, parse, use_derived=False)
     plain = _plain(vf_addrs)
     flags, drivers, nets = bulk_listings(host, len(plain))
-    raws = dict(zip(plain, vfscan.scan(devdir, plain, flags), strict=True))
+    scanned = vfscan.scan(devdir, plain, flags)
     first_net = None if nets is None else {a: n[0] for a, n in nets.items() if n}
+    # each VF once and none odd (plain is every PF's targets, in order): slices of the scan
+    runs = len(plain) == sum(len(pairs[a][1]) for a in pfs)
+    raws = {} if runs else dict(zip(plain, scanned, strict=True))
+    at = 0
     out: dict[str, VfCols] = {}
     for a in pfs:
         idx, targets = pairs[a]
-        facts = list(map(raws.get, targets))
-        if None in facts:  # a target the batch left alone: that VF through Host, as read
+        if runs:
+            facts: list[vfscan.Raw | None] = scanned[at : at + len(targets)]  # type: ignore[assignment]
+            at += len(targets)
+        else:
+            facts = list(map(raws.get, targets))
+        if not runs and None in facts:  # a target the batch left alone: through Host, as read
             out[a] = _cols_slowly(host, idx, targets, raws, drivers, nets)
             continue
         cols = VfCols(idx, targets)
