@@ -102,6 +102,9 @@ def _methods(cls: type, names: tuple[str, ...], defaults: dict[str, Any], factor
         if len(args) == n and not kw:
             object.__setattr__(self, "__dict__", dict(zip(names, args, strict=False)))
             return
+        if not args and len(kw) == n and known.issuperset(kw):  # every field by name
+            object.__setattr__(self, "__dict__", {k: kw[k] for k in names})  # replace(), PFs
+            return
         given = dict(zip(names, args, strict=False))
         for k, v in kw.items():
             if k not in known:
