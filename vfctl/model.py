@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from vfctl.record import dataclass, field
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)

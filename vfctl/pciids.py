@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import TYPE_CHECKING
 
 from vfctl import record
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
 
 if TYPE_CHECKING:
     from vfctl.model import HostModel

@@ -7,11 +7,13 @@ errors cannot drift apart; tests/core/test_fastpath.py compares the two paths' o
 
 from __future__ import annotations
 
-from typing import Any
-
 from vfctl import jsontext, pciids, render
 from vfctl.model import PF, HostModel
 from vfctl.session import Session
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def pf_doc(p: PF, pooled: dict[str, str] | None) -> dict[str, Any]:

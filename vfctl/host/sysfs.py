@@ -13,10 +13,11 @@ import os
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vfctl.errors import UsageError
 from vfctl.host.files import read_attr
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
 
 if TYPE_CHECKING:
     from vfctl.host.netlink import Netlink
