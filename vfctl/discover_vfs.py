@@ -13,9 +13,8 @@ links, the links are read, and if they differ the whole read is redone from the 
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import filterfalse, repeat
 
 from vfctl import discover_derive as derive
@@ -80,13 +79,6 @@ def _virtfn_indexes(names: list[str]) -> list[int] | None:
             return None
         out.append(int(n))
     return sorted(out)
-
-
-def _entries(directory: str) -> list[str]:
-    try:
-        return os.listdir(directory)  # unsorted: only the virtfn names are looked at
-    except OSError:
-        return []
 
 
 def _raw_via_host(host: Host, vaddr: str) -> vfscan.Raw:
@@ -156,7 +148,7 @@ def pfs_and_vfs(
         vals = vfscan.reads(devdir, [f"{a}/{k}" for k in PF_ATTRS])  # as Host.read_opt reads
         raw = {k: v if v is None else v.strip() for k, v in zip(PF_ATTRS, vals, strict=True)}
         attrs[a] = raw
-        idx = _virtfn_indexes(_entries(f"{devdir}/{a}"))
+        idx = _virtfn_indexes(host.names(d))  # unsorted: only virtfn names count
         rule = derive.rule(a, idx, raw) if use_derived and idx else None
         got = derive.addresses(host, a, rule, present) if rule else None
         if got is not None and idx is not None:
@@ -215,12 +207,12 @@ def pfs_and_vfs(
         out[a].derived = True
     res = Found(pfs, out, configs, attrs)
     # the PFs' own driver, group and netdevs: the same reads as the VFs', in one batch
-    own = [a for a in pfs if (len(a) <= 63 and a not in _ODD) or not vfscan.odd(a)]
+    own = _plain(pfs)
     res.own = dict(zip(own, vfscan.scan(devdir, own), strict=True))
     return res
 
 
-def _plain(names: Mapping[str, None]) -> list[str]:
+def _plain(names: Collection[str]) -> list[str]:
     """The names the batch reads (vfscan.odd: not one path component), in order."""
     if max(map(len, names), default=0) <= 63 and not any(map(names.__contains__, _ODD)):
         return list(names)  # every one a plain name (C-level checks: 16,384 of them)

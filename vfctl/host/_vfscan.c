@@ -334,70 +334,23 @@ PyDoc_STRVAR(links_doc, "links(dir: str, paths: list[str], full: bool = False) -
                         "Basename (or all) of each relative path's symlink target, or None;\n"
                         "GIL-free.");
 
-static PyObject *py_links(PyObject *self, PyObject *args)
+/* links() and reads(): one result per relative path, the same batch around one of two reads
+ * (a symlink's target, or a small file's text as scan() reads driver_override) */
+static PyObject *paths_batch(PyObject *args, const char *fmt, bool text)
 {
-    (void)self;
     PyObject *dir_obj, *paths_obj, *out = NULL;
     int full = 0;
-    if (!PyArg_ParseTuple(args, "OO|p:links", &dir_obj, &paths_obj, &full))
+    if (!PyArg_ParseTuple(args, fmt, &dir_obj, &paths_obj, &full))
         return NULL;
     const char **paths = NULL;
     PyObject *keep = fs_paths(paths_obj, &paths);
     if (keep == NULL)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(keep);
-    struct scan s = {.devfd = -1};
-    long *at = PyMem_RawCalloc((size_t)n + 1, sizeof *at);
-    if (at == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (open_dir(&s, dir_obj) < 0)
-        goto done;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++)
-        at[i] = link_to(&s, paths[i], full);
-    close(s.devfd);
-    Py_END_ALLOW_THREADS
-    if (s.a.oom) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    out = PyList_New(n);
-    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
-        PyObject *v = str_or_none(&s.a, at[i]);
-        if (v == NULL)
-            Py_CLEAR(out);
-        else
-            PyList_SET_ITEM(out, i, v);
-    }
-done:
-    PyMem_RawFree(at);
-    PyMem_Free(paths);
-    Py_DECREF(keep);
-    free(s.a.buf);
-    return out;
-}
-
-PyDoc_STRVAR(reads_doc, "reads(dir: str, paths: list[str]) -> list[str | None]\n\n"
-                        "Each relative path's text as scan() reads driver_override, or None;\n"
-                        "GIL-free.");
-
-static PyObject *py_reads(PyObject *self, PyObject *args)
-{
-    (void)self;
-    PyObject *dir_obj, *paths_obj, *out = NULL;
-    if (!PyArg_ParseTuple(args, "OO:reads", &dir_obj, &paths_obj))
-        return NULL;
-    const char **paths = NULL;
-    PyObject *keep = fs_paths(paths_obj, &paths);
-    if (keep == NULL)
-        return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(keep);
-    struct scan s = {.devfd = -1, .buf = PyMem_RawMalloc(MAX_ATTR)};
+    struct scan s = {.devfd = -1, .buf = text ? PyMem_RawMalloc(MAX_ATTR) : NULL};
     long *at = PyMem_RawCalloc((size_t)n + 1, sizeof *at);
     size_t *len = PyMem_RawCalloc((size_t)n + 1, sizeof *len);
-    if (at == NULL || len == NULL || s.buf == NULL) {
+    if (at == NULL || len == NULL || (text && s.buf == NULL)) {
         PyErr_NoMemory();
         goto done;
     }
@@ -405,7 +358,7 @@ static PyObject *py_reads(PyObject *self, PyObject *args)
         goto done;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++)
-        at[i] = read_attr(&s, paths[i], &len[i]);
+        at[i] = text ? read_attr(&s, paths[i], &len[i]) : link_to(&s, paths[i], full);
     flush(&s.c);
     close(s.devfd);
     Py_END_ALLOW_THREADS
@@ -415,9 +368,10 @@ static PyObject *py_reads(PyObject *self, PyObject *args)
     }
     out = PyList_New(n);
     for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
-        PyObject *v = at[i] < 0 ? Py_NewRef(Py_None)
-                                : PyUnicode_DecodeUTF8(s.a.buf + at[i], (Py_ssize_t)len[i],
-                                                       "replace");
+        PyObject *v = !text  ? str_or_none(&s.a, at[i])
+                      : at[i] < 0 ? Py_NewRef(Py_None)
+                                  : PyUnicode_DecodeUTF8(s.a.buf + at[i], (Py_ssize_t)len[i],
+                                                         "replace");
         if (v == NULL)
             Py_CLEAR(out);
         else
@@ -431,6 +385,22 @@ done:
     Py_DECREF(keep);
     free(s.a.buf);
     return out;
+}
+
+static PyObject *py_links(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return paths_batch(args, "OO|p:links", false);
+}
+
+PyDoc_STRVAR(reads_doc, "reads(dir: str, paths: list[str]) -> list[str | None]\n\n"
+                        "Each relative path's text as scan() reads driver_override, or None;\n"
+                        "GIL-free.");
+
+static PyObject *py_reads(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return paths_batch(args, "OO:reads", true);
 }
 
 PyDoc_STRVAR(scan_doc,

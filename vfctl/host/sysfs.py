@@ -104,10 +104,7 @@ class Host:
             return None
 
     def listdir(self, rel: str) -> list[str]:
-        try:
-            return sorted(os.listdir(self._p(rel)))
-        except OSError:
-            return []
+        return sorted(self.names(rel))
 
     def names(self, rel: str) -> list[str]:
         """``listdir`` unsorted, for callers that only look names up (sorting 16,384 names of
