@@ -7,7 +7,7 @@ tests/core/test_entry.py) and used only where typer would print exactly that tex
 version, 80 columns or more). ``list --json`` and ``show PF --json`` with plain global options
 run the typer commands' own code (:mod:`vfctl.readjson` on a :class:`vfctl.session.Session`).
 Everything else, and anything unusual, goes to ``vfctl.cli`` unchanged, so the CLI, its
-messages and exit codes stay typer's (tests/core/test_fastpath.py compares the two paths).
+messages and exit codes stay typer's (tests/host/test_fastpath.py compares the two paths).
 """
 
 from __future__ import annotations

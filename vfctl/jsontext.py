@@ -105,11 +105,6 @@ def pf_chunks(pf: PF) -> Iterator[str]:
     yield "]" + after
 
 
-def pf_text(pf: PF) -> str:
-    """``json.dumps(pf.to_json())``, built without a dict per VF."""
-    return "".join(pf_chunks(pf))
-
-
 def list_chunks(pfs: Sequence[PF]) -> Iterator[str]:
     """``json.dumps({"pfs": [pf.to_json() for pf in pfs]})`` in pieces (see ``pf_chunks``)."""
     yield '{"pfs": ['
@@ -118,8 +113,3 @@ def list_chunks(pfs: Sequence[PF]) -> Iterator[str]:
             yield ", "
         yield from pf_chunks(p)
     yield "]}"
-
-
-def list_text(pfs: Sequence[PF]) -> str:
-    """``json.dumps({"pfs": [pf.to_json() for pf in pfs]})``."""
-    return "".join(list_chunks(pfs))

@@ -2,7 +2,7 @@
 
 The typer commands (vfctl/cli_read.py) and the lean entry point (vfctl/entry.py, which
 answers these two without importing typer) both run these, so the documents, warnings and
-errors cannot drift apart; tests/core/test_fastpath.py compares the two paths' output.
+errors cannot drift apart; tests/host/test_fastpath.py compares the two paths' output.
 """
 
 from __future__ import annotations

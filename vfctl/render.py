@@ -10,7 +10,6 @@ TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of st
 if TYPE_CHECKING:
     from typing import Any
 
-if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 

@@ -46,9 +46,9 @@ def _busy(h: SimHost) -> None:
 
 
 def _same(m: HostModel) -> None:
-    assert jsontext.list_text(m.pfs) == json.dumps(m.to_json())
+    assert "".join(jsontext.list_chunks(m.pfs)) == json.dumps(m.to_json())
     for p in m.pfs:
-        assert jsontext.pf_text(p) == json.dumps(p.to_json())
+        assert "".join(jsontext.pf_chunks(p)) == json.dumps(p.to_json())
 
 
 @pytest.mark.parametrize("preset", ["default", "minimal", "lab"])
@@ -123,8 +123,8 @@ def test_a_model_change_falls_back_to_json_dumps(
         return {**orig(self), "new_field": 1}
 
     monkeypatch.setattr(VF, "to_json", extra)
-    assert jsontext.pf_text(pf) == json.dumps(pf.to_json())
-    assert '"new_field": 1' in jsontext.pf_text(pf)
+    assert "".join(jsontext.pf_chunks(pf)) == json.dumps(pf.to_json())
+    assert '"new_field": 1' in "".join(jsontext.pf_chunks(pf))
 
 
 class _Out(io.StringIO):
