@@ -15,7 +15,7 @@ from vfctl import discover_vfs
 from vfctl.discover_vfs import hex4 as _hex4
 from vfctl.errors import NotFoundError, RefusedError, UsageError
 from vfctl.host import holders, vfscan
-from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, Host, check_name
+from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, Host, check_name, to_int
 from vfctl.model import (
     PF,
     Attachment,
@@ -81,15 +81,6 @@ def refuse_unsound(model: HostModel, actions: Sequence[object]) -> None:
         for addr, pf in bad.items():
             if addr in text:
                 check_sound(pf)
-
-
-def _int(v: str | None) -> int | None:
-    if not v:
-        return None
-    try:
-        return int(v, 10)
-    except ValueError:
-        return None
 
 
 def _bool(v: str | None) -> bool | None:
@@ -235,14 +226,14 @@ def _pf(
     d = f"{PCI_DEVICES}/{a}"
     if own is None:  # a name the batch leaves alone: read through Host
         own = (host.link_name(f"{d}/driver"), None, host.link_name(f"{d}/iommu_group"),
-               host.listdir(f"{d}/net"))  # fmt: skip
+               list(_netdevs(host, d)))  # fmt: skip
     driver, _, group, netdev_list = own
     sriov = cs.get("sriov") if cs else None
     sr: Mapping[str, object] = sriov if isinstance(sriov, Mapping) else {}
     netdevs = tuple(netdev_list)
     netdev = netdevs[0] if netdevs else None
-    offset = _int(raw["sriov_offset"])  # read in one batch with the VFs (Host.read_int's rule)
-    stride = _int(raw["sriov_stride"])
+    offset = to_int(raw["sriov_offset"], 10)  # read in one batch with the VFs
+    stride = to_int(raw["sriov_stride"], 10)
     if offset is None and isinstance(sr.get("vf_offset"), int):
         offset = sr["vf_offset"]  # type: ignore[assignment]
     if stride is None and isinstance(sr.get("vf_stride"), int):
@@ -282,7 +273,7 @@ def _pf(
         vf_stride=stride,
         vf_device_id=_hex4(vf_dev) if vf_dev else None,
         autoprobe=_bool(raw["sriov_drivers_autoprobe"]),
-        numa_node=_int(raw["numa_node"]),
+        numa_node=to_int(raw["numa_node"], 10),
         iommu_group=int(group) if group and group.isdigit() else None,
         link=_link(cs),
         ari=isinstance(ari, Mapping),

@@ -38,6 +38,16 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+def to_int(v: str | None, base: int = 0) -> int | None:
+    """An attribute's text as Host.read_int reads it: None when absent, empty or not a number."""
+    if not v:
+        return None
+    try:
+        return int(v, base)
+    except ValueError:
+        return None
+
+
 class Host:
     """One host seen through its root directory: the running kernel at ``/``, or a tree."""
 
@@ -95,13 +105,7 @@ class Host:
             return None
 
     def read_int(self, rel: str, base: int = 0) -> int | None:
-        v = self.read_opt(rel)
-        if v is None or v == "":
-            return None
-        try:
-            return int(v, base)
-        except ValueError:
-            return None
+        return to_int(self.read_opt(rel), base)
 
     def listdir(self, rel: str) -> list[str]:
         return sorted(self.names(rel))
