@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from needs import required
+from needs import missing
 
 from vfctl import jsonrows
 
@@ -19,9 +19,7 @@ Rows = Callable[[tuple[str, ...], tuple[list[object], ...], int], str]
 @pytest.fixture
 def c_rows() -> Rows:
     if jsonrows._C_MOD is None:
-        if required("VFCTL_C_EXT"):
-            pytest.fail("the vfctl._jsonrows extension is required here but not built")
-        pytest.skip("C extension not built")
+        missing("the vfctl._jsonrows extension is not built", "VFCTL_C_EXT")
     return jsonrows._C_MOD.rows  # type: ignore[no-any-return]
 
 
@@ -193,9 +191,7 @@ def make_objects(request: pytest.FixtureRequest) -> Callable[..., list[object]]:
     if request.param == "python":
         return jsonrows.objects_python
     if jsonrows._C_MOD is None:
-        if required("VFCTL_C_EXT"):
-            pytest.fail("the vfctl._jsonrows extension is required here but not built")
-        pytest.skip("C extension not built")
+        missing("the vfctl._jsonrows extension is not built", "VFCTL_C_EXT")
     return jsonrows._C_MOD.objects  # type: ignore[no-any-return]
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from asan import run_driver, sanitized
-from needs import required
+from needs import missing
 
 from vfctl import jsonrows
 
@@ -15,9 +14,7 @@ DRIVER = Path(__file__).parent / "jsonrows_driver.py"
 
 def test_built_extension_matches_twin() -> None:
     if jsonrows._C_MOD is None:
-        if required("VFCTL_C_EXT"):
-            pytest.fail("the vfctl._jsonrows extension is required here but not built")
-        pytest.skip("C extension not built")
+        missing("the vfctl._jsonrows extension is not built", "VFCTL_C_EXT")
     run_driver(DRIVER, [str(jsonrows._C_MOD.__file__), "3000"], asan=False)
 
 

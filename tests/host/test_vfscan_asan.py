@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from asan import run_driver, sanitized
-from needs import required
+from needs import missing
 
 from vfctl.host import vfscan
 
@@ -15,9 +14,7 @@ DRIVER = Path(__file__).parent / "vfscan_driver.py"
 
 def test_built_extension_matches_twin_with_few_descriptors(tmp_path: Path) -> None:
     if vfscan._C_MOD is None:
-        if required("VFCTL_C_EXT"):
-            pytest.fail("the vfctl.host._vfscan extension is required here but not built")
-        pytest.skip("C extension not built")
+        missing("the vfctl.host._vfscan extension is not built", "VFCTL_C_EXT")
     run_driver(DRIVER, [str(vfscan._C_MOD.__file__), str(tmp_path), "6"], asan=False)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from needs import required
+from needs import missing
 from pcitools import lspci_path
 
 from vfctl.pci import configspace
@@ -13,15 +13,11 @@ from vfctl.pci import configspace
 def lspci() -> str:
     path = lspci_path()
     if path is None:
-        if required("VFCTL_LSPCI"):
-            pytest.fail("lspci (pciutils) is required here but not installed")
-        pytest.skip("lspci (pciutils) not installed")
+        missing("lspci (pciutils) not installed", "VFCTL_LSPCI")
     return path
 
 
 @pytest.fixture
 def c_ext() -> None:
     if configspace._C_PARSE_FILES is None:
-        if required("VFCTL_C_EXT"):
-            pytest.fail("the vfctl.pci._configspace extension is required here but not built")
-        pytest.skip("C extension not built")
+        missing("the vfctl.pci._configspace extension is not built", "VFCTL_C_EXT")
