@@ -17,23 +17,17 @@ unbuilt extension selects this one.
 
 from __future__ import annotations
 
-import importlib
-import os
 from itertools import repeat
 from json.encoder import encode_basestring_ascii as _str
-from types import ModuleType
+
+from vfctl import cext
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
 if TYPE_CHECKING:
     from typing import Any
 
-_C_MOD: ModuleType | None
-try:  # pragma: no cover - depends on the build
-    _C_MOD = importlib.import_module("vfctl._jsonrows")
-except ImportError:  # pragma: no cover - depends on the build
-    _C_MOD = None
-
-HAVE_C = _C_MOD is not None and os.environ.get("VFCTL_NO_C") != "1"
+_C_MOD = cext.optional("vfctl._jsonrows")
+HAVE_C = _C_MOD is not None and cext.USE_C
 
 
 def _scalar(col: int, row: int, v: object) -> str:

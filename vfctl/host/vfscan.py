@@ -15,11 +15,11 @@ syscalls per VF; this one is the oracle and the fallback (``VFCTL_NO_C=1`` or no
 
 from __future__ import annotations
 
-import importlib
 import os
 import stat
 from collections.abc import Sequence
-from types import ModuleType
+
+from vfctl import cext
 
 Raw = tuple[str | None, str | None, str | None, list[str]]  # driver, override, group, netdevs
 
@@ -29,13 +29,8 @@ SKIP_NET = 2  # the caller resolves sys/class/net's links instead
 _FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 SYSFS_MAGIC = 0x62656572  # include/uapi/linux/magic.h
 
-_C_MOD: ModuleType | None
-try:  # pragma: no cover - depends on the build
-    _C_MOD = importlib.import_module("vfctl.host._vfscan")
-except ImportError:  # pragma: no cover - depends on the build
-    _C_MOD = None
-
-HAVE_C = _C_MOD is not None and os.environ.get("VFCTL_NO_C") != "1"
+_C_MOD = cext.optional("vfctl.host._vfscan")
+HAVE_C = _C_MOD is not None and cext.USE_C
 
 
 def _link_base(dirfd: int, path: str, full: bool = False) -> str | None:

@@ -12,11 +12,11 @@ The document shape is DESIGN §3 ``vfctl decode --json`` (see docs/configspace.m
 from __future__ import annotations
 
 import errno
-import importlib
 import os
 import stat
 from collections.abc import Callable, Sequence
 
+from vfctl import cext
 from vfctl.pci import regs as R
 from vfctl.pci.capnames import CAP_NAMES, EXT_CAP_NAMES
 from vfctl.pci.caps import (
@@ -37,13 +37,10 @@ TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of st
 if TYPE_CHECKING:
     from typing import Any
 
-_C_PARSE_FILES: Callable[[list[str]], list[dict[str, Any]]] | None
-try:  # pragma: no cover - depends on the build
-    _C_PARSE_FILES = getattr(importlib.import_module("vfctl.pci._configspace"), "parse_files", None)
-except ImportError:  # pragma: no cover - depends on the build
-    _C_PARSE_FILES = None
-
-HAVE_C = _C_PARSE_FILES is not None and os.environ.get("VFCTL_NO_C") != "1"
+_C_PARSE_FILES: Callable[[list[str]], list[dict[str, Any]]] | None = getattr(
+    cext.optional("vfctl.pci._configspace"), "parse_files", None
+)
+HAVE_C = _C_PARSE_FILES is not None and cext.USE_C
 MAX_ERRORS = 16  # errors listed per document; the rest are counted (C: MAX_ERRORS)
 ERROR_LEN = 96  # C: the buffer of one error line, NUL included
 
