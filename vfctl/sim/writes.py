@@ -179,13 +179,19 @@ def _drivers_probe(st: State, value: str, fault: dict[str, Any] | None) -> None:
     drivers.probe(st, bdf)
 
 
-def _new_id(st: State, drv: str, value: str, fault: dict[str, Any] | None) -> None:
-    """new_id_store(): add a dynamic id, then bind every unbound device that now matches."""
+def _dynid(st: State, drv: str, attr: str, value: str) -> tuple[str, list[int]]:
+    """``vendor:device`` and the fields of a write to ``new_id``/``remove_id``: both stores
+    scan at least vendor and device or fail with EINVAL (drivers/pci/pci-driver.c)."""
     _loaded_driver(st, drv)
     fields = kparse.parse_id_fields(value)
     if len(fields) < 2:
-        raise oserr(errno.EINVAL, f"new_id: expected 'vendor device', got {value!r}")
-    vd = f"{fields[0] & 0xFFFF:04x}:{fields[1] & 0xFFFF:04x}"
+        raise oserr(errno.EINVAL, f"{attr}: expected 'vendor device', got {value!r}")
+    return f"{fields[0] & 0xFFFF:04x}:{fields[1] & 0xFFFF:04x}", fields
+
+
+def _new_id(st: State, drv: str, value: str, fault: dict[str, Any] | None) -> None:
+    """new_id_store(): add a dynamic id, then bind every unbound device that now matches."""
+    vd, fields = _dynid(st, drv, "new_id", value)
     if len(fields) != 7:
         probe_dev = {"vendor": vd[:4], "device": vd[5:], "class": -1, "driver_override": None}
         if drivers.matches(st, drv, probe_dev):
@@ -200,11 +206,7 @@ def _new_id(st: State, drv: str, value: str, fault: dict[str, Any] | None) -> No
 
 
 def _remove_id(st: State, drv: str, value: str, fault: dict[str, Any] | None) -> None:
-    _loaded_driver(st, drv)
-    fields = kparse.parse_id_fields(value)
-    if len(fields) < 2:
-        raise oserr(errno.EINVAL, f"remove_id: expected 'vendor device', got {value!r}")
-    vd = f"{fields[0] & 0xFFFF:04x}:{fields[1] & 0xFFFF:04x}"
+    vd, _ = _dynid(st, drv, "remove_id", value)
     ids = st.setdefault("dynids", {}).get(drv, [])
     if vd not in ids:
         raise oserr(errno.ENODEV, f"{drv} has no dynamic id {vd}")
