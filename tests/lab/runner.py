@@ -35,6 +35,7 @@ LAB_DIR = (REPO / ".lab").resolve()  # a symlink to a shared lab: the guest sees
 GUEST_SHARE = "/run/lab"
 QEMU = "qemu-system-x86_64"
 MIN_QEMU = (8, 0)
+BOOT_ATTEMPTS = 2
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GUEST_PATH = f"{REPO / '.venv' / 'bin'}:{_SYSTEM_PATH}"
 #: Slack for TCG on a loaded CI machine on top of a command's own timeout.
@@ -112,6 +113,12 @@ def guest_died(e: BaseException) -> bool:
     )
 
 
+def emulator_crashed(e: BaseException) -> bool:
+    """QEMU died of a signal (abort, segfault) or a vCPU stalled for good: TCG's faults."""
+    text = str(e)
+    return isinstance(e, LabError) and ("QEMU exited with status -" in text or "vCPU stalled" in text)
+
+
 def once_more_if_guest_died(lab: Lab, scenario: Callable[[Lab], T]) -> T:
     """Run a recorded scenario; one fresh boot and a second run when the emulator failed."""
     try:
@@ -165,6 +172,8 @@ class LabConfig:
     cmdline_extra: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    #: The emulator binary (a test swaps in a wrapper that crashes the way QEMU has).
+    qemu: str = QEMU
 
 
 def qemu_version(binary: str = QEMU) -> tuple[int, int] | None:
@@ -227,7 +236,7 @@ def qemu_args(cfg: LabConfig, art: Artifacts, boot_dir: Path) -> list[str]:
         *cfg.cmdline_extra,
     ]
     args = [
-        QEMU,
+        cfg.qemu,
         "-machine", "q35,accel=tcg",
         "-cpu", cfg.cpu,
         "-smp", str(cfg.smp),
@@ -280,6 +289,14 @@ def command_script(cmd: str | Sequence[str], cwd: str, env: Mapping[str, str]) -
     return "\n".join([*lines, text, ""])
 
 
+def _tail(path: Path, n: int) -> str:
+    """The last N lines of a log, or "" when it cannot be read."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
 class Lab:
     """One booted guest. Use as a context manager; `run` as often as needed."""
 
@@ -324,12 +341,23 @@ class Lab:
         return self.boot_dir / "share"
 
     def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            self._failed = True
-            self.close()
-            raise
+        """Boot; boot once more when the emulator itself failed during the first boot.
+
+        A boot has nothing to lose, and CI once saw QEMU 10 abort (SIGABRT) while booting the
+        default machine that had booted a dozen times in the same run. A boot that merely
+        timed out is not retried: that is more likely the kernel or the agent than TCG.
+        """
+        for attempt in range(BOOT_ATTEMPTS):
+            try:
+                self._start()
+                return
+            except BaseException as e:
+                self._failed = True
+                self.close()
+                if attempt + 1 == BOOT_ATTEMPTS or not emulator_crashed(e):
+                    raise
+                print(f"lab: {str(e).splitlines()[0]}; booting once more", file=sys.stderr)
+                self._failed, self._buf, self._seq = False, b"", 0
 
     def _start(self) -> None:
         art = find_artifacts()
@@ -504,13 +532,12 @@ class Lab:
     def _die(self, why: str) -> None:
         self._failed = True
         self._kill()
-        tail = ""
-        with contextlib.suppress(OSError):
-            lines = self.console_log.read_text(errors="replace").splitlines()
-            tail = "\n".join(lines[-15:])
+        tail = _tail(self.console_log, 15)
+        qemu_tail = _tail(self.boot_dir / "qemu.log", 5)  # an abort says why here, not on the console
         raise LabError(
             f"lab failed: {why}; console log: {self.console_log}; "
             f"QEMU log: {self.boot_dir / 'qemu.log'}\n{tail}"
+            + (f"\n--- QEMU log\n{qemu_tail}" if qemu_tail else "")
         )
 
     def _kill(self) -> None:
