@@ -14,7 +14,11 @@ an address the kernel's link contradicts:
 
 - mid-change: sriov_enable() adds VFs before it sets ``num_VFs`` and sriov_disable() removes
   them before clearing it, so ``virtfn0..virtfn{k-1}`` with k == ``sriov_numvfs`` is the only
-  state derived from; gaps, other counts (a partial enable), odd names read the links;
+  state derived from. Both walk the indexes upwards (sriov_add_vfs(), sriov_del_vfs()), so
+  the links of a PF are always one run of indexes: while VFs are added ``sriov_numvfs`` still
+  reads 0, and while they are removed ``virtfn0`` goes first. A run is ``0..k-1`` exactly
+  when ``virtfn0`` and ``virtfn{k-1}`` are there and ``virtfn{k}`` is not (:func:`indexes`:
+  one readlink, not a listing of the PF's directory); anything else reads the links;
 - attributes absent or not decimal, offset 0, stride 0 with more than one VF (the kernel
   refuses both: compute_max_vf_buses()), or a VF past bus 255 (sriov_enable() refuses VFs
   beyond the bus range);
@@ -48,6 +52,15 @@ Rule = tuple[int, int, int]  # (VFs, offset, stride)
 
 def _dec(raw: str | None) -> int | None:
     return int(raw) if raw is not None and _DEC.fullmatch(raw) else None
+
+
+def indexes(host: Host, pf: str, raw: Mapping[str, str | None]) -> list[int] | None:
+    """``0..k-1`` for ``sriov_numvfs`` k >= 1 with no ``virtfn{k}`` (the first and last
+    links are :func:`addresses`' samples); None: the PF's listing says which links there are."""
+    k = _dec(raw.get("sriov_numvfs"))
+    if not k or host.link_name(f"{PCI_DEVICES}/{pf}/virtfn{k}") is not None:
+        return None
+    return list(range(k))
 
 
 def rule(pf: str, idx: list[int] | None, raw: Mapping[str, str | None]) -> Rule | None:

@@ -148,9 +148,11 @@ def pfs_and_vfs(
         vals = vfscan.reads(devdir, [f"{a}/{k}" for k in PF_ATTRS])  # as Host.read_opt reads
         raw = {k: v if v is None else v.strip() for k, v in zip(PF_ATTRS, vals, strict=True)}
         attrs[a] = raw
-        idx = _virtfn_indexes(host.names(d))  # unsorted: only virtfn names count
-        rule = derive.rule(a, idx, raw) if use_derived and idx else None
+        idx = derive.indexes(host, a, raw) if use_derived else None
+        rule = derive.rule(a, idx, raw) if idx else None
         got = derive.addresses(host, a, rule, present) if rule else None
+        if got is None:  # not derived: the PF's listing says which links there are
+            idx = _virtfn_indexes(host.names(d))  # unsorted: only virtfn names count
         if got is not None and idx is not None:
             pairs[a] = (idx, got)
             derived[a] = rule  # type: ignore[assignment]  # a rule when got is not None

@@ -328,3 +328,47 @@ def test_a_derived_address_that_is_not_listed_reads_the_links(
     found = discover_vfs.pfs_and_vfs(h, h.listdir(PCI_DEVICES), _parse(h))
     assert not found.vfs[PF].derived and found.vfs[PF].address[30] == "moved"
     _same_both_ways(big, no_derive)
+
+
+def test_mid_disable_reads_the_links(big: SimHost, no_derive: Callable[[bool], None]) -> None:
+    """sriov_del_vfs() removes VFs from index 0 upwards before num_VFs is cleared: numvfs
+    still reads 63 while virtfn0 (and its VF) are gone; the listing shows what is left."""
+    d = big.root / big.dev(PF)
+    vf = Path(os.readlink(d / "virtfn0")).name
+    (d / "virtfn0").unlink()
+    (big.root / big.dev(vf, "driver_override")).unlink()
+    h = open_host(big.root)
+    found = discover_vfs.pfs_and_vfs(h, h.listdir(PCI_DEVICES), _parse(h))
+    assert not found.vfs[PF].derived and found.vfs[PF].index == list(range(1, 63))
+    _same_both_ways(big, no_derive)
+
+
+def test_a_link_past_numvfs_reads_the_links(big: SimHost, no_derive: Callable[[bool], None]) -> None:
+    """virtfn63 with sriov_numvfs 63: not the run 0..62, so the PF's listing decides."""
+    d = big.root / big.dev(PF)
+    os.symlink(os.readlink(big.root / big.dev("0000:01:00.1", "virtfn5")), d / "virtfn63")
+    h = open_host(big.root)
+    found = discover_vfs.pfs_and_vfs(h, h.listdir(PCI_DEVICES), _parse(h))
+    assert not found.vfs[PF].derived and found.vfs[PF].index == list(range(64))
+    _same_both_ways(big, no_derive)
+
+
+def test_a_derived_pf_directory_is_not_listed(big: SimHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PF at rest costs three readlinks (virtfn0, the last, the one past it), no listing
+    of its ~200 entries; a PF whose links must be read is listed."""
+    listed: list[str] = []
+    real = Host.names
+
+    def names(self: Host, rel: str) -> list[str]:
+        listed.append(rel)
+        return real(self, rel)
+
+    monkeypatch.setattr(Host, "names", names)
+    h = open_host(big.root)
+    found = discover_vfs.pfs_and_vfs(h, h.listdir(PCI_DEVICES), _parse(h))
+    pf_dirs = {f"{PCI_DEVICES}/{a}" for a in found.pfs}
+    assert all(found.vfs[a].derived for a in found.pfs) and not pf_dirs & set(listed)
+    (big.root / big.dev(PF, "sriov_numvfs")).write_text("0\n")  # mid-enable: links read
+    listed.clear()
+    discover_vfs.pfs_and_vfs(h, h.listdir(PCI_DEVICES), _parse(h))
+    assert f"{PCI_DEVICES}/{PF}" in listed
