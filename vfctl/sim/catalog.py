@@ -8,7 +8,11 @@ for every import.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+
+if TYPE_CHECKING:
+    from typing import Any
+
 
 PRESETS: dict[str, str] = {
     "default": (

@@ -6,12 +6,18 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from vfctl import vfattrs
 
-State = dict[str, Any]
-Dev = dict[str, Any]
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    State = dict[str, Any]
+    Dev = dict[str, Any]
+else:
+    State = Dev = dict
 
 MARKER = ".vfctl-sim"  # what host.open.open_host looks for (a test keeps the two equal)
 DEVICES = "sys/devices"

@@ -7,10 +7,13 @@ loaded on VF creation (as udev does by modalias).
 
 from __future__ import annotations
 
-from typing import Any
-
 from vfctl.sim.catalog import DRIVERS
 from vfctl.sim.common import Dev, State
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def driver_spec(st: State, driver: str) -> dict[str, Any]:

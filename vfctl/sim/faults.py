@@ -25,9 +25,13 @@ from __future__ import annotations
 import errno
 import json
 from pathlib import Path
-from typing import Any
 
 from vfctl.sim.common import State, oserr, simdir
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _faults(root: Path) -> list[dict[str, Any]]:

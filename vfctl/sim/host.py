@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from vfctl.host.sysfs import Host
 from vfctl.sim import state, writes
 from vfctl.sim.common import simdir
 from vfctl.sim.netlink import SimNetlink
 from vfctl.sim.state import PENDING
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
 
 if TYPE_CHECKING:
     from vfctl.host.netlink import Netlink

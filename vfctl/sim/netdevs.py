@@ -8,11 +8,15 @@ import errno
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 from vfctl import vfattrs
 from vfctl.sim import drivers, faults, render_net, state
 from vfctl.sim.common import VF_DEFAULTS, Dev, State, oserr
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _netdev(st: State, ifname: str) -> tuple[str, Dev] | None:

@@ -3,11 +3,14 @@ netdev model (addresses, masters, routes and VF settings live in its state, not 
 
 from __future__ import annotations
 
-from typing import Any
-
 from vfctl.host.sysfs import Host
 from vfctl.model import NetLink, VFSettings
 from vfctl.sim import netdevs
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _settings(d: dict[str, Any]) -> VFSettings:

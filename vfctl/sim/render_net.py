@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from vfctl.sim import drivers, tree
 from vfctl.sim.common import DEVICES, State
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def operstate(net: dict[str, Any], kind: str) -> str:

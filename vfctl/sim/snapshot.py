@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from vfctl.errors import NotFoundError
 from vfctl.sim import create, drivers, netdevs
 from vfctl.sim.catalog import DRIVERS
 from vfctl.sim.common import BDF, BUS_DEVICES, BUS_DRIVERS, DEVICES, VF_DEFAULTS, Dev, State, simdir
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _read(p: Path) -> str | None:

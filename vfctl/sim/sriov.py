@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
 
 from vfctl.pci.address import vf_address
 from vfctl.sim import drivers, faults, tree
 from vfctl.sim.common import DEVICES, VF_DEFAULTS, Dev, State
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def detach(st: State, bdf: str) -> None:

@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from vfctl.sim.common import State
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def atomic_write(p: Path, data: bytes) -> None:

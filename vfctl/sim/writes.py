@@ -9,10 +9,14 @@ import errno
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from vfctl.sim import drivers, faults, kparse, sriov, state
 from vfctl.sim.common import DEVICES, Dev, State, oserr, simdir
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # Writable attributes the simulator does not model: the write fails loudly (EOPNOTSUPP)
 # instead of pretending; every other existing non-modelled file is read-only (EACCES).
