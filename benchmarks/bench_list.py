@@ -5,6 +5,7 @@ driver_override, netdevs), `vfctl list --all --json` against `lspci -vvv` on the
 against floor_vf.c, the syscalls no VF listing can skip (see that file). Typical host: the
 `default` simulated preset with 64 VFs (32 on each 82599 port), against `python -c pass`.
 Also: syscalls per VF (strace -c) and peak RSS per row. Prints ok/MISSED; always exits 0.
+vfctl and `python -c pass` run as an installed package runs (benchlib.installed).
 """
 
 from __future__ import annotations
@@ -103,8 +104,9 @@ def big_host() -> None:
     root = hosttree.generate(ROOT / ".bench" / f"host-{PFS}x{VFS}", PFS, VFS)
     env = _env(root)
     nvf = PFS * VFS
-    vfctl = [sys.executable, "-m", "vfctl", "list", "--all", "--json"]
-    out = subprocess.run(vfctl, env=env, capture_output=True, text=True, check=True).stdout
+    vfctl = [B.installed()[1], "list", "--all", "--json"]
+    out = subprocess.run(vfctl, env=env, capture_output=True, text=True, check=True,
+                         cwd=ROOT / ".bench").stdout  # fmt: skip
     assert sum(len(p["vfs"]) for p in json.loads(out)["pfs"]) == nvf
     lspci = ["lspci", "-vvv", "-A", "linux-sysfs", "-O", f"sysfs.path={root}/sys/bus/pci"]
     n = max(3, N // 2)
@@ -142,14 +144,15 @@ def big_host() -> None:
 def typical_host() -> None:
     root = ROOT / ".bench" / "sim-default-64"
     env = _env(root)
-    vfctl = [sys.executable, "-m", "vfctl"]
+    py, script = B.installed()
+    vfctl = [script]
     if not (root / ".vfctl-sim").is_dir():
         subprocess.run([*vfctl, "sim", "init", str(root), "--preset", "default"], env=env,
                        stdout=subprocess.DEVNULL, check=True)  # fmt: skip
         for pf in ("enp1s0f0", "enp1s0f1"):
             subprocess.run([*vfctl, "enable", pf, "32"], env=env, stdout=subprocess.DEVNULL,
                            check=True)  # fmt: skip
-    base = [sys.executable, "-c", "pass"]
+    base = [py, "-c", "pass"]
     print(f"\n== typical host (default sim preset, 64 VFs), CPU ms, median of {N} ==")
     for label, args, limit in (
         ("list --json", ["list", "--json"], 3),

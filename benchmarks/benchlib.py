@@ -9,8 +9,10 @@ alternately in the same loop (both see the same load) and the median of each rep
 from __future__ import annotations
 
 import os
+import site
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,12 +46,47 @@ def _spawner() -> str:
     return str(exe)
 
 
+def installed() -> tuple[str, str]:
+    """(python, vfctl): an interpreter that imports vfctl as an installed package is imported,
+    and the ``vfctl`` command an install makes for it (pip's console script, as in the dev
+    venv; pybuild makes the .deb's /usr/bin/vfctl the same way): what a user runs.
+
+    The dev venv's editable install puts a finder on every start (its .pth imports pathlib,
+    importlib.util … : ~12 ms of site, paid by no installed vfctl, the .deb's included). This
+    venv has ``vfctl`` in its own site-packages (a link to this tree: what is measured is the
+    tree) and reaches the dev venv's packages (typer, rich …) by a plain path line in a .pth,
+    which site appends without importing anything, as it does for any installed dependency.
+    """
+    venv = ROOT / ".bench" / "venv-installed"
+    py = venv / "bin" / "python"
+    if not py.exists():
+        base = getattr(sys, "_base_executable", sys.executable)
+        subprocess.run([base, "-m", "venv", "--clear", "--without-pip", str(venv)], check=True)
+    pkgs = Path(subprocess.run([str(py), "-c", "import site; print(site.getsitepackages()[0])"],
+                               capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
+    link = pkgs / "vfctl"
+    if not link.is_symlink():
+        link.symlink_to(ROOT / "vfctl")
+    deps = "".join(f"{p}\n" for p in site.getsitepackages())  # the dev venv's packages
+    pth = pkgs / "dev-venv-packages.pth"
+    if not pth.exists() or pth.read_text() != deps:
+        pth.write_text(deps)
+    script = venv / "bin" / "vfctl"
+    dev_script = Path(sys.executable).parent / "vfctl"  # pip's console script for the dev venv
+    body = dev_script.read_text().split("\n", 1)[1]
+    if not script.exists() or script.read_text() != f"#!{py}\n{body}":
+        script.write_text(f"#!{py}\n{body}")
+        script.chmod(0o755)
+    return str(py), str(script)
+
+
 def run(cmd: Sequence[str], env: dict[str, str] | None = None) -> Sample:
-    """One run of ``cmd`` (stdout discarded); raises when it fails."""
+    """One run of ``cmd`` (stdout discarded) in .bench/ (``-m vfctl`` never finds the tree
+    through the working directory); raises when it fails."""
     r, w = os.pipe()
     t = time.perf_counter()
     p = subprocess.Popen([_spawner(), str(w), *cmd], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, pass_fds=(w,))  # fmt: skip
+                         stderr=subprocess.PIPE, pass_fds=(w,), cwd=ROOT / ".bench")  # fmt: skip
     os.close(w)
     err = p.stderr.read().decode(errors="replace") if p.stderr else ""
     p.wait()
