@@ -42,7 +42,7 @@ class VfCols:
         self.derived = False  # addresses from offset/stride (they agree with it by making)
         self.driver: list[str | None] = []
         self.override: list[str | None] = []
-        self.group: list[str | None] = []
+        self.group: list[int | str | None] = []  # vfscan.columns(): int where digits
         self.netdev: list[str | None] = []  # the first netdev
 
 
@@ -173,32 +173,35 @@ def pfs_and_vfs(
         return pfs_and_vfs(host, addrs, parse, use_derived=False)
     plain = _plain(vf_addrs)
     flags, drivers, nets = bulk_listings(host, len(plain))
-    scanned = vfscan.scan(devdir, plain, flags)
+    scanned = vfscan.columns(devdir, plain, flags)  # one list per fact, in plain's order
+    drv_col, ovr_col, grp_col, net_col = scanned
     first_net = None if nets is None else {a: n[0] for a, n in nets.items() if n}
     # each VF once and none odd (plain is every PF's targets, in order): slices of the scan
     runs = len(plain) == sum(len(pairs[a][1]) for a in pfs)
-    raws = {} if runs else dict(zip(plain, scanned, strict=True))
+    where: dict[str, int] = {} if runs else {t: i for i, t in enumerate(plain)}
     at = 0
     out: dict[str, VfCols] = {}
     for a in pfs:
         idx, targets = pairs[a]
+        cols = VfCols(idx, targets)
         if runs:
-            facts: list[vfscan.Raw | None] = scanned[at : at + len(targets)]  # type: ignore[assignment]
+            part: slice | list[int] = slice(at, at + len(targets))
             at += len(targets)
         else:
-            facts = list(map(raws.get, targets))
-        if not runs and None in facts:  # a target the batch left alone: through Host, as read
-            out[a] = _cols_slowly(host, idx, targets, raws, drivers, nets)
-            continue
-        cols = VfCols(idx, targets)
-        if facts:
-            drv, ovr, grp, netl = (list(c) for c in zip(*facts, strict=True))
-            cols.driver = list(map(drivers.get, targets)) if drivers is not None else drv
-            cols.override, cols.group = ovr, grp
-            if first_net is not None:
-                cols.netdev = list(map(first_net.get, targets))
-            else:
-                cols.netdev = [n[0] if n else None for n in netl]
+            pos = list(map(where.get, targets))
+            if None in pos:  # a target the batch left alone: through Host, as read
+                out[a] = _cols_slowly(host, idx, targets, where, scanned, drivers, nets)
+                continue
+            part = pos  # type: ignore[assignment]  # all int: none missing
+        cols.override, cols.group = _take(ovr_col, part), _take(grp_col, part)
+        if drivers is not None:
+            cols.driver = list(map(drivers.get, targets))
+        else:
+            cols.driver = _take(drv_col, part)  # type: ignore[arg-type]  # None only if skipped
+        if first_net is not None:
+            cols.netdev = list(map(first_net.get, targets))
+        else:
+            cols.netdev = [n[0] if n else None for n in _take(net_col, part)]  # type: ignore[arg-type]
         out[a] = cols
     # every PCI function has driver_override (drivers/pci/pci-sysfs.c): a derived VF without
     # one may be gone (the PF mid-change) or no VF at all; its PF's links settle it
@@ -212,6 +215,18 @@ def pfs_and_vfs(
     own = _plain(pfs)
     res.own = dict(zip(own, vfscan.scan(devdir, own), strict=True))
     return res
+
+
+TYPE_CHECKING = False  # typing is not imported at run time (mypy treats this name as True)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
+
+def _take(col: list[T], part: slice | list[int]) -> list[T]:
+    """A PF's run of a scan column: a slice, or the VFs' positions where targets repeat."""
+    return col[part] if isinstance(part, slice) else [col[i] for i in part]
 
 
 def _plain(names: Collection[str]) -> list[str]:
@@ -233,19 +248,22 @@ def _cols_slowly(
     host: Host,
     idx: list[int],
     targets: list[str],
-    raws: Mapping[str, vfscan.Raw],
+    where: Mapping[str, int],
+    scanned: vfscan.Cols,
     drivers: Mapping[str, str] | None,
     nets: Mapping[str, list[str]] | None,
 ) -> VfCols:
     cols = VfCols(list(idx), list(targets))
+    drv_col, ovr_col, grp_col, net_col = scanned
     for t in targets:
-        raw = raws.get(t)
-        if raw is None:
+        i = where.get(t)
+        grp: int | str | None
+        if i is None:
             drv, ovr, grp, netl = _raw_via_host(host, t)
         else:
-            drv = raw[0] if drivers is None else drivers.get(t)
-            ovr, grp = raw[1], raw[2]
-            netl = raw[3] if nets is None else nets.get(t, [])
+            drv = drivers.get(t) if drivers is not None else drv_col[i]  # type: ignore[index]
+            ovr, grp = ovr_col[i], grp_col[i]
+            netl = nets.get(t, []) if nets is not None else net_col[i]  # type: ignore[index]
         cols.driver.append(drv)
         cols.override.append(ovr)
         cols.group.append(grp)
@@ -339,14 +357,12 @@ def make_vfs(
     return vfs
 
 
-def _groups(raw: list[str | None]) -> list[int | None]:
-    """IOMMU group numbers from the link names; None where a name is not digits."""
-    try:  # all digits (the kernel's names): C-level maps, no Python loop
-        if all(map(str.isdigit, raw)):  # type: ignore[arg-type]  # None: TypeError
-            return list(map(int, raw))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        pass
-    return [int(g) if g and g.isdigit() else None for g in raw]
+def _groups(raw: list[int | str | None]) -> list[int | None]:
+    """IOMMU group numbers (vfscan.columns() made the kernel's names ints already); None where
+    a name is not digits."""
+    if all(map(isinstance, raw, repeat(int))):  # the kernel's names: the column as it is
+        return raw  # type: ignore[return-value]
+    return [g if isinstance(g, int) else int(g) if g and g.isdigit() else None for g in raw]
 
 
 def hex4(v: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def test_twins_agree_on_a_busy_simulated_host(busy: SimHost, flags: int) -> None
     got = vfscan._C_MOD.scan(devdir, addrs, flags)  # type: ignore[union-attr]
     assert got == vfscan.scan_python(devdir, addrs, flags)
     assert {r[0] for r in vfscan.scan_python(devdir, addrs)} == {"vfio-pci", "igbvf", "ixgbevf"}
+    _columns_agree(devdir, addrs, flags, got)
     pf = "0000:01:00.0"
     names = [f"{pf}/virtfn{i}" for i in range(70)]  # past the last VF: None
     assert vfscan._C_MOD.links(devdir, names) == vfscan.links_python(devdir, names)  # type: ignore[union-attr]
@@ -66,6 +68,20 @@ def test_twins_agree_on_a_busy_simulated_host(busy: SimHost, flags: int) -> None
     net = str(busy.root / "sys/class/net")
     ifs = sorted(os.listdir(net))
     assert vfscan._C_MOD.links(net, ifs, True) == vfscan.links_python(net, ifs, True)  # type: ignore[union-attr]
+
+
+def _columns_agree(devdir: str, names: list[str], flags: int, rows: list[vfscan.Raw]) -> None:
+    """columns() in both twins: scan()'s rows one list per fact (skipped facts None as a
+    whole, groups ints where the name is 1-18 ASCII digits, else the name)."""
+    cols = vfscan._C_MOD.columns(devdir, names, flags)  # type: ignore[union-attr]
+    assert cols == vfscan.columns_python(devdir, names, flags)
+    drv, ovr, grp, net = cols
+    assert drv == (None if flags & vfscan.SKIP_DRIVER else [r[0] for r in rows])
+    assert net == (None if flags & vfscan.SKIP_NET else [r[3] for r in rows])
+    assert ovr == [r[1] for r in rows]
+    for g, r in zip(grp, rows, strict=True):
+        digits = r[2] is not None and re.fullmatch(r"[0-9]{1,18}", r[2]) is not None
+        assert g == (int(r[2]) if digits else r[2]) and isinstance(g, int) == digits  # type: ignore[arg-type]
 
 
 def test_discovery_equals_per_vf_host_reads(busy: SimHost, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,6 +126,7 @@ def test_twins_agree_on_a_hostile_tree(tmp_path: Path, flags: int) -> None:
     names = hostile(root)
     got = vfscan._C_MOD.scan(str(root), names, flags)  # type: ignore[union-attr]
     assert got == vfscan.scan_python(str(root), names, flags)
+    _columns_agree(str(root), names, flags, got)
     by = dict(zip(names, got, strict=True))
     assert by["0000:00:00.1"][1] is None  # FIFO refused, without blocking
     assert by["0000:00:00.2"][1] == "secret\n" and by["0000:00:00.2"][2] == ""
@@ -130,6 +147,8 @@ def test_twins_agree_on_a_hostile_tree(tmp_path: Path, flags: int) -> None:
     assert read["0000:00:00.4/driver_override"] is None  # a directory
     with pytest.raises(FileNotFoundError):
         vfscan._C_MOD.scan(str(tmp_path / "missing"), names)  # type: ignore[union-attr]
+    with pytest.raises(FileNotFoundError):
+        vfscan._C_MOD.columns(str(tmp_path / "missing"), names)  # type: ignore[union-attr]
     with pytest.raises(FileNotFoundError):
         vfscan._C_MOD.reads(str(tmp_path / "missing"), files)  # type: ignore[union-attr]
 
@@ -160,6 +179,9 @@ def test_on_real_sysfs_no_file_is_fstated(monkeypatch: pytest.MonkeyPatch) -> No
         assert vfscan._C_MOD.reads(devdir, files) == vfscan.reads_python(devdir, files)
         for flags in FLAGS:
             assert vfscan._C_MOD.scan(devdir, addrs, flags) == vfscan.scan_python(
+                devdir, addrs, flags
+            )
+            assert vfscan._C_MOD.columns(devdir, addrs, flags) == vfscan.columns_python(
                 devdir, addrs, flags
             )
     calls = _counting_fstat(monkeypatch)

@@ -42,10 +42,14 @@ def main() -> int:
             for flags in (0, 1, 2, 3):
                 resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
                 want = vfscan.scan_python(str(root), names, flags)
+                want_cols = vfscan.columns_python(str(root), names, flags)
                 resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
                 if ext.scan(str(root), names, flags) != want:
                     bad += 1
                     print(f"scan mismatch: {root} flags={flags} limit={limit}")
+                if ext.columns(str(root), names, flags) != want_cols:
+                    bad += 1
+                    print(f"columns mismatch: {root} flags={flags} limit={limit}")
             paths = [f"{n}/{a}" for n in names for a in ("driver", "iommu_group", "net")]
             files = [f"{n}/{a}" for n in names for a in ("driver_override", "driver", "net")]
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
@@ -62,6 +66,8 @@ def main() -> int:
     for bad_arg in ([1, 2], ["a\0b"], "not a list", [b"x" * 5000]):
         with contextlib.suppress(TypeError, ValueError, OSError):
             ext.scan(str(work), bad_arg)  # refused or read as absent, never a crash
+        with contextlib.suppress(TypeError, ValueError, OSError):
+            ext.columns(str(work), bad_arg, 3)
         with contextlib.suppress(TypeError, ValueError, OSError):
             ext.reads(str(work), bad_arg)
     print(f"{bad} mismatches")

@@ -40,6 +40,14 @@ def hostile(root: Path) -> list[str]:
     (d / "driver_override").write_text("")
     os.symlink("x" * 200 + "/" + "y" * 200, d / "driver")
     names.append("0000:00:00.6")  # no directory at all
+    # group names columns() must keep as text (only 1-18 ASCII digits become ints), and more
+    # distinct override texts than its cache holds, repeated, some one byte apart
+    groups = ["007", "1" * 18, "9" * 19, "\u0661\u0662", "12a", "-1", "+3", " 4", "0"]
+    texts = [b"(null)\n", b"vfio-pci\n", b"vfio-pci", b"vfio-pcj\n", b"\xff\n", b"a", b""]
+    for i in range(24):
+        d = vf(f"0000:00:01.{i}")
+        (d / "driver_override").write_bytes(texts[(i * 5) % len(texts)] if i % 3 else texts[0])
+        os.symlink(f"../../kernel/iommu_groups/{groups[i % len(groups)]}", d / "iommu_group")
     return names
 
 

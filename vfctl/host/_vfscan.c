@@ -11,6 +11,8 @@
  *   open+read VF/driver_override  -> raw text (<= 4 KiB) or None
  *   readlink  VF/iommu_group      -> group name (basename) or None
  *   open dir  VF/net              -> netdev names, sorted (absent for most VF drivers)
+ * columns(dir, addresses, flags): the same reads as one list per fact (no tuple per VF, the
+ * few distinct override texts decoded once each, groups as ints), what discovery consumes.
  * (flags SKIP_DRIVER / SKIP_NET leave driver None / netdevs empty: the caller has them from
  * one listing for all VFs, which is cheaper when there are many).  Python builds no object
  * until every read is done.
@@ -230,7 +232,7 @@ static PyObject *str_or_none(const struct arena *a, long at)
     return PyUnicode_DecodeFSDefault(a->buf + at);
 }
 
-static PyObject *build_vf(const struct arena *a, const struct vf *v)
+static PyObject *netdev_list(const struct arena *a, const struct vf *v)
 {
     PyObject *nets = PyList_New(v->nnets);
     if (nets == NULL)
@@ -245,10 +247,18 @@ static PyObject *build_vf(const struct arena *a, const struct vf *v)
         PyList_SET_ITEM(nets, i, n);
         at += (long)strlen(a->buf + at) + 1;
     }
-    if (PyList_Sort(nets) < 0) {
+    if (v->nnets > 1 && PyList_Sort(nets) < 0) {
         Py_DECREF(nets);
         return NULL;
     }
+    return nets;
+}
+
+static PyObject *build_vf(const struct arena *a, const struct vf *v)
+{
+    PyObject *nets = netdev_list(a, v);
+    if (nets == NULL)
+        return NULL;
     PyObject *override;
     if (v->override < 0) {
         override = Py_NewRef(Py_None);
@@ -403,17 +413,107 @@ static PyObject *py_reads(PyObject *self, PyObject *args)
     return paths_batch(args, "OO:reads", true);
 }
 
-PyDoc_STRVAR(scan_doc,
-             "scan(dir: str, addresses: list[str], flags: int = 0) -> list[tuple]\n\n"
-             "Per VF address: (driver, driver_override, iommu_group, netdevs); GIL-free.\n"
-             "Same results as vfctl.host.vfscan.scan_python().");
+/* ---- columns(): the scan's facts one list per fact, built without a tuple per VF ---- */
 
-static PyObject *py_scan(PyObject *self, PyObject *args)
+/* The last few distinct driver_override texts and their str: a host shows a handful of values
+ * ("(null)\n", "vfio-pci\n"), so nearly every VF's is one already made. */
+#define OVR_CACHE 4
+
+struct ovr_cache {
+    const char *text[OVR_CACHE];
+    size_t len[OVR_CACHE];
+    PyObject *str[OVR_CACHE];
+    int next;
+};
+
+static PyObject *cached_override(struct ovr_cache *c, const char *text, size_t len)
 {
-    (void)self;
+    for (int i = 0; i < OVR_CACHE; i++)
+        if (c->str[i] != NULL && c->len[i] == len && memcmp(c->text[i], text, len) == 0)
+            return Py_NewRef(c->str[i]);
+    PyObject *s = PyUnicode_DecodeUTF8(text, (Py_ssize_t)len, "replace");
+    if (s == NULL)
+        return NULL;
+    int k = c->next;
+    c->next = (k + 1) % OVR_CACHE;
+    Py_XSETREF(c->str[k], Py_NewRef(s));
+    c->text[k] = text;
+    c->len[k] = len;
+    return s;
+}
+
+/* An IOMMU group link's name: an int when it is 1-18 ASCII digits (the kernel's names), else
+ * the name as str (the caller's rule decides; vfscan.group_value is the Python twin). */
+static PyObject *group_value(const struct arena *a, long at)
+{
+    if (at < 0)
+        Py_RETURN_NONE;
+    const char *g = a->buf + at;
+    size_t n = strlen(g);
+    if (n == 0 || n > 18)
+        return PyUnicode_DecodeFSDefault(g);
+    long long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (g[i] < '0' || g[i] > '9')
+            return PyUnicode_DecodeFSDefault(g);
+        v = v * 10 + (g[i] - '0');
+    }
+    return PyLong_FromLongLong(v);
+}
+
+/* The four columns of n scanned VFs (driver / netdevs None as a whole when skipped). */
+static PyObject *build_columns(const struct arena *a, const struct vf *vfs, Py_ssize_t n,
+                               int flags)
+{
+    struct ovr_cache cache = {0};
+    PyObject *drv = (flags & SKIP_DRIVER) ? Py_NewRef(Py_None) : PyList_New(n);
+    PyObject *ovr = PyList_New(n), *grp = PyList_New(n);
+    PyObject *net = (flags & SKIP_NET) ? Py_NewRef(Py_None) : PyList_New(n);
+    PyObject *out = NULL;
+    if (drv == NULL || ovr == NULL || grp == NULL || net == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const struct vf *v = &vfs[i];
+        if (drv != Py_None) {
+            PyObject *d = str_or_none(a, v->driver);
+            if (d == NULL)
+                goto done;
+            PyList_SET_ITEM(drv, i, d);
+        }
+        PyObject *o = v->override < 0 ? Py_NewRef(Py_None)
+                                      : cached_override(&cache, a->buf + v->override,
+                                                        v->override_len);
+        if (o == NULL)
+            goto done;
+        PyList_SET_ITEM(ovr, i, o);
+        PyObject *g = group_value(a, v->group);
+        if (g == NULL)
+            goto done;
+        PyList_SET_ITEM(grp, i, g);
+        if (net != Py_None) {
+            PyObject *l = netdev_list(a, v);
+            if (l == NULL)
+                goto done;
+            PyList_SET_ITEM(net, i, l);
+        }
+    }
+    out = PyTuple_Pack(4, drv, ovr, grp, net);
+done:
+    for (int i = 0; i < OVR_CACHE; i++)
+        Py_XDECREF(cache.str[i]);
+    Py_XDECREF(drv);
+    Py_XDECREF(ovr);
+    Py_XDECREF(grp);
+    Py_XDECREF(net);
+    return out;
+}
+
+/* scan() and columns(): the same reads, one tuple per VF or one list per fact */
+static PyObject *scan_batch(PyObject *args, const char *fmt, bool columns)
+{
     PyObject *dir_obj, *addrs_obj, *out = NULL;
     int flags = 0;
-    if (!PyArg_ParseTuple(args, "OO|i:scan", &dir_obj, &addrs_obj, &flags))
+    if (!PyArg_ParseTuple(args, fmt, &dir_obj, &addrs_obj, &flags))
         return NULL;
     const char **addrs = NULL;
     PyObject *keep = fs_paths(addrs_obj, &addrs);
@@ -438,6 +538,10 @@ static PyObject *py_scan(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
+    if (columns) {
+        out = build_columns(&s.a, vfs, n, flags);
+        goto done;
+    }
     out = PyList_New(n);
     for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
         PyObject *t = build_vf(&s.a, &vfs[i]);
@@ -455,11 +559,35 @@ done:
     return out;
 }
 
+PyDoc_STRVAR(scan_doc,
+             "scan(dir: str, addresses: list[str], flags: int = 0) -> list[tuple]\n\n"
+             "Per VF address: (driver, driver_override, iommu_group, netdevs); GIL-free.\n"
+             "Same results as vfctl.host.vfscan.scan_python().");
+
+static PyObject *py_scan(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return scan_batch(args, "OO|i:scan", false);
+}
+
+PyDoc_STRVAR(columns_doc,
+             "columns(dir: str, addresses: list[str], flags: int = 0) -> tuple\n\n"
+             "scan()'s reads as (drivers, overrides, groups, netdevs), one list per fact;\n"
+             "drivers / netdevs None when skipped, a group an int when its name is digits.\n"
+             "Same results as vfctl.host.vfscan.columns_python().");
+
+static PyObject *py_columns(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return scan_batch(args, "OO|i:columns", true);
+}
+
 static PyMethodDef methods[] = {
     {"checks_regular", py_checks_regular, METH_O, checks_doc},
     {"links", py_links, METH_VARARGS, links_doc},
     {"reads", py_reads, METH_VARARGS, reads_doc},
     {"scan", py_scan, METH_VARARGS, scan_doc},
+    {"columns", py_columns, METH_VARARGS, columns_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -22,6 +22,10 @@ from collections.abc import Sequence
 from vfctl import cext
 
 Raw = tuple[str | None, str | None, str | None, list[str]]  # driver, override, group, netdevs
+# columns(): drivers (None: skipped), overrides, groups (int: digits), netdevs (None: skipped)
+Cols = tuple[
+    list[str | None] | None, list[str | None], list[int | str | None], list[list[str]] | None
+]
 
 MAX_ATTR = 1 << 16  # as Host.read: a sysfs attribute is one page
 SKIP_DRIVER = 1  # the caller lists drivers/<drv>/ instead (one listing for all VFs)
@@ -126,6 +130,25 @@ def scan_python(directory: str, addresses: Sequence[str], flags: int = 0) -> lis
         os.close(dirfd)
 
 
+def group_value(name: str | None) -> int | str | None:
+    """An IOMMU group link's name as columns() gives it: an int when it is 1-18 ASCII digits
+    (the kernel's names, made without a str), else the name itself for the caller's rule."""
+    if name and len(name) <= 18 and name.isascii() and name.isdigit():
+        return int(name)
+    return name
+
+
+def columns_python(directory: str, addresses: Sequence[str], flags: int = 0) -> Cols:
+    """scan_python()'s facts one list per fact: what discovery consumes (no tuple per VF)."""
+    rows = scan_python(directory, addresses, flags)
+    return (
+        None if flags & SKIP_DRIVER else [r[0] for r in rows],
+        [r[1] for r in rows],
+        [group_value(r[2]) for r in rows],
+        None if flags & SKIP_NET else [r[3] for r in rows],
+    )
+
+
 def reads_python(directory: str, paths: Sequence[str]) -> list[str | None]:
     """Each relative path's text (as driver_override in the scan), or None."""
     dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -155,6 +178,13 @@ def checks(directory: str) -> bool:
     if HAVE_C:
         return bool(_C_MOD.checks_regular(directory))  # type: ignore[union-attr]
     return checks_regular(directory)
+
+
+def columns(directory: str, addresses: Sequence[str], flags: int = 0) -> Cols:
+    """The C batch when built (and not disabled), else the Python twin; same results."""
+    if HAVE_C:
+        return _C_MOD.columns(directory, list(addresses), flags)  # type: ignore[union-attr,no-any-return]
+    return columns_python(directory, addresses, flags)
 
 
 def scan(directory: str, addresses: Sequence[str], flags: int = 0) -> list[Raw]:
