@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from itertools import chain
-from operator import attrgetter
+from itertools import chain, repeat
+from operator import attrgetter, is_not
 
 from vfctl import discover_vfs
 from vfctl.discover_vfs import hex4 as _hex4
@@ -154,7 +154,10 @@ def discover(
             vfs_groups = {v.address: v.iommu_group for p in pfs for v in p.vfs}
             held = holders.held_by(host, vfs_groups, group_pids=inuse_host.group_pids(facts))
     if held is None:
-        held = holders.held_by(host, _vf_groups(pfs))
+        # the address -> group map only once someone holds a group (read first) or reserves
+        # one (no VF with a group: the map as it is, reservations still name VFs)
+        group_of = (lambda: _vf_groups(pfs)) if _any_group(pfs) else _vf_groups(pfs)
+        held = holders.held_by(host, group_of)
     pools = pools or {}
     if held or pools:
         pfs = [
@@ -178,6 +181,12 @@ def _vf_groups(pfs: Sequence[PF]) -> dict[str, int | None]:
     """VF address -> IOMMU group, every PF's VFs in order (C-level maps: 16,384 VFs)."""
     vfs = list(chain.from_iterable(p.vfs for p in pfs))
     return dict(zip(map(_ADDRESS, vfs), map(_GROUP, vfs), strict=True))
+
+
+def _any_group(pfs: Sequence[PF]) -> bool:
+    """Whether some VF has an IOMMU group (C-level: stops at the first one)."""
+    groups = map(_GROUP, chain.from_iterable(p.vfs for p in pfs))
+    return any(map(is_not, groups, repeat(None)))
 
 
 def host_id(host: Host) -> str:

@@ -70,3 +70,28 @@ def test_hostile_pid_and_reservation_files_are_ignored(tmp_path: Path) -> None:
     (root / "run/libvirt/qemu/big.pid").write_text("1" * (holders.MAX_SMALL + 10))
     held = holders.held_by(open_host(root), {A: 41})
     assert held[A] == HeldBy(None, pid, None)  # the holder is known, its VM is not
+
+
+def test_a_lazy_vf_map_is_made_only_when_something_is_held(tmp_path: Path) -> None:
+    """discover passes the address -> group map as a function: nobody holding a group and no
+    reservation, it is never called; otherwise the answer is the mapping's own."""
+    root = _root(tmp_path)
+    vfs = {A: 41, B: 42, C: None, D: 44}
+    calls: list[int] = []
+
+    def lazy() -> dict[str, int | None]:
+        calls.append(1)
+        return vfs
+
+    h = open_host(root)
+    assert holders.held_by(h, lazy) == {} and calls == []
+    stray = root / "proc/999/fd"
+    stray.mkdir(parents=True)
+    os.symlink("/dev/vfio/77", stray / "3")  # a group no VF is in: still nobody's VF
+    assert holders.held_by(h, lazy) == holders.held_by(h, vfs) == {} and calls == [1]
+    p1 = sim_vm.start(root, "proxmox", "vm101", [41])
+    res = root / holders.RESERVATIONS
+    res.parent.mkdir(parents=True, exist_ok=True)
+    res.write_text(f"{C} 101 pid:{p1}\n")
+    want = {A: HeldBy("vm101", p1, "proxmox"), C: HeldBy("vm101", p1, "proxmox")}
+    assert holders.held_by(h, lazy) == holders.held_by(h, vfs) == want and calls == [1, 1]

@@ -18,7 +18,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from vfctl.host.sysfs import Host
 from vfctl.model import HeldBy
@@ -82,11 +82,12 @@ def vm_pids(host: Host) -> dict[int, VmProcess]:
     return out
 
 
-def vfio_group_holders(host: Host, groups: Iterable[int]) -> dict[int, list[int]]:
-    """group -> pids holding ``/dev/vfio/<group>`` open, in one pass over /proc."""
-    want = groups if isinstance(groups, (set, frozenset)) else set(groups)
+def vfio_group_holders(host: Host, groups: Iterable[int] | None) -> dict[int, list[int]]:
+    """group -> pids holding ``/dev/vfio/<group>`` open, in one pass over /proc (``None``:
+    every group)."""
+    want = groups if groups is None or isinstance(groups, (set, frozenset)) else set(groups)
     out: dict[int, list[int]] = {}
-    if not want:
+    if want is not None and not want:
         return out
     for pid, target in host.open_fds():
         if not target.startswith("/dev/vfio/"):
@@ -95,7 +96,7 @@ def vfio_group_holders(host: Host, groups: Iterable[int]) -> dict[int, list[int]
         if not (name.isascii() and name.isdigit() and name == str(int(name))):
             continue
         g = int(name)
-        if g in want and pid not in out.get(g, []):
+        if (want is None or g in want) and pid not in out.get(g, []):
             out.setdefault(g, []).append(pid)  # one QEMU may hold several groups
     return out
 
@@ -126,21 +127,29 @@ def _full(addr: str) -> str:
 
 def held_by(
     host: Host,
-    vfs: Mapping[str, int | None],
+    vfs: Mapping[str, int | None] | Callable[[], Mapping[str, int | None]],
     now: float | None = None,
     group_pids: Mapping[int, list[int]] | None = None,
 ) -> dict[str, HeldBy]:
     """VF address -> who holds it, for VFs given as address -> IOMMU group.
 
+    ``vfs`` may be a function making that mapping (at least one VF has a group): it is called
+    only when a process holds some /dev/vfio group or a reservation is listed, so a host where
+    nobody holds one (most listings) never builds it for its tens of thousands of VFs.
     ``group_pids``: the /dev/vfio holders when the caller has scanned /proc already.
     """
-    groups = set(vfs.values())  # C-level: one set for 16,384 VFs
-    groups.discard(None)
-    ints: set[int] = groups  # type: ignore[assignment]  # None discarded just above
-    holders = vfio_group_holders(host, ints) if group_pids is None else group_pids
+    if callable(vfs):
+        holders = vfio_group_holders(host, None) if group_pids is None else group_pids
+    else:
+        groups = set(vfs.values())  # C-level: one set for 16,384 VFs
+        groups.discard(None)
+        ints: set[int] = groups  # type: ignore[assignment]  # None discarded just above
+        holders = vfio_group_holders(host, ints) if group_pids is None else group_pids
     res = {_full(a): r for a, r in reservations(host).items()}
     if not holders and not res:
         return {}  # nobody holds a group, nothing reserved: no VF to look at
+    if callable(vfs):
+        vfs = vfs()
     procs = vm_pids(host) if holders or res else {}
     by_vmid = {int(p.vm[2:]): pid for pid, p in procs.items() if p.backend == "proxmox"}
     t = time.time() if now is None else now
