@@ -157,3 +157,19 @@ def test_stub_drivers_load_and_bind_by_override_only(minimal: Path) -> None:
         sim.write(minimal, dev(vf, "driver") + "/unbind", vf)
         sim.write(minimal, "sys/bus/pci/drivers_probe", vf)
         assert os.readlink(minimal / dev(vf, "driver")).endswith(f"/{drv}")
+
+
+def test_reads_leave_the_state_file_alone(minimal: Path) -> None:
+    """Netlink reads and settle() with nothing pending commit nothing (state.json is replaced
+    on every commit: the same inode means no commit); test_sim_faults has the pending case."""
+    sim.write(minimal, dev(PF, "sriov_numvfs"), "2")
+    state = minimal / ".vfctl-sim" / "state.json"
+    before = os.stat(state)
+    sim.vf_info(minimal, "enp1s0")
+    sim.vf_info_all(minimal, ["enp1s0"])
+    sim.vf_stats(minimal, "enp1s0")
+    sim.link_info(minimal, "enp1s0")
+    sim.links(minimal)
+    sim.settle(minimal)
+    after = os.stat(state)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)

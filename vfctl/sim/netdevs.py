@@ -36,13 +36,13 @@ def _pf_for(st: State, ifname: str) -> tuple[str, Dev]:
 
 def vf_info(root: Path, pf_ifname: str) -> list[dict[str, Any]]:
     """IFLA_VFINFO_LIST of a PF netdev, one dict per VF index."""
-    with state.locked(Path(root)) as st:
+    with state.locked(Path(root), read_only=True) as st:
         return _vf_info(st, pf_ifname)
 
 
 def vf_info_all(root: Path, pf_ifnames: list[str]) -> dict[str, list[dict[str, Any]]]:
     """vf_info of several PFs at once, as one RTM_GETLINK dump answers them (one state load)."""
-    with state.locked(Path(root)) as st:
+    with state.locked(Path(root), read_only=True) as st:
         return {n: _vf_info(st, n) for n in pf_ifnames}
 
 
@@ -61,7 +61,7 @@ def _vf_info(st: State, pf_ifname: str) -> list[dict[str, Any]]:
 def vf_stats(root: Path, pf_ifname: str) -> list[dict[str, int] | None]:
     """IFLA_VF_STATS of a PF's VFs: the counters tests put in ``vf_stats``, else zeros (what
     the kernel reports for a driver without ndo_get_vf_stats)."""
-    with state.locked(Path(root)) as st:
+    with state.locked(Path(root), read_only=True) as st:
         bdf, dev = _pf_for(st, pf_ifname)
         sr = dev.get("sriov")
         if sr is None:
@@ -181,7 +181,7 @@ def _check_rate(dev: Dev, ops: str, lo: int, hi: int, path: str) -> None:
 
 def link_info(root: Path, ifname: str) -> dict[str, Any]:
     """What the host-NIC safety checks need: addresses, master, state, default route."""
-    with state.locked(Path(root)) as st:
+    with state.locked(Path(root), read_only=True) as st:
         return _link_info(st, ifname)
 
 
@@ -219,7 +219,7 @@ def _link_info(st: State, ifname: str) -> dict[str, Any]:
 def links(root: Path) -> list[dict[str, Any]]:
     """Every link as :func:`link_info` describes it, from one state load (one RTM_GETLINK dump,
     one RTM_GETADDR and one RTM_GETROUTE dump on a real host)."""
-    with state.locked(Path(root)) as st:
+    with state.locked(Path(root), read_only=True) as st:
         names = [*(n for n, (b, _) in render_net.visible_netdevs(st).items() if b), *st["vnet"]]
         return [_link_info(st, n) for n in names]
 

@@ -238,6 +238,6 @@ def module_known(root: Path, module: str) -> bool:
 
 
 def settle(root: Path) -> None:
-    """Run pending (late) driver binds now, as the next probe would."""
-    with state.locked(Path(root)):
+    """Run pending (late) driver binds now, as the next probe would (no commit when none)."""
+    with state.locked(Path(root), read_only=True):
         pass
