@@ -80,7 +80,7 @@ def addresses(host: Host, pf: str, r: Rule, present: frozenset[str]) -> list[str
     """The derived addresses, or None when one is not a listed device or a sampled link
     (the first and the last ``virtfnN``) says otherwise."""
     k, offset, stride = r
-    out = pciaddr.vf_addresses(pf, offset, stride, list(range(k)))
+    out = pciaddr.vf_address_run(pf, offset, stride, k)
     if not present.issuperset(out):
         return None
     d = f"{PCI_DEVICES}/{pf}"

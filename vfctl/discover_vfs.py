@@ -138,9 +138,10 @@ def pfs_and_vfs(
     pairs: dict[str, tuple[list[int], list[str]]] = {}
     attrs: Attrs = {}
     derived: dict[str, derive.Rule] = {}
-    vf_addrs: dict[str, None] = {}  # every VF once, in the order found
-    # a VF found already is skipped by a C-level filter (it sees vf_addrs grow as PFs come)
-    for a in filterfalse(vf_addrs.__contains__, addrs):
+    seen: set[str] = set()  # every VF found, and the same in the order found
+    order: list[str] = []
+    # a VF found already is skipped by a C-level filter (it sees ``seen`` grow as PFs come)
+    for a in filterfalse(seen.__contains__, addrs):
         if not host.exists(f"{PCI_DEVICES}/{a}/sriov_totalvfs"):
             continue
         pfs.append(a)
@@ -166,12 +167,14 @@ def pfs_and_vfs(
             else:
                 kept = [(i, t) for i, t in zip(idx, links, strict=True) if t]
                 pairs[a] = ([i for i, _ in kept], [t for _, t in kept])
-        vf_addrs.update(dict.fromkeys(pairs[a][1]))
+        seen.update(pairs[a][1])
+        order += pairs[a][1]
     configs = parse(pfs)
     odd = [a for a, r in derived.items() if not derive.agrees(configs.get(a), r)]
     if odd and not _links_agree(devdir, odd, pairs):
         return pfs_and_vfs(host, addrs, parse, use_derived=False)
-    plain = _plain(vf_addrs)
+    # every VF once (a target two PFs name is read once, where first found)
+    plain = _plain(order if len(order) == len(seen) else list(dict.fromkeys(order)), seen)
     flags, drivers, nets = bulk_listings(host, len(plain))
     scanned = vfscan.columns(devdir, plain, flags)  # one list per fact, in plain's order
     drv_col, ovr_col, grp_col, net_col = scanned
@@ -229,10 +232,12 @@ def _take(col: list[T], part: slice | list[int]) -> list[T]:
     return col[part] if isinstance(part, slice) else [col[i] for i in part]
 
 
-def _plain(names: Collection[str]) -> list[str]:
-    """The names the batch reads (vfscan.odd: not one path component), in order."""
-    if max(map(len, names), default=0) <= 63 and not any(map(names.__contains__, _ODD)):
-        return list(names)  # every one a plain name (C-level checks: 16,384 of them)
+def _plain(names: list[str], having: Collection[str] | None = None) -> list[str]:
+    """The names the batch reads (vfscan.odd: not one path component), in order; ``having``:
+    the same names as a set, for the membership checks."""
+    has = (having if having is not None else frozenset(names)).__contains__
+    if max(map(len, names), default=0) <= 63 and not any(map(has, _ODD)):
+        return names  # every one a plain name (C-level checks: 16,384 of them)
     return [t for t in names if (len(t) <= 63 and t not in _ODD) or not vfscan.odd(t)]
 
 

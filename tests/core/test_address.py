@@ -38,6 +38,20 @@ def test_vf_address_routing_rule() -> None:
     assert address.vf_address("0000:3b:00.0", 0x80, 1, 200) == "0000:3c:09.0"
 
 
+@given(
+    st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.integers(-2, 0x1_0000),
+    st.integers(-2, 0x1_0000), st.integers(-1, 600),
+)
+def test_vf_address_run_is_vf_addresses_of_0_to_k(
+    dom: int, rid: int, offset: int, stride: int, k: int
+) -> None:
+    """Discovery's run of derived addresses (a prefix per bus) is the per-VF rule's, on any
+    bus boundary and stride, and past the last routing ID too (left to the per-VF rule)."""
+    pf = f"{dom:04x}:{rid >> 8:02x}:{(rid >> 3) & 0x1F:02x}.{rid & 7}"
+    want = address.vf_addresses(pf, offset, stride, list(range(k))) if k > 0 else []
+    assert address.vf_address_run(pf, offset, stride, k) == want
+
+
 @pytest.mark.parametrize("bad", ["..", ".", "a/b", "x\0y", "", "x" * 256, "../etc"])
 def test_check_name_refuses_escapes(bad: str) -> None:
     with pytest.raises(UsageError):

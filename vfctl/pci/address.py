@@ -73,3 +73,21 @@ def vf_addresses(pf: str, offset: int, stride: int, indexes: list[int]) -> list[
         f"{dom}{bus[(rid >> 8) & 0xFF]}:{devfn[rid & 0xFF]}"
         for rid in [base + i * stride for i in indexes]
     ]
+
+
+def vf_address_run(pf: str, offset: int, stride: int, k: int) -> list[str]:
+    """:func:`vf_addresses` for indexes 0 … k-1 (what discovery derives): per bus one prefix
+    joined to a slice of the devfn table by a C-level map, not a format per VF."""
+    p = parse(pf)
+    rid = p.routing_id + offset
+    end = rid + stride * k
+    if k <= 0 or stride <= 0 or rid < 0 or end - stride > 0xFFFF:
+        return vf_addresses(pf, offset, stride, list(range(k)))
+    dom = f"{p.domain:04x}:"
+    out: list[str] = []
+    while rid < end:
+        bus = rid >> 8
+        lo, hi = rid & 0xFF, min(end - (bus << 8), 256)
+        out += map(f"{dom}{_BUS[bus]}:".__add__, _DEVFN[lo:hi:stride])
+        rid += len(range(lo, hi, stride)) * stride
+    return out
