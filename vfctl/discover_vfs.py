@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from itertools import filterfalse, repeat
+from itertools import compress, filterfalse, repeat
 
 from vfctl import discover_derive as derive
 from vfctl import jsonrows
@@ -26,7 +26,6 @@ from vfctl.pci import address as pciaddr
 from vfctl.record import replace
 
 _ODD = ("", ".", "..")
-_COLON = re.compile(":").search
 
 
 class VfCols:
@@ -296,7 +295,8 @@ def bulk_listings(
         drivers = {}
         for drv in names:  # entries holding a ':' (device links, not bind/unbind …)
             entries = host.names(f"{PCI_DRIVERS}/{drv}")  # unsorted: each name once per dir
-            drivers.update(zip(filter(_COLON, entries), repeat(drv)))
+            links = compress(entries, map(str.__contains__, entries, repeat(":")))
+            drivers.update(zip(links, repeat(drv)))
         flags |= vfscan.SKIP_DRIVER
     ifnames = host.listdir(CLASS_NET)
     if len(ifnames) < n_vfs:
