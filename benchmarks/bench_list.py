@@ -56,7 +56,7 @@ def _strace_calls(cmd: list[str], env: dict[str, str]) -> tuple[int, dict[str, i
 
 
 # the per-VF reads of discovery's batch, as discover_vfs makes them for many VFs: the scan
-# with driver and netdevs taken from the bulk listings (addresses are derived from the PF's
+# (as columns, since the fifth round) with driver and netdevs taken from the bulk listings (addresses are derived from the PF's
 # offset/stride: no virtfnN readlink per VF since the fourth round); argv: directory, repetitions
 _BATCH = r"""
 import os, sys
@@ -65,7 +65,7 @@ d, k = sys.argv[1], int(sys.argv[2])
 names = sorted(os.listdir(d))
 vfs = [a for a in names if os.path.exists(f"{d}/{a}/physfn")][:64] or names
 addrs = vfs * k
-vfscan.scan(d, addrs, vfscan.SKIP_DRIVER | vfscan.SKIP_NET)
+vfscan.columns(d, addrs, vfscan.SKIP_DRIVER | vfscan.SKIP_NET)
 print(len(vfs), int(vfscan.checks(d)))
 """
 

@@ -4,8 +4,10 @@ Per VF, discovery needs four facts the PF cannot tell (its address the PF's offs
 tells: vfctl/discover_derive.py; ``links`` reads ``virtfnN`` where that is not enough):
 driver, driver_override, IOMMU group and netdevs.  Both implementations make the same
 reads, with the rules of every other sysfs read (``Host.read``: no blocking, one read of at
-most 64 KiB, regular files only), and return identical tuples, which a differential test
-checks (tests/host/test_vfscan.py). The regular-file check is one ``fstat`` per file, made
+most 64 KiB, regular files only), and return identical results, which a differential test
+checks (tests/host/test_vfscan.py): ``scan`` a tuple per VF, ``columns`` (what discovery
+consumes) one list per fact, the few distinct override texts one str each in C, group names
+of digits as ints. The regular-file check is one ``fstat`` per file, made
 only off sysfs: one ``fstatfs`` of the directory showing SYSFS_MAGIC means every file below
 is a kernel attribute (sysfs has no FIFOs or devices, and its links stay inside it), so on
 a real host the check would cost a syscall per VF and never refuse anything.  The C one releases the GIL, builds no
