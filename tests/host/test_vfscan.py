@@ -16,7 +16,7 @@ from vfctl import discover as disc
 from vfctl import discover_vfs
 from vfctl.host import vfscan
 from vfctl.host.open import open_host
-from vfctl.host.sysfs import PCI_DEVICES
+from vfctl.host.sysfs import PCI_DEVICES, Host
 
 NewHost = Callable[..., SimHost]
 FLAGS = [0, vfscan.SKIP_DRIVER, vfscan.SKIP_NET, vfscan.SKIP_DRIVER | vfscan.SKIP_NET]
@@ -84,9 +84,9 @@ def _columns_agree(devdir: str, names: list[str], flags: int, rows: list[vfscan.
         assert g == (int(r[2]) if digits else r[2]) and isinstance(g, int) == digits  # type: ignore[arg-type]
 
 
-def test_discovery_equals_per_vf_host_reads(busy: SimHost, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batched, bulk-listed and PF-derived facts equal what Host reads file by file."""
-    h = open_host(busy.root)
+def _equals_host_reads(h: Host, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Discovery (C batch and Python twin) against Host's reads file by file; VFs seen."""
+    seen = []
     for no_c in ("0", "1"):
         monkeypatch.setattr(vfscan, "HAVE_C", no_c == "0" and vfscan._C_MOD is not None)
         model = disc.discover(h)
@@ -105,7 +105,41 @@ def test_discovery_equals_per_vf_host_reads(busy: SimHost, monkeypatch: pytest.M
                 assert v.vendor_id == disc._hex4(h.read_opt(f"{vd}/vendor"))
                 assert v.device_id == disc._hex4(h.read_opt(f"{vd}/device"))
                 n += 1
-        assert n == 140
+        seen.append((n, model))
+    assert seen[0] == seen[1]
+    return seen[0][0]
+
+
+def test_discovery_equals_per_vf_host_reads(busy: SimHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batched, bulk-listed and PF-derived facts equal what Host reads file by file."""
+    assert _equals_host_reads(open_host(busy.root), monkeypatch) == 140
+
+
+def test_odd_groups_overrides_and_a_shared_vf_equal_host_reads(
+    busy: SimHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan's columns off the kernel's ways: group names that are not 1-18 ASCII digits
+    (kept as text by the batch, decided by discovery's own rule), overrides of their own, and
+    a VF two PFs link (not one run of the scan per PF: each PF's facts picked by position)."""
+    devs = busy.root / PCI_DEVICES
+    vfs = _vf_addrs(busy)
+    for vf, name in ((vfs[3], "x7"), (vfs[4], "9" * 19), (vfs[5], "0012"), (vfs[6], "")):
+        link = devs / vf / "iommu_group"
+        link.unlink()
+        os.symlink(f"../../../kernel/iommu_groups/{name}", link)
+    for vf, text in ((vfs[7], "igbvf\n"), (vfs[8], "vfio-pci"), (vfs[9], "\n"), (vfs[10], "x")):
+        (devs / vf / "driver_override").write_text(text)
+    pfs = [p["address"] for p in busy("list", "--json").json()["pfs"]]
+    link = devs / pfs[1] / "virtfn0"  # the second PF's first link: the first PF's first VF
+    link.unlink()
+    os.symlink(f"../{vfs[0]}", link)
+    h = open_host(busy.root)
+    assert _equals_host_reads(h, monkeypatch) == 140
+    model = disc.discover(h)
+    got = {v.address: v for p in model.pfs for v in p.vfs}
+    assert [got[v].iommu_group for v in vfs[3:7]] == [None, int("9" * 19), 12, None]
+    assert [got[v].driver_override for v in vfs[7:11]] == ["igbvf", "vfio-pci", None, "x"]
+    assert model.pfs[1].vfs[0].address == vfs[0] == model.pfs[0].vfs[0].address
 
 
 def test_bulk_listings_match_per_vf_links(busy: SimHost) -> None:
