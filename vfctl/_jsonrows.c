@@ -326,12 +326,18 @@ static PyObject *py_objects(PyObject *self, PyObject *args)
         n = 0;
     PyObject *dict_name = PyUnicode_InternFromString("__dict__");
     PyObject *empty = PyTuple_New(0);
-    PyObject *out = dict_name && empty ? PyList_New(n) : NULL;
+    /* every row's dict a copy of one with the keys in order (the compact str-keyed table a
+     * literal makes, sized once): a copy and k replaced values, no table grown per row */
+    PyObject *shape = PyDict_New();
+    for (Py_ssize_t j = 0; shape != NULL && j < k; j++)
+        if (PyDict_SetItem(shape, PyTuple_GET_ITEM(keys, j), Py_None) < 0)
+            Py_CLEAR(shape);
+    PyObject *out = dict_name && empty && shape ? PyList_New(n) : NULL;
     if (out == NULL)
         goto done;
     Py_INCREF(columns); /* object.__new__ may run no Python code, but keep them alive anyway */
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *d = PyDict_New(); /* str keys: the compact table a literal makes */
+        PyObject *d = PyDict_Copy(shape);
         if (d == NULL)
             goto fail;
         for (Py_ssize_t j = 0; j < k; j++) {
@@ -359,6 +365,7 @@ fail:
 done:
     Py_XDECREF(dict_name);
     Py_XDECREF(empty);
+    Py_XDECREF(shape);
     return out;
 }
 

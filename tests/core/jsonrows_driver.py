@@ -79,6 +79,8 @@ def main() -> int:
     for _ in range(rounds // 10):  # objects from columns: equal dicts, or the same error
         k, n = rng.randrange(4), rng.randrange(6)
         names = tuple(f"f{j}" for j in range(k))
+        if k and rng.random() < 0.2:  # a key twice: its first place, its last value
+            names, k = (*names, names[0]), k + 1
         cols = tuple([value(rng) for _ in range(n)] if rng.random() < 0.7 else value(rng)
                      for _ in range(k))  # fmt: skip
         if rng.random() < 0.1 and k and type(cols[0]) is list:
