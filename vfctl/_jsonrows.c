@@ -22,7 +22,6 @@
 #include <Python.h>
 
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,9 +126,18 @@ static int put_int(struct buf *b, PyObject *v)
         Py_DECREF(r);
         return rc;
     }
+    /* decimal digits from the right (what %lld prints, without snprintf's ~60 ns a call:
+     * two ints a row, 16,384 rows) */
     char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%lld", x);
-    return buf_put(b, tmp, (size_t)n);
+    char *end = tmp + sizeof tmp, *p = end;
+    unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (x < 0)
+        *--p = '-';
+    return buf_put(b, p, (size_t)(end - p));
 }
 
 static int put_value(struct buf *b, PyObject *v, bool raw, Py_ssize_t col, Py_ssize_t row)

@@ -38,7 +38,7 @@ ODD = [
     "[bold]markup[/]",
     "%s %d %%",  # format directives are text
 ]
-SCALARS: list[object] = [None, True, False, 0, -1, 7, 2**63, -(2**70), *ODD]
+SCALARS: list[object] = [None, True, False, 0, -1, 7, 10, -10, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, -(2**70), *ODD]
 
 
 def _expected(pieces: tuple[str, ...], columns: tuple[list[object], ...], raw: int) -> str:
