@@ -170,7 +170,7 @@ def typical_host() -> None:
 
 def import_profile() -> None:
     env = B.child_env()
-    p = subprocess.run([sys.executable, "-X", "importtime", "-c", "import vfctl.cli"],
+    p = subprocess.run([B.installed()[0], "-X", "importtime", "-c", "import vfctl.cli"],
                        env=env, capture_output=True, text=True, check=True)  # fmt: skip
     rows = []
     for line in p.stderr.splitlines():
