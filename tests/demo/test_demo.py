@@ -110,11 +110,15 @@ def run_demo(
             start_new_session=True,
         )
     ns = None
+    ours = mount_ns(os.getpid())
     deadline = time.monotonic() + 900
     while p.poll() is None and time.monotonic() < deadline:
         if ns is None:
             for pid, cmd in cmdlines().items():
-                if "--subreaper" in cmd and str(d) in cmd:
+                # `unshare -m -- python libvirtd.py --subreaper DIR` names DIR before its
+                # unshare(2): until then it is in our namespace (CI once took ours for the
+                # daemon's, and every process of the host was "left in it")
+                if "--subreaper" in cmd and str(d) in cmd and mount_ns(pid) not in (None, ours):
                     ns = mount_ns(pid)
         if interrupt_at and interrupt_at in log.read_text(errors="replace"):
             if kill:

@@ -35,7 +35,7 @@ LAB_DIR = (REPO / ".lab").resolve()  # a symlink to a shared lab: the guest sees
 GUEST_SHARE = "/run/lab"
 QEMU = "qemu-system-x86_64"
 MIN_QEMU = (8, 0)
-BOOT_ATTEMPTS = 2
+BOOT_ATTEMPTS = 3  # a boot and two more (see Lab.start)
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GUEST_PATH = f"{REPO / '.venv' / 'bin'}:{_SYSTEM_PATH}"
 #: Slack for TCG on a loaded CI machine on top of a command's own timeout.
@@ -341,11 +341,13 @@ class Lab:
         return self.boot_dir / "share"
 
     def start(self) -> None:
-        """Boot; boot once more when the emulator itself failed during the first boot.
+        """Boot; boot again (up to BOOT_ATTEMPTS in all) when the emulator itself failed.
 
-        A boot has nothing to lose, and CI once saw QEMU 10 abort (SIGABRT) while booting the
-        default machine that had booted a dozen times in the same run. A boot that merely
-        timed out is not retried: that is more likely the kernel or the agent than TCG.
+        A boot has nothing to lose. QEMU 10.0.2 under TCG with the vIOMMU sometimes aborts
+        while the guest boots, the machine's dozen other boots in the same run fine:
+        ``system/physmem.c:2678: iotlb_to_section: Assertion `section_index <
+        d->map.sections_nb' failed`` (qemu.log of a CI boot, two CI runs in a row). A boot
+        that merely timed out is not retried: that is more likely the kernel or the agent.
         """
         for attempt in range(BOOT_ATTEMPTS):
             try:
@@ -356,7 +358,7 @@ class Lab:
                 self.close()
                 if attempt + 1 == BOOT_ATTEMPTS or not emulator_crashed(e):
                     raise
-                print(f"lab: {str(e).splitlines()[0]}; booting once more", file=sys.stderr)
+                print(f"lab: {str(e).splitlines()[0]}; booting again", file=sys.stderr)
                 self._failed, self._buf, self._seq = False, b"", 0
 
     def _start(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import lab_required
-from .runner import QEMU, Lab, LabConfig, LabError, LabNotPrepared, find_artifacts
+from .runner import BOOT_ATTEMPTS, QEMU, Lab, LabConfig, LabError, LabNotPrepared, find_artifacts
 
 pytestmark = pytest.mark.lab
 
@@ -38,12 +38,13 @@ def _crashing_qemu(tmp_path: Path, then: str) -> tuple[str, Path]:
     return str(script), count
 
 
-def test_qemu_that_aborts_while_booting_gets_one_more_boot(tmp_path: Path) -> None:
+def test_qemu_that_aborts_while_booting_gets_another_boot(tmp_path: Path) -> None:
     _prepared()
     qemu, count = _crashing_qemu(tmp_path, then="boot")
     with Lab(LabConfig(qemu=qemu)) as lab:
         assert lab.run("echo up", check=True).stdout == "up\n"
-    assert count.read_text().count("start") == 2
+    # the stand-in's abort, then the real QEMU (which itself aborts now and then: see start())
+    assert 2 <= count.read_text().count("start") <= BOOT_ATTEMPTS
 
 
 def test_qemu_that_aborts_on_every_boot_fails_with_its_own_words(tmp_path: Path) -> None:
@@ -54,7 +55,7 @@ def test_qemu_that_aborts_on_every_boot_fails_with_its_own_words(tmp_path: Path)
         with pytest.raises(LabError, match=r"QEMU exited with status -6") as info:
             lab.start()
         assert "fake: Assertion failed" in str(info.value)  # the QEMU log's tail, not just a path
-        assert count.read_text().count("start") == 2  # two boots, not one and not forever
+        assert count.read_text().count("start") == BOOT_ATTEMPTS  # not one, not forever
     finally:
         shutil.rmtree(lab.boot_dir, ignore_errors=True)
 
