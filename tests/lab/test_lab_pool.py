@@ -72,16 +72,23 @@ def scenario(lab: Lab) -> dict[str, Any]:
 
 
 def _info_pci_once_enumerated(lab: Lab, uri: str) -> str:
-    """QEMU's `info pci` once the inner firmware has numbered the root ports' buses.
+    """QEMU's `info pci` once the inner firmware has numbered every root port's bus.
 
-    Right after `virsh start` the firmware has not run yet under nested TCG: every root port
-    still reads "secondary bus 0" and `info pci` lists nothing behind them, the VF included.
-    Poll (bounded) until a function shows up behind a port, then return that listing.
+    Right after `virsh start` the firmware has not run yet under nested TCG: a root port
+    reads "secondary bus 0" (or 255) and `info pci` lists nothing behind it, the VF included.
+    The firmware numbers the ports one by one, so a function behind one port is not enough:
+    CI once read the listing while pci.1 (the USB controller) was numbered and the VF's port
+    still read "secondary bus 255". Poll (bounded) until the VF is listed, or until no port
+    is left unnumbered and something sits behind one; then return that listing.
     """
     script = f"""
     for i in $(seq 90); do
         out=$(virsh -c '{uri}' qemu-monitor-command --hmp inner 'info pci')
-        case "$out" in *"Bus  1,"*|*"Bus  2,"*|*"Bus  3,"*) break;; esac
+        case "$out" in
+            *"PCI device {VF_ID}"*) break;;
+            *"secondary bus 255."*|*"secondary bus 0."*) ;;
+            *"Bus  1,"*|*"Bus  2,"*|*"Bus  3,"*) break;;
+        esac
         sleep 1
     done
     printf '%s\n' "$out"
