@@ -64,9 +64,10 @@ def installed() -> tuple[str, str]:
         subprocess.run([base, "-m", "venv", "--clear", "--without-pip", str(venv)], check=True)
     pkgs = Path(subprocess.run([str(py), "-c", "import site; print(site.getsitepackages()[0])"],
                                capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
-    link = pkgs / "vfctl"
-    if not link.is_symlink():
-        link.symlink_to(ROOT / "vfctl")
+    link, tree = pkgs / "vfctl", ROOT / "vfctl"
+    if not link.is_symlink() or Path(os.readlink(link)) != tree:  # .bench copied from elsewhere
+        link.unlink(missing_ok=True)  # a link to another tree would measure that tree
+        link.symlink_to(tree)
     deps = "".join(f"{p}\n" for p in site.getsitepackages())  # the dev venv's packages
     pth = pkgs / "dev-venv-packages.pth"
     if not pth.exists() or pth.read_text() != deps:
