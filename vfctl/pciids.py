@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
+from itertools import repeat
 
 from vfctl import record
 
@@ -29,15 +30,29 @@ def _line(text: bytes, key: bytes) -> int:
 
 
 @functools.lru_cache(maxsize=4)
-def _read(path: str) -> tuple[bytes, bytes] | None:
-    """The file and its lower-case twin (ASCII only: the same offsets), once per process."""
+def _read(path: str) -> bytes | None:
+    """The file, once per process."""
     from vfctl.host.files import read_attr
 
     try:  # regular files only, never blocking on a FIFO, bounded (pci.ids is ~1.4 MB today)
-        data = read_attr(path, MAX_IDS)
+        return read_attr(path, MAX_IDS)
     except OSError:
         return None
-    return data, data.lower()
+
+
+def _line_blind(text: bytes, key: bytes) -> int:
+    """``_line(text.lower(), key)`` without lowering the whole text (1.4 MB: ~8M instructions,
+    a fifth of a typical host's listing after start-up): the first line starting with any
+    spelling of ``key`` in either case, as ``bytes.lower`` folds them (ASCII letters only)."""
+    if key != key.lower():
+        return -1  # an upper-case letter never starts a lowered line
+    spellings = [b""]
+    for c in key:
+        ch = bytes((c,))
+        spellings = [s + x for s in spellings for x in {ch, ch.upper()}]
+        if len(spellings) > 64:  # not an id (at most 16 spellings): lower it all
+            return _line(text.lower(), key)
+    return min((at for at in map(_line, repeat(text), spellings) if at >= 0), default=-1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -51,16 +66,15 @@ def name(vendor: str, device: str) -> str | None:
     if any(c in vendor + device for c in "#\t\r\n") or not vendor or not device:
         return None
     for path in PATHS:
-        got = _read(path)
-        if got is None:
+        data = _read(path)
+        if data is None:
             continue
-        data, low = got
-        at = _line(low, vendor.encode())
+        at = _line_blind(data, vendor.encode())
         start = data.find(b"\n", at) + 1 if at >= 0 else 0
         if start == 0:
             return None
-        end = _BLOCK_END.search(low, start - 1)
-        block = low[start : end.start() + 1 if end else len(low)]
+        end = _BLOCK_END.search(data, start - 1)  # tabs and '#' are the same in either case
+        block = data[start : end.start() + 1 if end else len(data)].lower()  # same offsets
         d = _line(block, b"\t" + device.encode())
         if d < 0:
             return None

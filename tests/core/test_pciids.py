@@ -38,6 +38,8 @@ CRAFTED = (
     "8086  a second Intel block is never read\n"
     "\t1520  hidden\n"
     "\n"
+    "AbCd  a vendor line in mixed case (found case-blind, without lowering the file)\n"
+    "\tFe0a  its device\n"
     "C 02  Network controller\n"
     "\t00  Ethernet"
 )
@@ -57,7 +59,8 @@ def _pairs(path: str) -> list[tuple[str, str]]:
 
 ODD = [("8086", "10c9"), ("8086", "10ca"), ("8086", "10CA"), ("8086", "1520"), ("15b3", "1018"),
        ("c 02", "00  "), ("8086", "\t\t80"), ("ffff", "0000"), ("????", "????"), ("#", "x"),
-       ("8086", ""), ("", "10c9"), ("15B3", "1018")]  # fmt: skip
+       ("8086", ""), ("", "10c9"), ("15B3", "1018"), ("abcd", "fe0a"), ("ABCD", "fe0a"),
+       ("abcdefab", "fe0a")]  # fmt: skip
 
 
 def test_crafted_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,6 +75,7 @@ def test_crafted_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert got == {(v, d): _by_lines(str(f), v, d) for v, d in ODD}
     assert got[("8086", "10ca")] == "Upper-case id, \xe9 in the name"
     assert got[("15b3", "1018")] == "ConnectX-5 VF" and got[("8086", "1520")] is None
+    assert got[("abcd", "fe0a")] == "its device" and got[("c 02", "00  ")] == "Ethernet"
 
 
 def test_the_systems_file_agrees_with_a_line_by_line_reading() -> None:

@@ -204,23 +204,33 @@ static int list_dir(struct scan *s, const char *path, long *first)
     return count;
 }
 
+/* name + suffix into path, as snprintf(path, PATH_MAX, "%s%s") would write it (truncated
+ * alike), without its format parsing: ~700 instructions a call, 33,000 calls on 16,384 VFs */
+static const char *join(char *path, const char *name, size_t nlen, const char *suffix,
+                        size_t slen)
+{
+    size_t n = nlen < PATH_MAX - 1 ? nlen : PATH_MAX - 1;
+    memcpy(path, name, n);
+    size_t m = slen < PATH_MAX - 1 - n ? slen : PATH_MAX - 1 - n;
+    memcpy(path + n, suffix, m);
+    path[n + m] = '\0';
+    return path;
+}
+
+#define JOIN(path, name, nlen, lit) join(path, name, nlen, lit, sizeof lit - 1)
+
 static void scan_vf(struct scan *s, const char *name, struct vf *v)
 {
     char path[PATH_MAX];
+    size_t nlen = strlen(name);
     v->driver = v->override = v->group = v->nets = -1;
     v->nnets = 0;
-    if (!(s->flags & SKIP_DRIVER)) {
-        snprintf(path, sizeof path, "%s/driver", name);
-        v->driver = link_base(s, path);
-    }
-    snprintf(path, sizeof path, "%s/driver_override", name);
-    v->override = read_attr(s, path, &v->override_len);
-    snprintf(path, sizeof path, "%s/iommu_group", name);
-    v->group = link_base(s, path);
-    if (!(s->flags & SKIP_NET)) {
-        snprintf(path, sizeof path, "%s/net", name);
-        v->nnets = list_dir(s, path, &v->nets);
-    }
+    if (!(s->flags & SKIP_DRIVER))
+        v->driver = link_base(s, JOIN(path, name, nlen, "/driver"));
+    v->override = read_attr(s, JOIN(path, name, nlen, "/driver_override"), &v->override_len);
+    v->group = link_base(s, JOIN(path, name, nlen, "/iommu_group"));
+    if (!(s->flags & SKIP_NET))
+        v->nnets = list_dir(s, JOIN(path, name, nlen, "/net"), &v->nets);
 }
 
 /* ---- Python ---- */
