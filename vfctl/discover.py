@@ -25,9 +25,16 @@ from vfctl.model import (
     InUse,
     PoolRef,
     VFSettings,
+    pf_of_rows,
+    vf_rows,
 )
 from vfctl.pci import address as pciaddr
 from vfctl.record import replace
+
+TYPE_CHECKING = False  # typing is not imported at run time (mypy treats this name as True)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 Attachments = Mapping[str, Sequence[Attachment]]
 VfInfo = Mapping[str, Sequence[VFSettings]]  # PF netdev → settings by VF index
@@ -43,7 +50,6 @@ def _netdevs(host: Host, dev: str) -> tuple[str, ...]:
 
 
 MAX_VFS = 65535  # TotalVFs/NumVFs are 16-bit registers in the SR-IOV capability
-_ADDRESS, _GROUP = attrgetter("address"), attrgetter("iommu_group")
 
 
 def _count(raw: str | None, attr: str, problems: list[str]) -> int:
@@ -177,15 +183,22 @@ def discover(
     return with_vf_info(m, vf_info) if vf_info else m
 
 
+def _column(p: PF, key: str) -> Iterable[Any]:
+    """One fact of the PF's VFs, from its columns while its VFs are not made (model.VfRows)."""
+    rows = vf_rows(p)
+    return rows.column(key) if rows is not None else map(attrgetter(key), p.vfs)
+
+
 def _vf_groups(pfs: Sequence[PF]) -> dict[str, int | None]:
     """VF address -> IOMMU group, every PF's VFs in order (C-level maps: 16,384 VFs)."""
-    vfs = list(chain.from_iterable(p.vfs for p in pfs))
-    return dict(zip(map(_ADDRESS, vfs), map(_GROUP, vfs), strict=True))
+    addrs = chain.from_iterable(_column(p, "address") for p in pfs)
+    groups = chain.from_iterable(_column(p, "iommu_group") for p in pfs)
+    return dict(zip(addrs, groups, strict=True))
 
 
 def _any_group(pfs: Sequence[PF]) -> bool:
     """Whether some VF has an IOMMU group (C-level: stops at the first one)."""
-    groups = map(_GROUP, chain.from_iterable(p.vfs for p in pfs))
+    groups = chain.from_iterable(_column(p, "iommu_group") for p in pfs)
     return any(map(is_not, groups, repeat(None)))
 
 
@@ -261,11 +274,11 @@ def _pf(
     total_vfs = _count(raw["sriov_totalvfs"], "sriov_totalvfs", problems)
     num_vfs = _count(raw["sriov_numvfs"], "sriov_numvfs", problems)
     ids = (vendor, vf_device) if vf_device else None
-    vfs = discover_vfs.make_vfs(host, a, cols, offset, stride, ids, attachments, notes)
+    rows = discover_vfs.vf_rows(host, a, cols, offset, stride, ids, notes)
     ari = cs.get("ari") if cs else None
     cap_total = sr.get("total_vfs")
     initial = sr.get("initial_vfs")
-    return PF(
+    fields: dict[str, Any] = dict(
         address=a,
         netdev=netdev,
         netdevs=netdevs,
@@ -286,10 +299,14 @@ def _pf(
         iommu_group=int(group) if group and group.isdigit() else None,
         link=_link(cs),
         ari=isinstance(ari, Mapping),
-        vfs=tuple(vfs),
         notes=tuple(notes),
         problems=tuple(problems),
     )
+    # VFs made when read (model.VfRows), unless a backend attached some of them
+    attached = any(map(attachments.__contains__, cols.address)) if attachments else False
+    if attached or not rows.n:
+        return PF(vfs=discover_vfs.make_vfs(rows, attachments), **fields)
+    return pf_of_rows(rows, **fields)
 
 
 def resolve_pf(model: HostModel, name: str, host: Host | None = None) -> PF:

@@ -18,10 +18,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import compress, filterfalse, repeat
 
 from vfctl import discover_derive as derive
-from vfctl import jsonrows
 from vfctl.host import vfscan
 from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, PCI_DRIVERS, Host
-from vfctl.model import VF, Attachment, VFSettings
+from vfctl.model import VF, Attachment, VfRows, VFSettings
 from vfctl.pci import address as pciaddr
 from vfctl.record import replace
 
@@ -320,17 +319,17 @@ class _Overrides(dict[str | None, str | None]):
         return v
 
 
-def make_vfs(
+def vf_rows(
     host: Host,
     pf: str,
     cols: VfCols,
     offset: int | None,
     stride: int | None,
     ids: tuple[str, str] | None,
-    attachments: Mapping[str, Sequence[Attachment]],
     notes: list[str],
-) -> list[VF]:
-    """The PF's VFs from its columns; mismatches of virtfnN and offset/stride go to ``notes``.
+) -> VfRows:
+    """The PF's VFs from its columns, as ``VF.plain``'s columns (made into VFs only when
+    read: model.VfRows); mismatches of virtfnN and offset/stride go to ``notes``.
 
     ``ids``: (vendor, device) of every VF, from the PF (None: read each VF's own files).
     """
@@ -351,15 +350,20 @@ def make_vfs(
     groups = _groups(cols.group)
     overrides = list(map(_Overrides().__getitem__, cols.override))
     empty = VFSettings()  # frozen: one instance serves every VF until netlink fills them in
-    # VF.plain for each row, in one call (jsonrows.objects: C, or its Python twin)
+    # VF.plain's columns (jsonrows.objects makes the VFs from them in one call, C or Python)
     row = (cols.index, addrs, cols.driver, overrides, cols.netdev, groups, vids, dids, empty)
-    vfs: list[VF] = jsonrows.objects(VF, VF.PLAIN, row)
-    if attachments:
-        for n, v in enumerate(vfs):
-            att = attachments.get(v.address)
-            if att:
-                vfs[n] = replace(v, attached_to=tuple(att))
-    return vfs
+    return VfRows(row, len(addrs))
+
+
+def make_vfs(rows: VfRows, attachments: Mapping[str, Sequence[Attachment]]) -> tuple[VF, ...]:
+    """The VFs of ``rows`` now, with what the backends attached to them."""
+    vfs = rows.make()
+    if not attachments:
+        return vfs
+    return tuple(
+        replace(v, attached_to=tuple(att)) if (att := attachments.get(v.address)) else v
+        for v in vfs
+    )
 
 
 def _groups(raw: list[int | str | None]) -> list[int | None]:

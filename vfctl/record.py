@@ -248,10 +248,19 @@ def _replace(obj: Any, /, **changes: Any) -> Any:
         import dataclasses
 
         return dataclasses.replace(obj, **changes)
+    # a field not made yet (model.PF's VFs: __record_lazy__ names what makes it) stays so
+    lazy: dict[str, str] = getattr(obj.__class__, "__record_lazy__", {})
+    d = obj.__dict__
+    kept = {m: d[m] for k, m in lazy.items() if k not in changes and k not in d and m in d}
     for k in names:
-        if k not in changes:
+        if k not in changes and (k in d or lazy.get(k) not in kept):
             changes[k] = getattr(obj, k)
-    return obj.__class__(**changes)
+    new = obj.__class__(**changes)
+    for k, m in lazy.items():
+        if m in kept:
+            del new.__dict__[k]
+            new.__dict__[m] = kept[m]
+    return new
 
 
 if TYPE_CHECKING:

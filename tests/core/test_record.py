@@ -205,7 +205,9 @@ def test_the_lean_paths_classes_are_records() -> None:
         *(
             c
             for c in vars(model).values()
-            if isinstance(c, type) and c.__module__ == model.__name__
+            if isinstance(c, type)
+            and c.__module__ == model.__name__
+            and c not in (model.VfRows, model._LazyVfs)  # columns and PF.vfs's descriptor
         ),
         session.Options,
         address.PciAddress,
