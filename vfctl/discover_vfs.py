@@ -319,6 +319,9 @@ class _Overrides(dict[str | None, str | None]):
         return v
 
 
+_EMPTY = VFSettings()  # frozen: one instance serves every VF until netlink fills them in
+
+
 def vf_rows(
     host: Host,
     pf: str,
@@ -349,9 +352,8 @@ def vf_rows(
         dids = [hex4(host.read_opt(f"{PCI_DEVICES}/{a}/device")) for a in addrs]
     groups = _groups(cols.group)
     overrides = list(map(_Overrides().__getitem__, cols.override))
-    empty = VFSettings()  # frozen: one instance serves every VF until netlink fills them in
     # VF.plain's columns (jsonrows.objects makes the VFs from them in one call, C or Python)
-    row = (cols.index, addrs, cols.driver, overrides, cols.netdev, groups, vids, dids, empty)
+    row = (cols.index, addrs, cols.driver, overrides, cols.netdev, groups, vids, dids, _EMPTY)
     return VfRows(row, len(addrs))
 
 

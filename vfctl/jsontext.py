@@ -87,6 +87,17 @@ def _vfs_text(vfs: Sequence[VF]) -> str:
 
 
 _ROWS_CHECKED: dict[tuple[object, ...], bool] = {}  # a shape of VfRows -> its text is exact
+_SPELT: dict[tuple[type, object], str] = {}  # a value every VF of a PF shares -> json.dumps's
+
+
+def _spelt(v: object) -> str:
+    key = (type(v), v)
+    text = _SPELT.get(key)
+    if text is None:
+        text = _SPELT[key] = (
+            json.dumps(v.to_json())[1:-1] if type(v) is VFSettings else json.dumps(v)
+        )
+    return text
 
 
 def _rows_text(rows: VfRows) -> str | None:
@@ -97,17 +108,17 @@ def _rows_text(rows: VfRows) -> str | None:
     if type(settings) is not VFSettings:  # one shared object, as discovery makes
         return None
     pieces, cols, cur = [], [], ""
-    for n, k in enumerate(_KEYS):
-        cur += _PIECES[n]
-        if type(vals[k]) is list:
-            pieces.append(cur)
-            cols.append(vals[k])
-            cur = ""
-        else:
-            cur += json.dumps(vals[k])
-    pieces.append(f"{cur}, {json.dumps(settings.to_json())[1:-1]}, {_PLAIN_TAIL}}}")
-    shape = (tuple(map(type, rows.columns)), len(pieces))
     try:
+        for n, k in enumerate(_KEYS):
+            cur += _PIECES[n]
+            if type(vals[k]) is list:
+                pieces.append(cur)
+                cols.append(vals[k])
+                cur = ""
+            else:
+                cur += _spelt(vals[k])
+        pieces.append(f"{cur}, {_spelt(settings)}, {_PLAIN_TAIL}}}")
+        shape = (VF.to_json, VFSettings.to_json, *map(type, rows.columns), len(pieces))
         if shape not in _ROWS_CHECKED:  # the first PF of a shape: its first row as json.dumps
             first = rows.make(1)[0]
             _ROWS_CHECKED[shape] = _exact(first) and jsonrows.rows(

@@ -274,7 +274,7 @@ PF.__record_lazy__ = {"vfs": "_vf_rows"}  # type: ignore[attr-defined]  # record
 
 def pf_of_rows(rows: VfRows, **fields: Any) -> PF:
     """A PF whose VFs are made from ``rows`` when first read (``fields``: all but ``vfs``)."""
-    pf = PF(**fields)
+    pf = PF(vfs=(), **fields)  # every field by name: record's quick __init__
     d = pf.__dict__
     del d["vfs"]
     d["_vf_rows"] = rows
