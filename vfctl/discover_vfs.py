@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from itertools import compress, filterfalse, repeat
+from itertools import filterfalse, repeat
 
 from vfctl import discover_derive as derive
 from vfctl.host import vfscan
@@ -175,6 +175,9 @@ def pfs_and_vfs(
     plain = _plain(order if len(order) == len(seen) else list(dict.fromkeys(order)), seen)
     flags, drivers, nets = bulk_listings(host, len(plain))
     scanned = vfscan.columns(devdir, plain, flags)  # one list per fact, in plain's order
+    if drivers is not None:  # each VF's driver from the drivers' own listings, one column
+        owners = vfscan.owners(str(host.path(PCI_DRIVERS)), drivers, plain)
+        scanned = (owners, *scanned[1:])
     drv_col, ovr_col, grp_col, net_col = scanned
     first_net = None if nets is None else {a: n[0] for a, n in nets.items() if n}
     # each VF once and none odd (plain is every PF's targets, in order): slices of the scan
@@ -191,14 +194,11 @@ def pfs_and_vfs(
         else:
             pos = list(map(where.get, targets))
             if None in pos:  # a target the batch left alone: through Host, as read
-                out[a] = _cols_slowly(host, idx, targets, where, scanned, drivers, nets)
+                out[a] = _cols_slowly(host, idx, targets, where, scanned, nets)
                 continue
             part = pos  # type: ignore[assignment]  # all int: none missing
         cols.override, cols.group = _take(ovr_col, part), _take(grp_col, part)
-        if drivers is not None:
-            cols.driver = list(map(drivers.get, targets))
-        else:
-            cols.driver = _take(drv_col, part)  # type: ignore[arg-type]  # None only if skipped
+        cols.driver = _take(drv_col, part)  # type: ignore[arg-type]  # a column: listed or read
         if first_net is not None:
             cols.netdev = list(map(first_net.get, targets))
         else:
@@ -253,7 +253,6 @@ def _cols_slowly(
     targets: list[str],
     where: Mapping[str, int],
     scanned: vfscan.Cols,
-    drivers: Mapping[str, str] | None,
     nets: Mapping[str, list[str]] | None,
 ) -> VfCols:
     cols = VfCols(list(idx), list(targets))
@@ -264,7 +263,7 @@ def _cols_slowly(
         if i is None:
             drv, ovr, grp, netl = _raw_via_host(host, t)
         else:
-            drv = drivers.get(t) if drivers is not None else drv_col[i]  # type: ignore[index]
+            drv = drv_col[i]  # type: ignore[index]  # the listed drivers' column, or the scan's
             ovr, grp = ovr_col[i], grp_col[i]
             netl = nets.get(t, []) if nets is not None else net_col[i]  # type: ignore[index]
         cols.driver.append(drv)
@@ -276,8 +275,9 @@ def _cols_slowly(
 
 def bulk_listings(
     host: Host, n_vfs: int
-) -> tuple[int, dict[str, str] | None, dict[str, list[str]] | None]:
-    """Drivers and netdevs of all VFs from one listing each, when that costs fewer syscalls.
+) -> tuple[int, list[str] | None, dict[str, list[str]] | None]:
+    """Drivers and netdevs of all VFs from one listing each, when that costs fewer syscalls:
+    the drivers to list (``vfscan.owners`` lists them, in C when built) and the netdevs.
 
     The kernel links both ways: ``drivers/<drv>/<bdf>`` with ``<bdf>/driver``
     (drivers/base/dd.c, driver_sysfs_add()), and ``class/net/<if>`` to ``<bdf>/net/<if>``.
@@ -285,17 +285,13 @@ def bulk_listings(
     a readlink (driver) and an open (net) per VF.
     """
     flags = 0
-    drivers: dict[str, str] | None = None
+    drivers: list[str] | None = None
     nets: dict[str, list[str]] | None = None
     if n_vfs < 16:
         return flags, drivers, nets
     names = host.listdir(PCI_DRIVERS)
     if len(names) * 4 < n_vfs:
-        drivers = {}
-        for drv in names:  # entries holding a ':' (device links, not bind/unbind …)
-            entries = host.names(f"{PCI_DRIVERS}/{drv}")  # unsorted: each name once per dir
-            links = compress(entries, map(str.__contains__, entries, repeat(":")))
-            drivers.update(zip(links, repeat(drv)))
+        drivers = names  # each listed in order: a device in two lists is the last one's
         flags |= vfscan.SKIP_DRIVER
     ifnames = host.listdir(CLASS_NET)
     if len(ifnames) < n_vfs:

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from needs import missing
 from simcli import SimHost
-from vfscan_trees import hostile
+from vfscan_trees import driver_tree, hostile
 
 from vfctl import discover as disc
 from vfctl import discover_vfs
 from vfctl.host import vfscan
 from vfctl.host.open import open_host
-from vfctl.host.sysfs import PCI_DEVICES, Host
+from vfctl.host.sysfs import PCI_DEVICES, PCI_DRIVERS, Host
 
 NewHost = Callable[..., SimHost]
 FLAGS = [0, vfscan.SKIP_DRIVER, vfscan.SKIP_NET, vfscan.SKIP_DRIVER | vfscan.SKIP_NET]
@@ -146,8 +146,12 @@ def test_bulk_listings_match_per_vf_links(busy: SimHost) -> None:
     h = open_host(busy.root)
     flags, drivers, nets = discover_vfs.bulk_listings(h, 140)
     assert flags == vfscan.SKIP_DRIVER | vfscan.SKIP_NET and drivers and nets
-    for a in _vf_addrs(busy):
-        assert drivers.get(a) == h.link_name(f"{PCI_DEVICES}/{a}/driver")
+    vfs = _vf_addrs(busy)
+    drvdir = str(busy.root / PCI_DRIVERS)
+    listed = vfscan.owners(drvdir, drivers, vfs)
+    assert listed == vfscan.owners_python(drvdir, drivers, vfs)
+    for a, drv in zip(vfs, listed, strict=True):
+        assert drv == h.link_name(f"{PCI_DEVICES}/{a}/driver")
         assert sorted(nets.get(a, [])) == h.listdir(f"{PCI_DEVICES}/{a}/net")
     assert discover_vfs.bulk_listings(h, 15) == (0, None, None)  # few VFs: one read each is cheaper
 
@@ -185,6 +189,38 @@ def test_twins_agree_on_a_hostile_tree(tmp_path: Path, flags: int) -> None:
         vfscan._C_MOD.columns(str(tmp_path / "missing"), names)  # type: ignore[union-attr]
     with pytest.raises(FileNotFoundError):
         vfscan._C_MOD.reads(str(tmp_path / "missing"), files)  # type: ignore[union-attr]
+
+
+@pytest.mark.usefixtures("c_scan")
+def test_owners_twins_agree_on_a_hostile_drivers_directory(tmp_path: Path) -> None:
+    """Each name's driver from the drivers' listings: C (hash lookups) equals Python (a dict)."""
+    import random
+
+    for seed in range(4):
+        root = tmp_path / f"drivers{seed}"
+        root.mkdir()
+        drivers, names = driver_tree(root, random.Random(seed))
+        got = vfscan._C_MOD.owners(str(root), drivers, names)  # type: ignore[union-attr]
+        assert got == vfscan.owners_python(str(root), drivers, names)
+        by = dict(zip(names, got, strict=True))
+        assert by["bind"] is None and by["module"] is None and by[""] is None  # not devices
+        assert by["0000:00:00.0"] in (None, "igbvf", "ixgbevf", "linked")  # never the file's text
+        assert "vfio-pci" not in got  # 'linked' (the same directory) is listed after it
+        assert any(got) and by["0000:99:00.0"] is None
+        rev = drivers[::-1]  # the last driver listing a device is its driver
+        assert vfscan._C_MOD.owners(str(root), rev, names) == vfscan.owners_python(  # type: ignore[union-attr]
+            str(root), rev, names
+        )
+    assert vfscan._C_MOD.owners(str(tmp_path / "missing"), drivers, names[:3]) == [None] * 3  # type: ignore[union-attr]
+    assert vfscan._C_MOD.owners(str(root), [], names[:2]) == [None, None]  # type: ignore[union-attr]
+    assert vfscan._C_MOD.owners(str(root), drivers, []) == []  # type: ignore[union-attr]
+    for bad in (["a\0b"],):
+        with pytest.raises(ValueError):
+            vfscan._C_MOD.owners(str(root), drivers, bad)  # type: ignore[union-attr]
+        with pytest.raises(ValueError):
+            vfscan.owners_python(str(root), drivers, bad)
+    with pytest.raises(TypeError):
+        vfscan._C_MOD.owners(str(root), [1], names)  # type: ignore[union-attr]
 
 
 def _counting_fstat(monkeypatch: pytest.MonkeyPatch) -> list[int]:

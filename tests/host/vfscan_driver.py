@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parents[1]))  # tests/: the shared asan helper
 
 from asan import load
-from vfscan_trees import hostile, random_tree
+from vfscan_trees import driver_tree, hostile, random_tree
 
 from vfctl.host import vfscan
 
@@ -63,6 +63,14 @@ def main() -> int:
                     bad += 1
                     print(f"links mismatch: {root} full={full}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    for t in range(max(2, trees // 4)):  # owners(): each name's driver from driver listings
+        d = work / f"drivers{t}"
+        d.mkdir()
+        drivers, names = driver_tree(d, random.Random(t))
+        for drvs in (drivers, drivers[::-1], []):
+            if ext.owners(str(d), drvs, names) != vfscan.owners_python(str(d), drvs, names):
+                bad += 1
+                print(f"owners mismatch: {d} drivers={drvs}")
     for bad_arg in ([1, 2], ["a\0b"], "not a list", [b"x" * 5000]):
         with contextlib.suppress(TypeError, ValueError, OSError):
             ext.scan(str(work), bad_arg)  # refused or read as absent, never a crash
@@ -70,6 +78,10 @@ def main() -> int:
             ext.columns(str(work), bad_arg, 3)
         with contextlib.suppress(TypeError, ValueError, OSError):
             ext.reads(str(work), bad_arg)
+        with contextlib.suppress(TypeError, ValueError, OSError):
+            ext.owners(str(work), bad_arg, ["x"])
+        with contextlib.suppress(TypeError, ValueError, OSError):
+            ext.owners(str(work), ["hostile"], bad_arg)
     print(f"{bad} mismatches")
     return 1 if bad else 0
 

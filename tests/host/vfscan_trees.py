@@ -80,3 +80,28 @@ def random_tree(root: Path, rng: random.Random, n: int) -> list[str]:
             elif kind == "fifo":
                 os.mkfifo(p)
     return names
+
+
+def driver_tree(root: Path, rng: random.Random | None = None) -> tuple[list[str], list[str]]:
+    """A ``drivers`` directory with everything odd a listing can meet, and names to look up:
+    (drivers in listing order, names). Devices bound in two drivers (the last one's), names
+    without ':' (bind, module …: never a device), a driver that is a file, a FIFO or missing,
+    a symlinked driver, undecodable and long names, names asked twice."""
+    rng = rng or random.Random(7)
+    devs = [f"0000:{b:02x}:{d:02x}.{f}" for b in range(3) for d in range(8) for f in range(8)]
+    odd = ["0000:ff:1f.\udcff", "x:" + "y" * 250, ":"]
+    drivers = ["igbvf", "vfio-pci", "ixgbevf", "a-file", "a-fifo", "missing", "linked", "empty"]
+    for drv in ("igbvf", "vfio-pci", "ixgbevf", "empty"):
+        (root / drv).mkdir()
+    for name in ("bind", "unbind", "module", "new_id", "uevent"):
+        for drv in ("igbvf", "vfio-pci"):
+            (root / drv / name).write_text("")
+    for dev in devs + odd:
+        for drv in rng.sample(["igbvf", "vfio-pci", "ixgbevf"], rng.randrange(0, 3)):
+            os.symlink(f"../../../devices/{dev}", root / drv / dev)
+    (root / "a-file").write_text("0000:00:00.0\n")
+    os.mkfifo(root / "a-fifo")
+    os.symlink("vfio-pci", root / "linked")
+    names = devs + odd + ["", "0000:00:00.0", devs[5], devs[5], "bind", "module", "0000:99:00.0"]
+    rng.shuffle(names)
+    return drivers, names

@@ -194,3 +194,28 @@ def scan(directory: str, addresses: Sequence[str], flags: int = 0) -> list[Raw]:
     if HAVE_C:
         return _C_MOD.scan(directory, list(addresses), flags)  # type: ignore[union-attr,no-any-return]
     return scan_python(directory, addresses, flags)
+
+
+def owners_python(directory: str, drivers: Sequence[str], names: Sequence[str]) -> list[str | None]:
+    """Each name's driver: the last of ``drivers`` whose directory below ``directory`` lists
+    an entry of that name holding ':' (the kernel's link to a bound device, drivers/base/dd.c,
+    driver_sysfs_add()); None where none does. A directory that cannot be listed counts as
+    empty. ``names``: str, without NUL (as the C twin, which refuses one)."""
+    if any("\0" in n for n in names):
+        raise ValueError("embedded null byte")
+    got: dict[str, str] = {}
+    for drv in drivers:
+        try:
+            entries = os.listdir(os.path.join(directory, drv))
+        except OSError:
+            continue
+        got.update(dict.fromkeys([e for e in entries if ":" in e], drv))
+    return list(map(got.get, names))
+
+
+def owners(directory: str, drivers: Sequence[str], names: Sequence[str]) -> list[str | None]:
+    """The C batch when built (and not disabled), else the Python twin; same results (C: no
+    str per entry, the names looked up in a hash table of their bytes)."""
+    if HAVE_C:
+        return _C_MOD.owners(directory, list(drivers), list(names))  # type: ignore[union-attr,no-any-return]
+    return owners_python(directory, drivers, names)
