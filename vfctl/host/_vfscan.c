@@ -286,7 +286,10 @@ static PyObject *build_vf(const struct arena *a, const struct vf *v)
                          nets);
 }
 
-/* Paths of a sequence as bytes objects (a new list), or NULL with an exception set. */
+/* Paths of a sequence as C strings held by a new list (bytes objects, or the str itself when
+ * it is ASCII: its own NUL-terminated bytes are what the file-system encoding gives, without an
+ * encode and a bytes object per name), or NULL with an exception set (as PyUnicode_FSConverter
+ * sets it: an embedded NUL is a ValueError). */
 static PyObject *fs_paths(PyObject *seq_obj, const char ***out)
 {
     PyObject *seq = PySequence_Fast(seq_obj, "expected a sequence of names");
@@ -296,8 +299,19 @@ static PyObject *fs_paths(PyObject *seq_obj, const char ***out)
     PyObject *list = PyList_New(n);
     *out = PyMem_Calloc((size_t)n + 1, sizeof **out);
     for (Py_ssize_t i = 0; list != NULL && *out != NULL && i < n; i++) {
-        PyObject *b = NULL;
-        if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(seq, i), &b)) {
+        PyObject *o = PySequence_Fast_GET_ITEM(seq, i), *b = NULL;
+        if (PyUnicode_CheckExact(o) && PyUnicode_IS_COMPACT_ASCII(o)) {
+            const char *text = (const char *)PyUnicode_DATA(o);
+            if (strlen(text) != (size_t)PyUnicode_GET_LENGTH(o)) {
+                PyErr_SetString(PyExc_ValueError, "embedded null byte");
+                Py_CLEAR(list);
+                break;
+            }
+            PyList_SET_ITEM(list, i, Py_NewRef(o));
+            (*out)[i] = text;
+            continue;
+        }
+        if (!PyUnicode_FSConverter(o, &b)) {
             Py_CLEAR(list);
             break;
         }
