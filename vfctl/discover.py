@@ -6,11 +6,12 @@ everything else comes from sysfs attributes the kernel already decoded.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+import os
+from _collections_abc import Mapping  # collections.abc without the collections package
 from itertools import chain, repeat
 from operator import attrgetter, is_not
 
+from vfctl import discover_derive as derive
 from vfctl import discover_vfs
 from vfctl.discover_vfs import hex4 as _hex4
 from vfctl.errors import NotFoundError, RefusedError, UsageError
@@ -33,11 +34,11 @@ from vfctl.record import replace
 
 TYPE_CHECKING = False  # typing is not imported at run time (mypy treats this name as True)
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
     from typing import Any
 
-Attachments = Mapping[str, Sequence[Attachment]]
-VfInfo = Mapping[str, Sequence[VFSettings]]  # PF netdev → settings by VF index
+    Attachments = Mapping[str, Sequence[Attachment]]
+    VfInfo = Mapping[str, Sequence[VFSettings]]  # PF netdev → settings by VF index
 
 
 def _group(host: Host, dev: str) -> int | None:
@@ -54,7 +55,7 @@ MAX_VFS = 65535  # TotalVFs/NumVFs are 16-bit registers in the SR-IOV capability
 
 def _count(raw: str | None, attr: str, problems: list[str]) -> int:
     """A VF count attribute, strictly: decimal 0-65535; anything else is reported, not coerced."""
-    if raw is not None and re.fullmatch(r"[0-9]{1,5}", raw) and int(raw) <= MAX_VFS:
+    if raw is not None and derive.decimal(raw, 5) and int(raw) <= MAX_VFS:
         return int(raw)
     shown = "unreadable" if raw is None else f"reads {raw[:24]!r}"
     problems.append(f"{attr} {shown}: not a VF count (0-{MAX_VFS}); treated as 0")
@@ -128,7 +129,7 @@ def discover(
     /dev/vfio group) is read from the host unless given. ``inuse``: also read every in-use
     fact (links, addresses, masters, default routes, vfio holders) for the planners.
     """
-    if not host.root.is_dir():
+    if not os.path.isdir(host.top):
         raise NotFoundError(f"host root {host.root} does not exist")
     if not host.isdir(PCI_DEVICES):
         raise UsageError(
@@ -335,6 +336,8 @@ def resolve_pf(model: HostModel, name: str, host: Host | None = None) -> PF:
 
 def parse_vf_selector(text: str, pf: PF, allow_absent: bool = False) -> list[int]:
     """VF indexes from ``vf3``, ``3``, a VF address, ``vf0-3,7`` or ``all``."""
+    import re  # only here: a listing never parses a VF range
+
     limit = pf.num_vfs if not allow_absent else pf.total_vfs
     if text.strip().lower() == "all":
         return [v.index for v in pf.vfs]

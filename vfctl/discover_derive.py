@@ -38,20 +38,28 @@ sample is every link.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from _collections_abc import Mapping  # collections.abc without the collections package
 
 from vfctl.host.sysfs import PCI_DEVICES, Host
 from vfctl.pci import address as pciaddr
 
 ATTRS = ("sriov_numvfs", "sriov_offset", "sriov_stride")  # read once per PF, kept for PF records
-_DEC = re.compile(r"[0-9]{1,5}\n?")
 
 Rule = tuple[int, int, int]  # (VFs, offset, stride)
 
 
+def decimal(raw: str, most: int) -> bool:
+    """``raw`` is 1 to ``most`` ASCII digits (``re.fullmatch("[0-9]{1,most}")``, without re:
+    importing it costs more than a typical host's whole discovery)."""
+    return 0 < len(raw) <= most and raw.isascii() and raw.isdigit()
+
+
 def _dec(raw: str | None) -> int | None:
-    return int(raw) if raw is not None and _DEC.fullmatch(raw) else None
+    """A count as sysfs spells it: up to 5 digits and maybe the newline."""
+    if raw is None:
+        return None
+    digits = raw[:-1] if raw.endswith("\n") else raw
+    return int(digits) if decimal(digits, 5) else None
 
 
 def indexes(host: Host, pf: str, raw: Mapping[str, str | None]) -> list[int] | None:

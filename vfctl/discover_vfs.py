@@ -13,8 +13,6 @@ links, the links are read, and if they differ the whole read is redone from the 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import filterfalse, repeat
 
 from vfctl import discover_derive as derive
@@ -47,11 +45,11 @@ class VfCols:
 def _virtfns(host: Host, dev: str) -> list[tuple[int, str]]:
     out = []
     for name in host.listdir(dev):
-        m = re.fullmatch(r"virtfn(\d+)", name)
-        if m:
+        n = name[6:]
+        if name.startswith("virtfn") and n.isdecimal():  # re's virtfn(\d+): Unicode digits
             target = host.link_name(f"{dev}/{name}")
             if target:
-                out.append((int(m[1]), target))
+                out.append((int(n), target))
     return sorted(out)
 
 
@@ -70,7 +68,7 @@ def _virtfn_indexes(names: list[str]) -> list[int] | None:
     for name in names:
         n = name[6:]
         if not (n.isascii() and n.isdigit()):
-            if re.fullmatch(r"\d+", n):
+            if n.isdecimal():
                 return None  # other digits: read as before
             continue
         if n != str(int(n)):  # virtfn007: the kernel never names so; read as before
@@ -130,7 +128,7 @@ def pfs_and_vfs(
     finds a PF whose ``virtfnN`` links differ from the derived addresses, all of it is read
     again from the links (``use_derived=False``): the listing shows the kernel's links.
     """
-    devdir = str(host.path(PCI_DEVICES))
+    devdir = host.path_str(PCI_DEVICES)
     present = frozenset(addrs) if use_derived else frozenset()
     pfs: list[str] = []
     pairs: dict[str, tuple[list[int], list[str]]] = {}
@@ -220,6 +218,7 @@ def pfs_and_vfs(
 
 TYPE_CHECKING = False  # typing is not imported at run time (mypy treats this name as True)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Mapping, Sequence
     from typing import TypeVar
 
     T = TypeVar("T")
@@ -297,7 +296,7 @@ def bulk_listings(
     if len(ifnames) < n_vfs:
         nets = {}
         # no sys/class/net (a copied tree): no netdevs, and no directory to open
-        got = vfscan.links(str(host.path(CLASS_NET)), ifnames, full=True) if ifnames else []
+        got = vfscan.links(host.path_str(CLASS_NET), ifnames, full=True) if ifnames else []
         for name, target in zip(ifnames, got, strict=True):
             parts = (target or "").split("/")
             if len(parts) >= 3 and parts[-2] == "net" and parts[-1] == name:

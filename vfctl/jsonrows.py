@@ -18,9 +18,9 @@ unbuilt extension selects this one.
 from __future__ import annotations
 
 from itertools import repeat
-from json.encoder import encode_basestring_ascii as _str
 
 from vfctl import cext
+from vfctl.jsoncodec import dumps_str as _str
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
 if TYPE_CHECKING:

@@ -13,12 +13,15 @@ tests/host/test_jsontext.py compares whole documents on simulated hosts, with bo
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
 from operator import attrgetter
 
 from vfctl import jsonrows, record
+from vfctl.jsoncodec import dumps
 from vfctl.model import PF, VF, VfRows, VFSettings, vf_rows
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
 
 _SPLICE = '"vfs": []'
 _ATTACHED, _HELD, _POOL = attrgetter("attached_to"), attrgetter("held_by"), attrgetter("pool")
@@ -45,7 +48,7 @@ def _tail(v: VF) -> str:
     if not (v.attached_to or v.held_by or v.pool):
         return _PLAIN_TAIL
     d = v.to_json()
-    return json.dumps({k: d[k] for k in _TAIL_KEYS})[1:-1]
+    return dumps({k: d[k] for k in _TAIL_KEYS})[1:-1]
 
 
 _CHECKED: dict[tuple[object, object], bool] = {}  # (VF.to_json, settings' to_json) -> exact
@@ -63,9 +66,9 @@ def _exact(v: VF) -> bool:
         plain = record.replace(v, attached_to=(), held_by=None, pool=None)
         # two VFs with settings objects of their own: the path that reads each one's fields
         two = [plain, record.replace(plain, settings=record.replace(v.settings))]
-        _CHECKED[key] = _vfs_text([plain]) == json.dumps(plain.to_json()) and _vfs_text(
+        _CHECKED[key] = _vfs_text([plain]) == dumps(plain.to_json()) and _vfs_text(
             two
-        ) == ", ".join([json.dumps(x.to_json()) for x in two])
+        ) == ", ".join([dumps(x.to_json()) for x in two])
     return _CHECKED[key]
 
 
@@ -77,13 +80,13 @@ def _vfs_text(vfs: Sequence[VF]) -> str:
     objs = list(map(attrgetter("settings"), vfs))
     try:
         if objs and len(set(map(id, objs))) == 1:  # one shared object: encoded once
-            shared = [json.dumps(objs[0].to_json())[1:-1]] * len(objs)
+            shared = [dumps(objs[0].to_json())[1:-1]] * len(objs)
             return jsonrows.rows(_PIECES_SHARED, (*_KEYS, shared, tails), _RAW_SHARED, vfs)
         # each VF its own (netlink filled them in): their fields read row by row, no dict
         return jsonrows.rows(_PIECES, (*_COLUMNS, tails), _RAW, vfs)
     except (TypeError, ValueError, AttributeError):  # a value json.dumps spells its own way
         # (a float …) or settings of another kind: each VF through json.dumps
-        return ", ".join([json.dumps(v.to_json()) for v in vfs])
+        return ", ".join([dumps(v.to_json()) for v in vfs])
 
 
 _ROWS_CHECKED: dict[tuple[object, ...], bool] = {}  # a shape of VfRows -> its text is exact
@@ -95,7 +98,7 @@ def _spelt(v: object) -> str:
     text = _SPELT.get(key)
     if text is None:
         text = _SPELT[key] = (
-            json.dumps(v.to_json())[1:-1] if type(v) is VFSettings else json.dumps(v)
+            dumps(v.to_json())[1:-1] if type(v) is VFSettings else dumps(v)
         )
     return text
 
@@ -123,7 +126,7 @@ def _rows_text(rows: VfRows) -> str | None:
             first = rows.make(1)[0]
             _ROWS_CHECKED[shape] = _exact(first) and jsonrows.rows(
                 tuple(pieces), tuple(c[:1] for c in cols), 0
-            ) == json.dumps(first.to_json())
+            ) == dumps(first.to_json())
         if not _ROWS_CHECKED[shape]:
             return None
         return jsonrows.rows(tuple(pieces), tuple(cols), 0)
@@ -141,12 +144,12 @@ def pf_chunks(pf: PF) -> Iterator[str]:
     rows = vf_rows(pf)
     text = _rows_text(rows) if rows is not None else None
     if text is None and pf.vfs and not _exact(pf.vfs[0]):
-        yield json.dumps(pf.to_json())
+        yield dumps(pf.to_json())
         return
-    head = json.dumps(pf.head_json())
+    head = dumps(pf.head_json())
     before, sep, after = head.partition(_SPLICE)
     if not sep or _SPLICE in after:  # the key moved or a value spells it: do it the slow way
-        yield json.dumps(pf.to_json())
+        yield dumps(pf.to_json())
         return
     yield before + '"vfs": ['
     yield text if text is not None else _vfs_text(pf.vfs)

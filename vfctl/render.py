@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+
+from vfctl import jsoncodec
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
     from typing import Any
 
     from rich.console import Console
@@ -47,7 +48,12 @@ def _table(**kw: Any) -> Table:
 
 def emit_json(doc: Any) -> None:
     """One document on stdout; indented for a terminal, compact (C encoder, fast) for pipes."""
-    text = json.dumps(doc, indent=2) if sys.stdout.isatty() else json.dumps(doc)
+    if sys.stdout.isatty():
+        import json
+
+        text = json.dumps(doc, indent=2)
+    else:
+        text = jsoncodec.dumps(doc)
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
@@ -56,6 +62,8 @@ def emit_json_chunks(chunks: Iterable[str]) -> None:
     """As emit_json, for a document already encoded compactly in pieces (vfctl.jsontext):
     each written as it comes, never joined into one string (see jsontext.pf_chunks)."""
     if sys.stdout.isatty():
+        import json
+
         text = json.dumps(json.loads("".join(chunks)), indent=2)  # same keys, order and values
         sys.stdout.write(text + "\n")
     else:

@@ -9,10 +9,8 @@ once more to verify, and the history record reuses that second model.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable, Mapping
 
 from vfctl.errors import NotFoundError, UsageError, VfctlError
 from vfctl.model import HostModel, PoolRef
@@ -20,6 +18,7 @@ from vfctl.record import dataclass
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 if TYPE_CHECKING:
@@ -162,6 +161,8 @@ class Session:
     def executor_backend(self, name: str, params: Mapping[str, Any]) -> Backend:
         """The engine's backend for an action's connection: the planning instance when the
         connection is the same, else one more instance kept for the rest of the session."""
+        import json
+
         want = json.dumps(dict(params), sort_keys=True)
         for n, b in self._backends.items():
             if n == name and json.dumps(b.params(), sort_keys=True) == want:

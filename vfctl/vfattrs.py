@@ -17,13 +17,12 @@ Rules the planner, the read-back and verify share (``vfsettings``, ``converge``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-
 from vfctl.model import VFSettings
 from vfctl.record import dataclass
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
 UNSET = 0xFFFFFFFF  # a u32 the driver left unfilled (rtnl_fill_vfinfo() presets -1)

@@ -63,3 +63,34 @@ def test_host_path_refuses_dotdot(tmp_path) -> None:  # type: ignore[no-untyped-
     with pytest.raises(UsageError):
         h.path("sys/../../etc/passwd")
     assert h.path("sys/bus") == tmp_path / "sys" / "bus"
+
+
+# the pattern address.parse used before it read addresses without re (its import costs more
+# than a typical listing): the reference the hand-written reader must agree with
+_PATTERN = (r"^(?:(?P<domain>[0-9a-fA-F]{1,4}):)?(?P<bus>[0-9a-fA-F]{1,2}):"
+            r"(?P<dev>[0-9a-fA-F]{1,2})\.(?P<fn>[0-7])$")  # fmt: skip
+_PIECES = ["", "0", "00", "000", "0000", "00000", "a", "Ff", "g", "1 ", "\n", "1\n", "\u0663", ":",
+           ".", "7", "8", "00.0", "0.7\n"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_PIECES) | st.text(max_size=3), max_size=7))
+def test_the_reader_agrees_with_the_pattern(pieces: list[str]) -> None:
+    import re
+
+    text = "".join(pieces)
+    m = re.fullmatch(_PATTERN, text)
+    want = None if m is None else (m["domain"] or "", m["bus"], m["dev"], m["fn"])
+    assert address._fields(text) == want
+    assert address.looks_like_address(text) is (m is not None)
+
+
+@given(st.integers(0, 0xFFFF), st.integers(0, 0xFF), st.integers(0, 0xFF), st.integers(0, 7),
+       st.booleans(), st.booleans())  # fmt: skip
+def test_the_reader_agrees_on_addresses(d: int, b: int, dev: int, f: int, dom: bool,
+                                        upper: bool) -> None:  # fmt: skip
+    import re
+
+    text = (f"{d:x}:" if dom else "") + f"{b:x}:{dev:x}.{f}"
+    text = text.upper() if upper else text
+    m = re.fullmatch(_PATTERN, text)
+    assert address._fields(text) == (None if m is None else (m["domain"] or "", *m.groups()[1:]))

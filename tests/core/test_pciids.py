@@ -37,9 +37,13 @@ CRAFTED = (
     "\t1018  ConnectX-5 VF\n"
     "8086  a second Intel block is never read\n"
     "\t1520  hidden\n"
-    "\n"
+    "1Af4  a mixed-case vendor id (searched for in each case spelling)\n"
+    "\t1000  virtio\n"
+    "BEEF  an upper-case vendor id with four letters (the file lowered instead)\n"
+    "\tbeef  found\n"
     "AbCd  a vendor line in mixed case (found case-blind, without lowering the file)\n"
     "\tFe0a  its device\n"
+    "\n"
     "C 02  Network controller\n"
     "\t00  Ethernet"
 )
@@ -59,7 +63,8 @@ def _pairs(path: str) -> list[tuple[str, str]]:
 
 ODD = [("8086", "10c9"), ("8086", "10ca"), ("8086", "10CA"), ("8086", "1520"), ("15b3", "1018"),
        ("c 02", "00  "), ("8086", "\t\t80"), ("ffff", "0000"), ("????", "????"), ("#", "x"),
-       ("8086", ""), ("", "10c9"), ("15B3", "1018"), ("abcd", "fe0a"), ("ABCD", "fe0a"),
+       ("8086", ""), ("", "10c9"), ("15B3", "1018"), ("1af4", "1000"), ("1AF4", "1000"),
+       ("beef", "beef"), ("1af4", "abcd"), ("abcd", "fe0a"), ("ABCD", "fe0a"),
        ("abcdefab", "fe0a")]  # fmt: skip
 
 
@@ -67,14 +72,13 @@ def test_crafted_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = tmp_path / "pci.ids"
     f.write_text(CRAFTED, encoding="utf-8")
     monkeypatch.setattr(pciids, "PATHS", (str(tmp_path / "absent"), str(f)))
-    pciids.name.cache_clear()
-    pciids._read.cache_clear()
+    pciids.cache_clear()
     got = {(v, d): pciids.name(v, d) for v, d in ODD}
-    pciids.name.cache_clear()
-    pciids._read.cache_clear()
+    pciids.cache_clear()
     assert got == {(v, d): _by_lines(str(f), v, d) for v, d in ODD}
     assert got[("8086", "10ca")] == "Upper-case id, \xe9 in the name"
     assert got[("15b3", "1018")] == "ConnectX-5 VF" and got[("8086", "1520")] is None
+    assert got[("1af4", "1000")] == "virtio" and got[("beef", "beef")] == "found"
     assert got[("abcd", "fe0a")] == "its device" and got[("c 02", "00  ")] == "Ethernet"
 
 
@@ -85,7 +89,7 @@ def test_the_systems_file_agrees_with_a_line_by_line_reading() -> None:
     pairs = _pairs(path)
     sample = random.Random(16).sample(pairs, min(400, len(pairs))) + ODD
     for v, d in sample:
-        assert pciids.name.__wrapped__(v, d) == _by_lines(path, v, d), (v, d)
+        assert pciids._lookup(v, d) == _by_lines(path, v, d), (v, d)
 
 
 def test_a_fifo_or_a_directory_in_place_of_pci_ids_is_passed_over(
@@ -99,11 +103,9 @@ def test_a_fifo_or_a_directory_in_place_of_pci_ids_is_passed_over(
     d.mkdir()
     f.write_text(CRAFTED, encoding="utf-8")
     monkeypatch.setattr(pciids, "PATHS", (str(fifo), str(d), str(f)))
-    pciids.name.cache_clear()
-    pciids._read.cache_clear()
+    pciids.cache_clear()
     try:
         assert pciids.name("15b3", "1018") == "ConnectX-5 VF"
         assert pciids._read(str(fifo)) is None and pciids._read(str(d)) is None
     finally:
-        pciids.name.cache_clear()
-        pciids._read.cache_clear()
+        pciids.cache_clear()

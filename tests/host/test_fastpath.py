@@ -96,17 +96,32 @@ def test_what_the_lean_path_takes_and_leaves() -> None:
         assert entry.parse(odd) is None, odd
 
 
-def test_the_lean_path_does_not_import_typer(new_host: NewHost) -> None:
+# what the lean path must not import: typer and rich (~45 ms), and the standard modules
+# whose import costs more than a typical host's whole listing (benchmarks/README.md, sixth
+# round: re with enum/functools/collections ~26 M instructions, pathlib ~18 M, json ~5 M)
+HEAVY = ("typer", "rich", "typing", "re", "enum", "functools", "collections", "pathlib", "json",
+         "contextlib", "importlib", "dataclasses", "inspect")  # fmt: skip
+
+
+@pytest.mark.parametrize("args", [["list", "--json"], ["show", "0000:01:00.0", "--json"]])
+def test_the_lean_path_imports_nothing_heavy(new_host: NewHost, args: list[str]) -> None:
+    """Run without site (``-S``: a dev venv's editable finder loads pathlib and re at start-up,
+    an installed vfctl's start-up does not), vfctl from this tree, against what start-up loaded."""
     h = new_host("fastpath-default", "default", _busy)
     code = (
-        "import sys; sys.argv = ['vfctl', 'list', '--json']\n"
+        "import sys; before = set(sys.modules)\n"
+        f"sys.argv = ['vfctl', *{args!r}]\n"
         "from vfctl import entry\n"
         "try:\n    entry.main()\n"
         "except SystemExit:\n    pass\n"
-        "print('typer' in sys.modules, 'rich' in sys.modules, file=sys.stderr)\n"
+        "print(' '.join(sorted(set(sys.modules) - before)), file=sys.stderr)\n"
     )
-    env = {**os.environ, "VFCTL_ROOT": str(h.root), "VFCTL_BACKEND": "none"}
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                       check=False)  # fmt: skip
-    assert p.stderr.strip().splitlines()[-1] == "False False"
-    assert json.loads(p.stdout)["pfs"]
+    tree = str(Path(entry.__file__).parents[1])
+    env = {**os.environ, "VFCTL_ROOT": str(h.root), "VFCTL_BACKEND": "none", "PYTHONPATH": tree}
+    p = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                       env=env, check=False)  # fmt: skip
+    loaded = set(p.stderr.strip().splitlines()[-1].split())
+    assert "vfctl.discover" in loaded  # it ran the lean path
+    assert not {m.split(".")[0] for m in loaded} & set(HEAVY), sorted(loaded)
+    doc = json.loads(p.stdout)
+    assert doc["pfs"] if args[0] == "list" else doc["vfs"]

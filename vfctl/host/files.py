@@ -28,6 +28,21 @@ def read_attr(path: str, limit: int = MAX_ATTR) -> bytes:
         os.close(fd)
 
 
+def read_sized(path: str, limit: int) -> bytes:
+    """``read_attr`` for a file whose size fstat tells (not sysfs or procfs): the buffer is
+    sized by it, not by ``limit`` (a 16 MiB buffer for the 1.4 MB pci.ids cost ~0.6 ms)."""
+    fd = os.open(path, READ_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        want = min(limit, st.st_size + 1) if st.st_size > 0 else limit
+        data = os.read(fd, want)
+        return data if len(data) < want or want == limit else data + os.read(fd, limit - want)
+    finally:
+        os.close(fd)
+
+
 class FileRefused(UsageError):
     """A file that exists but is refused (type, size, read error): ``reason`` without the path."""
 

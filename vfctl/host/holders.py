@@ -15,29 +15,40 @@ VM manager reachable (at boot, before pmxcfs or libvirtd are up):
 from __future__ import annotations
 
 import os
-import re
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping
 
 from vfctl.host.sysfs import Host
 from vfctl.model import HeldBy
 from vfctl.record import dataclass
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+if TYPE_CHECKING:
+    import re
+    from collections.abc import Callable, Iterable, Mapping
 
 PVE_PID_DIRS = ("var/run/qemu-server", "run/qemu-server")
 LIBVIRT_PID_DIR = "run/libvirt/qemu"
 RESERVATIONS = "run/qemu-server/pci-id-reservations"
 MAX_SMALL = 64 * 1024  # pid files are tiny; the reservation file has one line per function
 _PCIRE = r"[a-f0-9]{4,}:[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?"  # qemu-server $PCIRE
-_RESERVATION = re.compile(rf"({_PCIRE})\s([0-9]+)\s(time|pid):([0-9]+)")
-_VMID = re.compile(r"[1-9][0-9]{2,8}")
-_PID = re.compile(r"[0-9]{1,10}")
+_RESERVATION = rf"({_PCIRE})\s([0-9]+)\s(time|pid):([0-9]+)"
+_VMID = r"[1-9][0-9]{2,8}"
+_PID = r"[0-9]{1,10}"
+
+
+def _fullmatch(pattern: str, text: str) -> re.Match[str] | None:
+    """``re.fullmatch``, re imported only on a host that has such files (a plain listing of a
+    host without VMs never does: importing re costs more than its whole discovery)."""
+    import re
+
+    return re.fullmatch(pattern, text)
 
 
 def read_small(host: Host, rel: str) -> str | None:
     """A small regular file's text, or None: never follows a final symlink, blocks or balloons."""
     try:
-        fd = os.open(host.path(rel), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(host.path_str(rel), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -55,7 +66,7 @@ def read_small(host: Host, rel: str) -> str | None:
 
 def _pid(text: str | None) -> int | None:
     v = (text or "").strip()
-    return int(v) if _PID.fullmatch(v) else None
+    return int(v) if _fullmatch(_PID, v) else None
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ def vm_pids(host: Host) -> dict[int, VmProcess]:
     for d in PVE_PID_DIRS:
         for name in host.listdir(d):
             vmid = name.removesuffix(".pid")
-            if name.endswith(".pid") and _VMID.fullmatch(vmid):
+            if name.endswith(".pid") and _fullmatch(_VMID, vmid):
                 pid = _pid(read_small(host, f"{d}/{name}"))
                 if pid is not None and host.isdir(f"proc/{pid}"):
                     out.setdefault(pid, VmProcess("proxmox", f"vm{vmid}"))
@@ -112,7 +123,7 @@ def reservations(host: Host) -> dict[str, Reservation]:
     """The reservation file, parsed line by line as qemu-server does (other lines ignored)."""
     out: dict[str, Reservation] = {}
     for line in (read_small(host, RESERVATIONS) or "").split("\n"):
-        m = _RESERVATION.fullmatch(line)
+        m = _fullmatch(_RESERVATION, line) if line else None  # an empty line never matches
         if m:
             n = int(m[4])
             out[m[1]] = Reservation(

@@ -104,7 +104,7 @@ class KernelNetlink:
         self.host = host
 
     def _this_machine(self) -> bool:
-        return str(self.host.root) == "/"
+        return self.host.top == "/"
 
     def _has_netlink(self) -> bool:
         return self._this_machine() and os.path.exists("/proc/net/dev")

@@ -9,8 +9,6 @@ the simulator's package asks which kind a Host is; they call its methods.
 from __future__ import annotations
 
 import os
-from functools import cached_property
-from pathlib import Path
 
 from vfctl.host.netlink import KernelNetlink, Netlink
 from vfctl.host.sysfs import Host
@@ -20,7 +18,7 @@ SIM_MARKER = ".vfctl-sim"
 
 def open_host(root: str | os.PathLike[str] = "/") -> Host:
     """The Host for this root (the simulator is imported only for a simulated one)."""
-    if (Path(root) / SIM_MARKER).is_dir():
+    if os.path.isdir(os.path.join(root, SIM_MARKER)):
         from vfctl.sim.host import SimHost
 
         return SimHost(root)
@@ -30,6 +28,5 @@ def open_host(root: str | os.PathLike[str] = "/") -> Host:
 class KernelHost(Host):
     """A root read and written as the kernel's sysfs, with the kernel's rtnetlink."""
 
-    @cached_property
-    def netlink(self) -> Netlink:
+    def _open_netlink(self) -> Netlink:
         return KernelNetlink(self)

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
-from functools import cached_property
-from pathlib import Path
 
 from vfctl.errors import UsageError
 from vfctl.host.files import read_attr
@@ -20,6 +17,9 @@ from vfctl.host.files import read_attr
 TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
     from vfctl.host.netlink import Netlink
 
 MAX_NAME = 255
@@ -28,6 +28,17 @@ PCI_DEVICES = "sys/bus/pci/devices"
 PCI_DRIVERS = "sys/bus/pci/drivers"
 CLASS_NET = "sys/class/net"
 IOMMU_GROUPS = "sys/kernel/iommu_groups"
+
+
+def _normpath(root: str) -> str:
+    """``str(Path(root))``: what the root was always shown and joined as. Plain absolute
+    paths are already that; only odd spellings (``a//b``, ``./x``, ``x/``) need pathlib."""
+    plain = root.startswith("/") and "//" not in root and "/./" not in root
+    if plain and (root == "/" or not (root.endswith("/") or root.endswith("/."))):
+        return root
+    from pathlib import Path
+
+    return str(Path(root))
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -56,20 +67,42 @@ class Host:
     CLASS_NET = CLASS_NET  # for the netlink side, which reads a tree's links without importing us
 
     def __init__(self, root: str | os.PathLike[str] = "/") -> None:
-        self.root = Path(root)
-        self._prefix = str(self.root).rstrip("/")
+        self.top = _normpath(os.fspath(root))
+        self._prefix = self.top.rstrip("/")
+        self._root: Path | None = None
+        self._netlink: Netlink | None = None
+
+    @property
+    def root(self) -> Path:
+        """The root as a Path (made on first use: the lean read path imports no pathlib)."""
+        if self._root is None:
+            from pathlib import Path
+
+            self._root = Path(self.top)
+        return self._root
 
     def __repr__(self) -> str:
-        return f"Host({str(self.root)!r})"
+        return f"Host({self.top!r})"
 
-    @cached_property
+    @property
     def netlink(self) -> Netlink:
-        """This host's rtnetlink: each kind of host brings its own (see vfctl.host.open)."""
+        """This host's rtnetlink, opened once: each kind of host brings its own."""
+        if self._netlink is None:
+            self._netlink = self._open_netlink()
+        return self._netlink
+
+    def _open_netlink(self) -> Netlink:
         raise NotImplementedError("a Host's netlink comes with its kind: use open_host()")
 
     def path(self, rel: str) -> Path:
         """Absolute path of a root-relative path (no symlink resolution)."""
+        from pathlib import Path
+
         return Path(self._p(rel))
+
+    def path_str(self, rel: str) -> str:
+        """``path`` as a string, for the hot read paths."""
+        return self._p(rel)
 
     def _p(self, rel: str) -> str:
         """The same as a string: this is on every discovery read, so it stays cheap."""
@@ -127,15 +160,14 @@ class Host:
 
     def link_rel(self, rel: str) -> str | None:
         """Root-relative resolved target of a symlink, or None if dangling/absent/outside."""
-        p = self.path(rel)
+        p = self._p(rel)
         if not os.path.lexists(p):
             return None
-        target = Path(os.path.realpath(p))
-        root = Path(os.path.realpath(self.root))
-        try:
-            return str(target.relative_to(root))
-        except ValueError:
-            return None
+        target, root = os.path.realpath(p), os.path.realpath(self.top)
+        if target == root:
+            return "."  # Path.relative_to's spelling of the root itself
+        under = root.rstrip("/") + "/"
+        return target[len(under) :] if target.startswith(under) else None
 
     def write(self, rel: str, value: str) -> None:
         """Write a sysfs attribute; every errno from the kernel reaches the caller as OSError."""
@@ -158,14 +190,14 @@ class Host:
         if self._prefix == "":
             return p
         real = os.path.realpath(p)
-        root = os.path.realpath(self.root)
+        root = os.path.realpath(self.top)
         if real != root and not real.startswith(root.rstrip("/") + "/"):
             raise OSError(errno.EXDEV, f"{rel} resolves to {real}, outside the host root {root}")
         return real
 
     def config_path(self, address: str) -> str:
         """Absolute path of a PCI device's config file, for the C parser."""
-        return str(self.path(f"{PCI_DEVICES}/{check_name(address, 'PCI address')}/config"))
+        return self._p(f"{PCI_DEVICES}/{check_name(address, 'PCI address')}/config")
 
     def settle(self) -> None:
         """Let pending driver probes run: the kernel does that by itself (the simulator does not)."""

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
 
 from vfctl import cext
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 Raw = tuple[str | None, str | None, str | None, list[str]]  # driver, override, group, netdevs
 # columns(): drivers (None: skipped), overrides, groups (int: digits), netdevs (None: skipped)

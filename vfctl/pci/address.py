@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
-import re
-
 from vfctl.errors import UsageError
 from vfctl.record import dataclass
 
-_RE = re.compile(
-    r"^(?:(?P<domain>[0-9a-fA-F]{1,4}):)?(?P<bus>[0-9a-fA-F]{1,2}):(?P<dev>[0-9a-fA-F]{1,2})"
-    r"\.(?P<fn>[0-7])$"
-)
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _hex(s: str, most: int) -> bool:
+    return 0 < len(s) <= most and _HEX.issuperset(s)
+
+
+def _fields(text: str) -> tuple[str, str, str, str] | None:
+    """(domain or "", bus, device, function) of ``[dddd:]bb:dd.f`` (1-4, 1-2, 1-2 hex digits,
+    function 0-7), else None: the regex ``^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):
+    ([0-9a-fA-F]{1,2})\\.([0-7])$`` read without re (its import costs more than a listing)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        return None
+    domain = parts[0] if len(parts) == 3 else ""
+    bus = parts[-2]
+    dev, dot, fn = parts[-1].partition(".")
+    if len(parts) == 3 and not _hex(domain, 4):
+        return None
+    if not (_hex(bus, 2) and _hex(dev, 2) and dot and len(fn) == 1 and fn in "01234567"):
+        return None
+    return domain, bus, dev, fn
 
 
 @dataclass(frozen=True, order=True)
@@ -34,18 +50,18 @@ class PciAddress:
 
 
 def looks_like_address(text: str) -> bool:
-    return _RE.fullmatch(text) is not None
+    return _fields(text) is not None
 
 
 def parse(text: str) -> PciAddress:
     """Parse ``0000:03:00.0`` or ``03:00.0``; UsageError otherwise."""
-    m = _RE.fullmatch(text.strip())
+    m = _fields(text.strip())
     if not m:
         raise UsageError(f"malformed PCI address {text!r}: expected dddd:bb:dd.f or bb:dd.f")
-    dev = int(m["dev"], 16)
+    dev = int(m[2], 16)
     if dev > 0x1F:
         raise UsageError(f"malformed PCI address {text!r}: device number above 1f")
-    return PciAddress(int(m["domain"] or "0", 16), int(m["bus"], 16), dev, int(m["fn"]))
+    return PciAddress(int(m[0] or "0", 16), int(m[1], 16), dev, int(m[3]))
 
 
 def normalize(text: str) -> str:

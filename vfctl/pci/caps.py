@@ -8,7 +8,7 @@ The walk that calls them is ``vfctl.pci.configspace``; the C twin is ``_configsp
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from _collections_abc import Callable  # collections.abc without the collections package
 
 from vfctl.pci import regs as R
 from vfctl.pci.capnames import DEVICE_TYPES, LINK_SPEEDS

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Sequence
 
 from vfctl import cext
 from vfctl.pci import regs as R
@@ -35,6 +34,7 @@ from vfctl.pci.caps import (
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 _C_PARSE_FILES: Callable[[list[str]], list[dict[str, Any]]] | None = getattr(

@@ -17,13 +17,48 @@ every import.
 
 from __future__ import annotations
 
-from vfctl.sim.catalog import PRESETS
-from vfctl.sim.common import MARKER
-from vfctl.sim.create import init
-from vfctl.sim.netdevs import link_info, links, set_link, set_vf, vf_info, vf_info_all, vf_stats
-from vfctl.sim.snapshot import snapshot
-from vfctl.sim.state import locked, repair
-from vfctl.sim.writes import modprobe, module_known, settle, write
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+if TYPE_CHECKING:
+    from vfctl.sim.catalog import PRESETS
+    from vfctl.sim.common import MARKER
+    from vfctl.sim.create import init
+    from vfctl.sim.netdevs import (
+        link_info,
+        links,
+        set_link,
+        set_vf,
+        vf_info,
+        vf_info_all,
+        vf_stats,
+    )
+    from vfctl.sim.snapshot import snapshot
+    from vfctl.sim.state import locked, repair
+    from vfctl.sim.writes import modprobe, module_known, settle, write
+
+# where each name of the API lives: imported on first use, so a read of a simulated host
+# (vfctl.sim.host) loads neither the tree builder nor the snapshot code
+_HOME = {
+    "PRESETS": "catalog",
+    "MARKER": "common",
+    "init": "create",
+    **dict.fromkeys(
+        ("link_info", "links", "set_link", "set_vf", "vf_info", "vf_info_all", "vf_stats"),
+        "netdevs",
+    ),
+    "snapshot": "snapshot",
+    "locked": "state",
+    "repair": "state",
+    **dict.fromkeys(("modprobe", "module_known", "settle", "write"), "writes"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+
 
 __all__ = [
     "MARKER",

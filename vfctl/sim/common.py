@@ -4,14 +4,13 @@ kernel's way of failing (an OSError with the errno and its strerror)."""
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 
 from vfctl import vfattrs
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
     State = dict[str, Any]
@@ -24,7 +23,6 @@ DEVICES = "sys/devices"
 BUS_DEVICES = "sys/bus/pci/devices"
 BUS_DRIVERS = "sys/bus/pci/drivers"
 IOMMU_GROUPS = "sys/kernel/iommu_groups"
-BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 VF_DEFAULTS: dict[str, Any] = dict(vfattrs.DEFAULTS)  # what the kernel gives a new VF
 
 

@@ -4,13 +4,11 @@ kernel simulator instead of the filesystem, so they follow the kernel's rules.""
 from __future__ import annotations
 
 import os
-from functools import cached_property
 
 from vfctl.host.sysfs import Host
-from vfctl.sim import state, writes
-from vfctl.sim.common import simdir
+from vfctl.sim import state
+from vfctl.sim.common import MARKER
 from vfctl.sim.netlink import SimNetlink
-from vfctl.sim.state import PENDING
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
 
@@ -26,25 +24,31 @@ class SimHost(Host):
 
     def __init__(self, root: str | os.PathLike[str] = "/") -> None:
         super().__init__(root)
-        if (simdir(self.root) / PENDING).exists():
-            state.repair(self.root)  # a simulated write was killed mid-way: finish it first
+        if os.path.exists(os.path.join(self.top, MARKER, state.PENDING)):
+            state.repair(self.top)  # a simulated write was killed mid-way: finish it first
 
     def __repr__(self) -> str:
-        return f"Host({str(self.root)!r}, simulated)"
+        return f"Host({self.top!r}, simulated)"
 
-    @cached_property
-    def netlink(self) -> Netlink:
+    def _open_netlink(self) -> Netlink:
         return SimNetlink(self)
 
+    # the writer side of the simulator is imported by the first write, never by a read
     def write(self, rel: str, value: str) -> None:
+        from vfctl.sim import writes
+
         writes.write(self.root, rel, value)
 
     def settle(self) -> None:
         """Run pending (late) driver probes now, as the kernel would have by itself."""
-        writes.settle(self.root)
+        state.settle(self.top)
 
     def _load_module(self, module: str) -> None:
+        from vfctl.sim import writes
+
         writes.modprobe(self.root, module)
 
     def _module_known(self, module: str) -> bool | None:
+        from vfctl.sim import writes
+
         return writes.module_known(self.root, module)

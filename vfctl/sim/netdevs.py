@@ -5,17 +5,15 @@ rtnl_fill_vfinfo). Addresses, routes and VF settings live in the state, not in s
 from __future__ import annotations
 
 import errno
-import json
-import re
-from pathlib import Path
 
 from vfctl import vfattrs
-from vfctl.sim import drivers, faults, render_net, state
+from vfctl.sim import drivers, state
 from vfctl.sim.common import VF_DEFAULTS, Dev, State, oserr
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 
@@ -34,15 +32,15 @@ def _pf_for(st: State, ifname: str) -> tuple[str, Dev]:
     return found
 
 
-def vf_info(root: Path, pf_ifname: str) -> list[dict[str, Any]]:
+def vf_info(root: str | Path, pf_ifname: str) -> list[dict[str, Any]]:
     """IFLA_VFINFO_LIST of a PF netdev, one dict per VF index."""
-    with state.locked(Path(root), read_only=True) as st:
+    with state.locked(root, read_only=True) as st:
         return _vf_info(st, pf_ifname)
 
 
-def vf_info_all(root: Path, pf_ifnames: list[str]) -> dict[str, list[dict[str, Any]]]:
+def vf_info_all(root: str | Path, pf_ifnames: list[str]) -> dict[str, list[dict[str, Any]]]:
     """vf_info of several PFs at once, as one RTM_GETLINK dump answers them (one state load)."""
-    with state.locked(Path(root), read_only=True) as st:
+    with state.locked(root, read_only=True) as st:
         return {n: _vf_info(st, n) for n in pf_ifnames}
 
 
@@ -58,10 +56,10 @@ def _vf_info(st: State, pf_ifname: str) -> list[dict[str, Any]]:
     return out
 
 
-def vf_stats(root: Path, pf_ifname: str) -> list[dict[str, int] | None]:
+def vf_stats(root: str | Path, pf_ifname: str) -> list[dict[str, int] | None]:
     """IFLA_VF_STATS of a PF's VFs: the counters tests put in ``vf_stats``, else zeros (what
     the kernel reports for a driver without ndo_get_vf_stats)."""
-    with state.locked(Path(root), read_only=True) as st:
+    with state.locked(root, read_only=True) as st:
         bdf, dev = _pf_for(st, pf_ifname)
         sr = dev.get("sriov")
         if sr is None:
@@ -79,9 +77,14 @@ _LINK_STATES = {"auto": "auto", "enable": "enable", "disable": "disable",
                 0: "auto", 1: "enable", 2: "disable"}  # fmt: skip
 
 
-def set_vf(root: Path, pf_ifname: str, vf: int, **settings: Any) -> None:
+def set_vf(root: str | Path, pf_ifname: str, vf: int, **settings: Any) -> None:
     """ndo_set_vf_* with igb/ixgbe semantics, applied in rtnetlink's order: an attribute that
     fails leaves the ones before it applied, as do_setvfinfo() does."""
+    import json
+    from pathlib import Path
+
+    from vfctl.sim import faults
+
     root = Path(root)
     known = set(VF_DEFAULTS)
     unknown = set(settings) - known
@@ -112,6 +115,10 @@ def _set_one(
     st: State, dev: Dev, vf: int, group: str, vals: dict[str, Any],
     fault: dict[str, Any] | None, path: str,
 ) -> None:  # fmt: skip
+    import re
+
+    from vfctl.sim import faults
+
     sr = dev.get("sriov")
     ops = drivers.driver_spec(st, dev["driver"]).get("vf_ops", "generic")
     if sr is None or not isinstance(vf, int) or vf < 0 or vf >= sr["num"]:
@@ -179,13 +186,15 @@ def _check_rate(dev: Dev, ops: str, lo: int, hi: int, path: str) -> None:
         raise oserr(errno.EINVAL, f"{path}: min_tx_rate above max_tx_rate")
 
 
-def link_info(root: Path, ifname: str) -> dict[str, Any]:
+def link_info(root: str | Path, ifname: str) -> dict[str, Any]:
     """What the host-NIC safety checks need: addresses, master, state, default route."""
-    with state.locked(Path(root), read_only=True) as st:
+    with state.locked(root, read_only=True) as st:
         return _link_info(st, ifname)
 
 
 def _link_info(st: State, ifname: str) -> dict[str, Any]:
+    from vfctl.sim import render_net
+
     found = _netdev(st, ifname)
     if found is not None:
         bdf, dev = found
@@ -216,17 +225,19 @@ def _link_info(st: State, ifname: str) -> dict[str, Any]:
     }
 
 
-def links(root: Path) -> list[dict[str, Any]]:
+def links(root: str | Path) -> list[dict[str, Any]]:
     """Every link as :func:`link_info` describes it, from one state load (one RTM_GETLINK dump,
     one RTM_GETADDR and one RTM_GETROUTE dump on a real host)."""
-    with state.locked(Path(root), read_only=True) as st:
+    from vfctl.sim import render_net
+
+    with state.locked(root, read_only=True) as st:
         names = [*(n for n, (b, _) in render_net.visible_netdevs(st).items() if b), *st["vnet"]]
         return [_link_info(st, n) for n in names]
 
 
-def set_link(root: Path, ifname: str, up: bool, carrier: bool | None = None) -> None:
+def set_link(root: str | Path, ifname: str, up: bool, carrier: bool | None = None) -> None:
     """``ip link set IF up|down`` (and, for tests, a cable plugged in or not)."""
-    with state.locked(Path(root)) as st:
+    with state.locked(root) as st:
         found = _netdev(st, ifname)
         net = found[1]["net"] if found else st["vnet"].get(ifname)
         if net is None:

@@ -34,18 +34,18 @@ class SimNetlink:
                 d.get("link"),
                 bool(d.get("default_route")),
             )
-            for d in netdevs.links(self.host.root)
+            for d in netdevs.links(self.host.top)
         ]
 
     def vf_info(self, pf_ifname: str) -> list[VFSettings]:
-        return [_settings(d) for d in netdevs.vf_info(self.host.root, pf_ifname)]
+        return [_settings(d) for d in netdevs.vf_info(self.host.top, pf_ifname)]
 
     def vf_info_all(self, pf_ifnames: list[str]) -> dict[str, list[VFSettings]]:
-        got = netdevs.vf_info_all(self.host.root, pf_ifnames)
+        got = netdevs.vf_info_all(self.host.top, pf_ifnames)
         return {n: [_settings(d) for d in got[n]] for n in pf_ifnames}
 
     def vf_stats(self, pf_ifname: str) -> list[dict[str, int] | None]:
-        return netdevs.vf_stats(self.host.root, pf_ifname)
+        return netdevs.vf_stats(self.host.top, pf_ifname)
 
     def set_vf(self, pf_ifname: str, vf: int, settings: dict[str, Any]) -> None:
-        netdevs.set_vf(self.host.root, pf_ifname, vf, **settings)
+        netdevs.set_vf(self.host.top, pf_ifname, vf, **settings)

@@ -5,10 +5,13 @@ updates, and removes what is stale."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from vfctl.sim import drivers, render_net, sriov, tree
-from vfctl.sim.common import BDF, BUS_DEVICES, BUS_DRIVERS, DEVICES, IOMMU_GROUPS, Dev, State
+from vfctl.sim.common import BUS_DEVICES, BUS_DRIVERS, DEVICES, IOMMU_GROUPS, Dev, State
+
+BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 
 
 def render(root: Path, st: State) -> None:

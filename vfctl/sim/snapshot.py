@@ -9,7 +9,8 @@ from pathlib import Path
 from vfctl.errors import NotFoundError
 from vfctl.sim import create, drivers, netdevs
 from vfctl.sim.catalog import DRIVERS
-from vfctl.sim.common import BDF, BUS_DEVICES, BUS_DRIVERS, DEVICES, VF_DEFAULTS, Dev, State, simdir
+from vfctl.sim.common import BUS_DEVICES, BUS_DRIVERS, DEVICES, VF_DEFAULTS, Dev, State, simdir
+from vfctl.sim.render import BDF
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
 

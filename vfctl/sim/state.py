@@ -12,22 +12,34 @@ logged with the path ``netlink/<pf-ifname>/vf<N>/<key>``.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
-import json
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
-from vfctl.sim import drivers, render, sriov
-from vfctl.sim.common import MARKER, State, oserr, simdir
+from vfctl import jsoncodec
+from vfctl.sim import drivers
+from vfctl.sim.common import MARKER, State, oserr
+
+TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    Root = str | os.PathLike[str]
 
 PENDING = "render-pending"  # write-ahead intent: the saved state is not fully on disk yet
 
 
-@contextlib.contextmanager
-def locked(root: Path, read_only: bool = False) -> Iterator[State]:
+def _sd(root: Root) -> str:
+    """``ROOT/.vfctl-sim`` as a string: the read path imports no pathlib."""
+    return os.path.join(root, MARKER)
+
+
+def _text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+class locked:
     """Load state under an exclusive flock, yield it, then make it durable and render it.
 
     ``read_only``: the caller only reads (a netlink dump): the state is committed only when
@@ -37,35 +49,62 @@ def locked(root: Path, read_only: bool = False) -> Iterator[State]:
     Crash safety (kill -9 anywhere): the intent marker is created before the new state is
     saved and removed only after the tree matches it, so whoever finds the marker re-renders
     the whole tree from the saved state (idempotent) before anything reads or changes it.
+
+    A class rather than a contextlib generator: ``contextlib`` costs the read path more to
+    import than a simulated ``list`` spends reading its state (benchmarks/README.md).
     """
-    sd = simdir(root)
-    if not sd.is_dir():
-        raise oserr(errno.ENOENT, f"{root} is not a simulated host (no {MARKER}/)")
-    fd = os.open(sd / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        text = (sd / "state.json").read_text()
-        st: State = json.loads(text)
-        if (sd / PENDING).exists():
-            commit(root, st, full=True)  # a killed writer: finish its render first
-            text = ""
-        settles = bool(st.get("pending"))
+
+    def __init__(self, root: Root, read_only: bool = False) -> None:
+        self.root, self.read_only = root, read_only
+
+    def __enter__(self) -> State:
+        sd = _sd(self.root)
+        if not os.path.isdir(sd):
+            raise oserr(errno.ENOENT, f"{self.root} is not a simulated host (no {MARKER}/)")
+        self.fd = os.open(os.path.join(sd, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self.text = _text(os.path.join(sd, "state.json"))
+            st: State = jsoncodec.loads(self.text)
+            if os.path.exists(os.path.join(sd, PENDING)):
+                commit(self.root, st, full=True)  # a killed writer: finish its render first
+                self.text = ""
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.st, self.settles = st, bool(st.get("pending"))
         try:
             drivers.settle_pending(st)
-            yield st
+        except BaseException:
+            self.__exit__()
+            raise
+        return st
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if (self.settles or not self.read_only) and _dump(self.st) != self.text:
+                commit(self.root, self.st)  # unchanged: no commit
         finally:
-            if (settles or not read_only) and _dump(st) != text:  # unchanged: no commit
-                commit(root, st)
-    finally:
-        os.close(fd)
+            os.close(self.fd)
 
 
-def commit(root: Path, st: State, full: bool = False) -> None:
+def settle(root: Root) -> None:
+    """Run pending (late) driver binds now, as the next probe would (no commit when none)."""
+    with locked(root, read_only=True):
+        pass
+
+
+def commit(root: Root, st: State, full: bool = False) -> None:
     """Intent marker, state, config patches and tree, in an order a kill cannot break."""
-    sd = simdir(root)
+    from pathlib import Path
+
+    from vfctl.sim import render, sriov
+
+    root = Path(root)
+    sd = _sd(root)
     if full:
         st["_fp"] = {}  # the tree may be half-rendered anywhere: compare every part
-    (sd / PENDING).touch()
+    open(os.path.join(sd, PENDING), "a").close()
     save(root, st)
     for bdf, num in st.get("config_patches", []):
         if bdf in st["devices"]:
@@ -73,45 +112,60 @@ def commit(root: Path, st: State, full: bool = False) -> None:
     render.render(root, st)
     st.pop("config_patches", None)
     save(root, st)
-    os.unlink(sd / PENDING)
+    os.unlink(os.path.join(sd, PENDING))
 
 
-def repair(root: Path) -> None:
+def repair(root: Root) -> None:
     """Finish the render of a writer killed mid-way (a no-op when none was): readers call it."""
-    sd = simdir(Path(root))
-    if not (sd / PENDING).exists():
+    pending = os.path.join(_sd(root), PENDING)
+    if not os.path.exists(pending):
         return
-    with contextlib.suppress(OSError), locked_raw(Path(root)) as st:
-        if (sd / PENDING).exists():
-            commit(Path(root), st, full=True)
-
-
-@contextlib.contextmanager
-def locked_raw(root: Path) -> Iterator[State]:
-    """State under the flock, without settling pending binds or rendering on the way out."""
-    sd = simdir(root)
-    fd = os.open(sd / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield json.loads((sd / "state.json").read_text())
-    finally:
-        os.close(fd)
+        with locked_raw(root) as st:
+            if os.path.exists(pending):
+                commit(root, st, full=True)
+    except OSError:
+        pass
+
+
+class locked_raw:
+    """State under the flock, without settling pending binds or rendering on the way out."""
+
+    def __init__(self, root: Root) -> None:
+        self.root = root
+
+    def __enter__(self) -> State:
+        sd = _sd(self.root)
+        self.fd = os.open(os.path.join(sd, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            st: State = jsoncodec.loads(_text(os.path.join(sd, "state.json")))
+        except BaseException:
+            os.close(self.fd)
+            raise
+        return st
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
 
 
 def _dump(st: State) -> str:
     """state.json's text: compact and sorted, so the C encoder writes it (an indent needs the
     pure-Python one, ~15x slower) and every command can compare it with what it read."""
+    import json
+
     return json.dumps(st, sort_keys=True)
 
 
 def save(root: Path, st: State) -> None:
-    sd = simdir(root)
-    tmp = sd / f"state.json.{os.getpid()}"
-    tmp.write_text(_dump(st))
-    os.replace(tmp, sd / "state.json")
+    sd = _sd(root)
+    tmp = os.path.join(sd, f"state.json.{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(_dump(st))
+    os.replace(tmp, os.path.join(sd, "state.json"))
 
 
 def log(root: Path, path: str, value: str, result: str) -> None:
     shown = value.encode("unicode_escape").decode("ascii").replace("\t", "\\t")
-    with open(simdir(root) / "writes.log", "a", encoding="utf-8") as f:
+    with open(os.path.join(_sd(root), "writes.log"), "a", encoding="utf-8") as f:
         f.write(f"{path}\t{shown}\t{result}\n")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from vfctl.sim import drivers, faults, kparse, sriov, state
 from vfctl.sim.common import DEVICES, Dev, State, oserr, simdir
+from vfctl.sim.state import settle as settle  # the API names it here
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (start-up)
 
@@ -235,9 +236,3 @@ def modprobe(root: Path, module: str) -> None:
 def module_known(root: Path, module: str) -> bool:
     """``modprobe --dry-run``: whether the simulator has that module (nothing is loaded)."""
     return drivers.module_driver(module) is not None
-
-
-def settle(root: Path) -> None:
-    """Run pending (late) driver binds now, as the next probe would (no commit when none)."""
-    with state.locked(Path(root), read_only=True):
-        pass
