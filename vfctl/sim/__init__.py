@@ -57,7 +57,10 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    # bound here for good: importing vfctl.sim.snapshot just bound the name to the module
+    globals()[name] = value
+    return value
 
 
 __all__ = [
