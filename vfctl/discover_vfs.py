@@ -174,7 +174,7 @@ def pfs_and_vfs(
     flags, drivers, nets = bulk_listings(host, len(plain))
     scanned = vfscan.columns(devdir, plain, flags)  # one list per fact, in plain's order
     if drivers is not None:  # each VF's driver from the drivers' own listings, one column
-        owners = vfscan.owners(str(host.path(PCI_DRIVERS)), drivers, plain)
+        owners = vfscan.owners(host.path_str(PCI_DRIVERS), drivers, plain)
         scanned = (owners, *scanned[1:])
     drv_col, ovr_col, grp_col, net_col = scanned
     first_net = None if nets is None else {a: n[0] for a, n in nets.items() if n}

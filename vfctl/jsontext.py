@@ -97,9 +97,7 @@ def _spelt(v: object) -> str:
     key = (type(v), v)
     text = _SPELT.get(key)
     if text is None:
-        text = _SPELT[key] = (
-            dumps(v.to_json())[1:-1] if type(v) is VFSettings else dumps(v)
-        )
+        text = _SPELT[key] = dumps(v.to_json())[1:-1] if type(v) is VFSettings else dumps(v)
     return text
 
 
