@@ -10,9 +10,10 @@ implements the same interfaces as the real adapters: :class:`vfctl.sim.host.SimH
 :func:`vfctl.host.open.open_host` is the one place that picks it.
 
 This package's top level is the simulator's API for tests, the fake PVE and ``vfctl sim``;
-each module holds one concern (docs/architecture.md lists them). Importing it loads no
-config-space builder and no hashing or tree-copying module: the lean read path pays for
-every import.
+each module holds one concern (docs/architecture.md lists them). Importing it loads nothing:
+each name is imported from its module on first use, so a read of a simulated host (SimHost,
+SimNetlink, the state) loads neither the tree builder nor the writer side; the lean read path
+pays for every import.
 """
 
 from __future__ import annotations
