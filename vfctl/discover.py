@@ -11,12 +11,11 @@ from _collections_abc import Mapping  # collections.abc without the collections 
 from itertools import chain, repeat
 from operator import attrgetter, is_not
 
-from vfctl import discover_derive as derive
 from vfctl import discover_vfs
 from vfctl.discover_vfs import hex4 as _hex4
 from vfctl.errors import NotFoundError, RefusedError, UsageError
 from vfctl.host import holders, vfscan
-from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, Host, check_name, to_int
+from vfctl.host.sysfs import CLASS_NET, PCI_DEVICES, Host, check_name, decimal, to_int
 from vfctl.model import (
     PF,
     Attachment,
@@ -55,7 +54,7 @@ MAX_VFS = 65535  # TotalVFs/NumVFs are 16-bit registers in the SR-IOV capability
 
 def _count(raw: str | None, attr: str, problems: list[str]) -> int:
     """A VF count attribute, strictly: decimal 0-65535; anything else is reported, not coerced."""
-    if raw is not None and derive.decimal(raw, 5) and int(raw) <= MAX_VFS:
+    if raw is not None and decimal(raw, 5) and int(raw) <= MAX_VFS:
         return int(raw)
     shown = "unreadable" if raw is None else f"reads {raw[:24]!r}"
     problems.append(f"{attr} {shown}: not a VF count (0-{MAX_VFS}); treated as 0")

@@ -40,18 +40,12 @@ from __future__ import annotations
 
 from _collections_abc import Mapping  # collections.abc without the collections package
 
-from vfctl.host.sysfs import PCI_DEVICES, Host
+from vfctl.host.sysfs import PCI_DEVICES, Host, decimal
 from vfctl.pci import address as pciaddr
 
 ATTRS = ("sriov_numvfs", "sriov_offset", "sriov_stride")  # read once per PF, kept for PF records
 
 Rule = tuple[int, int, int]  # (VFs, offset, stride)
-
-
-def decimal(raw: str, most: int) -> bool:
-    """``raw`` is 1 to ``most`` ASCII digits (``re.fullmatch("[0-9]{1,most}")``, without re:
-    importing it costs more than a typical host's whole discovery)."""
-    return 0 < len(raw) <= most and raw.isascii() and raw.isdigit()
 
 
 def _dec(raw: str | None) -> int | None:

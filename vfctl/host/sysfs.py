@@ -41,6 +41,21 @@ def _normpath(root: str) -> str:
     return str(Path(root))
 
 
+def _inside(real: str, root: str) -> str | None:
+    """``real`` relative to ``root`` (both resolved; ``.`` for the root itself, as
+    Path.relative_to spells it), or None when it lies outside."""
+    if real == root:
+        return "."
+    under = root.rstrip("/") + "/"
+    return real[len(under) :] if real.startswith(under) else None
+
+
+def decimal(raw: str, most: int) -> bool:
+    """``raw`` is 1 to ``most`` ASCII digits (``re.fullmatch("[0-9]{1,most}")``, without re:
+    importing it costs more than a typical host's whole discovery)."""
+    return 0 < len(raw) <= most and raw.isascii() and raw.isdigit()
+
+
 def check_name(name: str, what: str = "name") -> str:
     """Refuse a user-given path component that could leave the root or is not a single name."""
     if not name or name in (".", "..") or "/" in name or "\0" in name or len(name) > MAX_NAME:
@@ -98,14 +113,10 @@ class Host:
         """Absolute path of a root-relative path (no symlink resolution)."""
         from pathlib import Path
 
-        return Path(self._p(rel))
+        return Path(self.path_str(rel))
 
     def path_str(self, rel: str) -> str:
-        """``path`` as a string, for the hot read paths."""
-        return self._p(rel)
-
-    def _p(self, rel: str) -> str:
-        """The same as a string: this is on every discovery read, so it stays cheap."""
+        """``path`` as a string: this is on every discovery read, so it stays cheap."""
         if "\0" in rel or "/." in "/" + rel:
             for part in rel.split("/"):
                 if part in (".", "..") or "\0" in part:
@@ -117,10 +128,10 @@ class Host:
         return str(path.relative_to(self.root))
 
     def exists(self, rel: str) -> bool:
-        return os.path.lexists(self._p(rel))
+        return os.path.lexists(self.path_str(rel))
 
     def isdir(self, rel: str) -> bool:
-        return os.path.isdir(self._p(rel))
+        return os.path.isdir(self.path_str(rel))
 
     def read(self, rel: str) -> str:
         """A sysfs attribute's value, stripped; raises OSError as the kernel would.
@@ -128,7 +139,7 @@ class Host:
         O_NONBLOCK and a regular-file check: sysfs attributes are regular files, so a FIFO or
         a device planted in a host tree is refused (EINVAL) instead of blocking the run.
         """
-        return read_attr(self._p(rel)).decode("utf-8", "replace").strip()
+        return read_attr(self.path_str(rel)).decode("utf-8", "replace").strip()
 
     def read_opt(self, rel: str) -> str | None:
         """An attribute's value, or None when it is absent or unreadable."""
@@ -147,27 +158,23 @@ class Host:
         """``listdir`` unsorted, for callers that only look names up (sorting 16,384 names of
         a driver directory costs ~4 ms)."""
         try:
-            return os.listdir(self._p(rel))
+            return os.listdir(self.path_str(rel))
         except OSError:
             return []
 
     def link_name(self, rel: str) -> str | None:
         """Last component of a symlink's target (``driver`` → ``igb``), or None."""
         try:
-            return os.path.basename(os.readlink(self._p(rel)))
+            return os.path.basename(os.readlink(self.path_str(rel)))
         except OSError:
             return None
 
     def link_rel(self, rel: str) -> str | None:
         """Root-relative resolved target of a symlink, or None if dangling/absent/outside."""
-        p = self._p(rel)
+        p = self.path_str(rel)
         if not os.path.lexists(p):
             return None
-        target, root = os.path.realpath(p), os.path.realpath(self.top)
-        if target == root:
-            return "."  # Path.relative_to's spelling of the root itself
-        under = root.rstrip("/") + "/"
-        return target[len(under) :] if target.startswith(under) else None
+        return _inside(os.path.realpath(p), os.path.realpath(self.top))
 
     def write(self, rel: str, value: str) -> None:
         """Write a sysfs attribute; every errno from the kernel reaches the caller as OSError."""
@@ -186,18 +193,18 @@ class Host:
         A host tree given with --root is data: a ``devices/<bdf>`` link pointing at the real
         /sys must not turn a write meant for the tree into one on this machine.
         """
-        p = self._p(rel)
+        p = self.path_str(rel)
         if self._prefix == "":
             return p
         real = os.path.realpath(p)
         root = os.path.realpath(self.top)
-        if real != root and not real.startswith(root.rstrip("/") + "/"):
+        if _inside(real, root) is None:
             raise OSError(errno.EXDEV, f"{rel} resolves to {real}, outside the host root {root}")
         return real
 
     def config_path(self, address: str) -> str:
         """Absolute path of a PCI device's config file, for the C parser."""
-        return self._p(f"{PCI_DEVICES}/{check_name(address, 'PCI address')}/config")
+        return self.path_str(f"{PCI_DEVICES}/{check_name(address, 'PCI address')}/config")
 
     def settle(self) -> None:
         """Let pending driver probes run: the kernel does that by itself (the simulator does not)."""
