@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
 MAX_IDS = 16 << 20
-MAX_VARIANTS = 4  # case variants of a vendor id searched for before lowering the whole file
+MAX_VARIANTS = 4  # case spellings of an id searched for before lowering the whole file
 
 _files: dict[str, bytes | None] = {}
 _names: dict[tuple[str, str], str | None] = {}
@@ -37,10 +37,10 @@ def _line(text: bytes, key: bytes, start: int = 0) -> int:
 def _read(path: str) -> bytes | None:
     """The file, once per process."""
     if path not in _files:
-        from vfctl.host.files import read_sized
+        from vfctl.host.files import read_attr
 
         try:  # regular files only, never blocking on a FIFO, bounded (pci.ids is ~1.4 MB today)
-            _files[path] = read_sized(path, MAX_IDS)
+            _files[path] = read_attr(path, MAX_IDS)
         except OSError:
             _files[path] = None
     return _files[path]
@@ -68,19 +68,18 @@ def _first(data: bytes, spellings: list[bytes], start: int) -> int:
     return best
 
 
-def _vendor_line(data: bytes, key: bytes) -> int:
-    """Where the first line whose lower-cased start is ``key`` starts, or -1.
-
-    A search per case spelling of the key: lowering the 1.4 MB file to search it once cost
-    ~1 ms, a tenth of Python's own start-up (benchmarks/README.md, sixth round)."""
+def _line_blind(data: bytes, key: bytes, start: int = 0) -> int:
+    """``_line(data.lower(), key, start)`` without lowering the file: a search per case
+    spelling of the key (lowering the 1.4 MB file cost ~1 ms, a tenth of Python's own
+    start-up; benchmarks/README.md, sixth round). ``start``: 0 or a line's start."""
     if key != key.lower():
         return -1  # a lower-cased line never starts with an upper-case letter
     spellings = _variants(key)
     if len(spellings) > MAX_VARIANTS:
-        return _line(data.lower(), key)
-    if any(data.startswith(s) for s in spellings):
-        return 0
-    at = _first(data, [b"\n" + s for s in spellings], 0)
+        return _line(data.lower(), key, start)
+    if any(data.startswith(s, start) for s in spellings):
+        return start
+    at = _first(data, [b"\n" + s for s in spellings], start)
     return at + 1 if at >= 0 else -1
 
 
@@ -115,17 +114,13 @@ def _lookup(vendor: str, device: str) -> str | None:
         data = _read(path)
         if data is None:
             continue
-        at = _vendor_line(data, vendor.encode())
+        at = _line_blind(data, vendor.encode())
         start = data.find(b"\n", at) + 1 if at >= 0 else 0
         if start == 0:
             return None
-        key = b"\t" + device.encode()
-        if key != key.lower():
-            return None
-        d = _first(data, [b"\n" + s for s in _variants(key)], start - 1)
-        if d < 0 or not _in_block(data, start - 1, d):
+        d = _line_blind(data, b"\t" + device.encode(), start)
+        if d < 0 or not _in_block(data, start - 1, d - 1):
             return None  # absent, or only in a later block
-        d += 1
         stop = data.find(b"\n", d)
         text = data[d + 5 : stop if stop >= 0 else len(data)]
         return text.decode("utf-8", "replace").strip()

@@ -18,19 +18,11 @@ MAX_ATTR = 1 << 16  # sysfs text attributes hold at most one page; config space 
 
 
 def read_attr(path: str, limit: int = MAX_ATTR) -> bytes:
-    """At most ``limit`` bytes of a regular file; OSError (EINVAL for the wrong type) otherwise."""
-    fd = os.open(path, READ_FLAGS)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        return os.read(fd, limit)
-    finally:
-        os.close(fd)
+    """At most ``limit`` bytes of a regular file; OSError (EINVAL for the wrong type) otherwise.
 
-
-def read_sized(path: str, limit: int) -> bytes:
-    """``read_attr`` for a file whose size fstat tells (not sysfs or procfs): the buffer is
-    sized by it, not by ``limit`` (a 16 MiB buffer for the 1.4 MB pci.ids cost ~0.6 ms)."""
+    The buffer is sized by what fstat says (sysfs: a page; pci.ids: its 1.4 MB), not by
+    ``limit`` (a 16 MiB buffer for pci.ids cost ~0.6 ms); a size of 0 (procfs) or a file that
+    grew since is read on up to ``limit``."""
     fd = os.open(path, READ_FLAGS)
     try:
         st = os.fstat(fd)
