@@ -88,14 +88,14 @@ class locked:
             os.close(self.fd)
 
 
-_SPARE: list[tuple[str, str, State]] = []  # (root, text, state) settle() read, unused
+_SPARE: dict[str, tuple[str, State]] = {}  # root -> (text, state) settle() read, unused
 
 
 def _spare(root: Root, text: str) -> State | None:
     """The state settle() parsed from this very text, handed out once: a listing settles and
     then reads the VFs' settings, and parsing the state twice cost ~4% of it (64 VFs)."""
-    got = _SPARE.pop() if _SPARE else None
-    return got[2] if got and got[0] == os.fspath(root) and got[1] == text else None
+    got = _SPARE.pop(os.fspath(root), None)
+    return got[1] if got is not None and got[0] == text else None
 
 
 def settle(root: Root) -> None:
@@ -104,7 +104,8 @@ def settle(root: Root) -> None:
     with lock as st:
         pass
     if not lock.settles and lock.text:  # nothing changed, nobody holds it: reusable
-        _SPARE[:] = [(os.fspath(root), lock.text, st)]
+        _SPARE.clear()  # one at most: a long-lived process (the tests) visits many roots
+        _SPARE[os.fspath(root)] = (lock.text, st)
 
 
 def commit(root: Root, st: State, full: bool = False) -> None:
