@@ -107,16 +107,9 @@ def parse_configs(host: Host, addresses: Sequence[str]) -> dict[str, dict[str, o
     """Parsed config spaces by address, one batch call; unreadable ones are left out."""
     if not addresses:
         return {}
-    paths = [host.config_path(a) for a in addresses]
-    from vfctl import cext
+    from vfctl.pci import configspace
 
-    c = cext.optional("vfctl.pci._configspace") if cext.USE_C else None
-    if c is not None:  # configspace.parse_files' choice, without importing the Python twin
-        docs = c.parse_files(paths)  # (its decoders: ~4% of a typical host's list --json)
-    else:
-        from vfctl.pci import configspace
-
-        docs = configspace.parse_files(paths)
+    docs = configspace.parse_files([host.config_path(a) for a in addresses])
     return {a: d for a, d in zip(addresses, docs, strict=True) if "error" not in d}
 
 

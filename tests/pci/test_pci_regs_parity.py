@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from vfctl.pci import capnames, caps, configspace, regs
+from vfctl.pci import capnames, caps, configspace, regs, walk
 
 C_SOURCE = Path(configspace.__file__).parent / "_configspace.c"
 
 # A C define whose Python twin is not ``regs.<same name>``: C name -> (module, attribute).
 TWINS: dict[str, tuple[object, str]] = {
-    "MAX_ERRORS": (configspace, "MAX_ERRORS"),
-    "ERROR_LEN": (configspace, "ERROR_LEN"),
+    "MAX_ERRORS": (walk, "MAX_ERRORS"),
+    "ERROR_LEN": (walk, "ERROR_LEN"),
 }
 # Numeric C defines with no Python counterpart, and why.
 C_ONLY: dict[str, str] = {
