@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,14 +110,18 @@ def big_host() -> None:
                          cwd=ROOT / ".bench").stdout  # fmt: skip
     assert sum(len(p["vfs"]) for p in json.loads(out)["pfs"]) == nvf
     lspci = ["lspci", "-vvv", "-A", "linux-sysfs", "-O", f"sysfs.path={root}/sys/bus/pci"]
-    n = max(3, N // 2)
+    n = max(5, N // 2)
     vs_lspci = B.pair(lspci, vfctl, env, n)
     fstat = True  # this tree is not sysfs: vfctl checks each file is regular (one fstat)
     vs_floor = B.pair(_floor(root / "sys/bus/pci/devices", fstat), vfctl, env, n)
     print(f"\n== {nvf:,} VFs ({PFS} PFs x {VFS}): vfctl list --all --json, CPU ms, median of {n} ==")
     lm, vm = vs_lspci.med("base"), vs_lspci.med("cand")
-    B.row("vs lspci -vvv (same tree)", f"{lm:7.0f} / {vm:5.0f} ms = {lm / vm:4.1f}x", ">= 10x",
-          lm / vm >= 10)  # fmt: skip
+    each = vs_lspci.ratios()
+    ratio = statistics.median(each)
+    B.row("vs lspci -vvv (same tree)", f"{lm:7.0f} / {vm:5.0f} ms = {ratio:4.1f}x", ">= 10x",
+          ratio >= 10)  # fmt: skip
+    print(f"    ratio: median of {n} pairs (each lspci / vfctl back to back), "
+          f"range {each[0]:.1f}x-{each[-1]:.1f}x; CPU ms shown are each side's median")
     fm, vm2 = vs_floor.med("base"), vs_floor.med("cand")
     B.row("vs C floor (floor_vf.c)", f"{vm2:7.0f} / {fm:5.0f} ms = {vm2 / fm:4.1f}x", "<= 3x",
           vm2 / fm <= 3)  # fmt: skip

@@ -110,6 +110,11 @@ class Pair:
     def med(self, which: str, attr: str = "cpu_ms") -> float:
         return statistics.median(getattr(s, attr) for s in getattr(self, which))
 
+    def ratios(self) -> list[float]:
+        """base / candidate CPU of each pair, sorted: the two ran back to back, under the
+        same load, so a pair's ratio is steadier than a ratio of two medians."""
+        return sorted(b.cpu_ms / c.cpu_ms for b, c in zip(self.base, self.cand, strict=True))
+
 
 def pair(
     base: Sequence[str], cand: Sequence[str], env: dict[str, str] | None, n: int

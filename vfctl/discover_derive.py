@@ -22,7 +22,8 @@ an address the kernel's link contradicts:
 - attributes absent or not decimal, offset 0, stride 0 with more than one VF (the kernel
   refuses both: compute_max_vf_buses()), or a VF past bus 255 (sriov_enable() refuses VFs
   beyond the bus range);
-- a derived address not in the listing of ``bus/pci/devices`` (removed, or never a device);
+- a derived address not in the listing of ``bus/pci/devices`` (removed, or never a device;
+  the caller checks: usually the listing has them right after their PF, one slice compare);
 - the SR-IOV capability, when the config space could be parsed (root reads all of it), says
   another NumVFs, offset or stride than sysfs (:func:`agrees`);
 - the first and the last ``virtfnN`` are read for every PF (two readlinks per PF, not per
@@ -58,7 +59,7 @@ def _dec(raw: str | None) -> int | None:
 
 def indexes(host: Host, pf: str, raw: Mapping[str, str | None]) -> list[int] | None:
     """``0..k-1`` for ``sriov_numvfs`` k >= 1 with no ``virtfn{k}`` (the first and last
-    links are :func:`addresses`' samples); None: the PF's listing says which links there are."""
+    links are :func:`sampled` reads); None: the PF's listing says which links there are."""
     k = _dec(raw.get("sriov_numvfs"))
     if not k or host.link_name(f"{PCI_DEVICES}/{pf}/virtfn{k}") is not None:
         return None
@@ -78,19 +79,19 @@ def rule(pf: str, idx: list[int] | None, raw: Mapping[str, str | None]) -> Rule 
     return (k, offset, stride)
 
 
-def addresses(host: Host, pf: str, r: Rule, present: frozenset[str]) -> list[str] | None:
-    """The derived addresses, or None when one is not a listed device or a sampled link
-    (the first and the last ``virtfnN``) says otherwise."""
+def run(pf: str, r: Rule) -> list[str]:
+    """The derived addresses of the PF's VFs, in index order."""
     k, offset, stride = r
-    out = pciaddr.vf_address_run(pf, offset, stride, k)
-    if not present.issuperset(out):
-        return None
+    return pciaddr.vf_address_run(pf, offset, stride, k)
+
+
+def sampled(host: Host, pf: str, out: list[str]) -> bool:
+    """Whether the first and the last ``virtfnN`` link name the derived addresses ``out``
+    (the caller has checked that each is a listed device)."""
     d = f"{PCI_DEVICES}/{pf}"
     if host.link_name(f"{d}/virtfn0") != out[0]:
-        return None
-    if k > 1 and host.link_name(f"{d}/virtfn{k - 1}") != out[-1]:
-        return None
-    return out
+        return False
+    return len(out) == 1 or host.link_name(f"{d}/virtfn{len(out) - 1}") == out[-1]
 
 
 def agrees(cs: Mapping[str, object] | None, r: Rule) -> bool:

@@ -13,7 +13,7 @@ links, the links are read, and if they differ the whole read is redone from the 
 
 from __future__ import annotations
 
-from itertools import filterfalse, repeat
+from itertools import repeat
 
 from vfctl import discover_derive as derive
 from vfctl.host import vfscan
@@ -129,16 +129,21 @@ def pfs_and_vfs(
     again from the links (``use_derived=False``): the listing shows the kernel's links.
     """
     devdir = host.path_str(PCI_DEVICES)
-    present = frozenset(addrs) if use_derived else frozenset()
+    names = addrs if isinstance(addrs, list) else list(addrs)
+    listed: frozenset[str] | None = None  # the listing as a set, made only when needed
     pfs: list[str] = []
     pairs: dict[str, tuple[list[int], list[str]]] = {}
     attrs: Attrs = {}
     derived: dict[str, derive.Rule] = {}
-    seen: set[str] = set()  # every VF found, and the same in the order found
-    order: list[str] = []
-    # a VF found already is skipped by a C-level filter (it sees ``seen`` grow as PFs come)
-    for a in filterfalse(seen.__contains__, addrs):
-        if not host.exists(f"{PCI_DEVICES}/{a}/sriov_totalvfs"):
+    # VFs to skip when the listing reaches them: those not found as a run right after their
+    # PF (a run is skipped by position: the usual host needs no set of its VFs at all)
+    seen: set[str] = set()
+    order: list[str] = []  # every VF found, in the order found
+    cur, n = 0, len(names)
+    while cur < n:
+        a = names[cur]
+        cur += 1
+        if a in seen or not host.exists(f"{PCI_DEVICES}/{a}/sriov_totalvfs"):
             continue
         pfs.append(a)
         d = f"{PCI_DEVICES}/{a}"
@@ -147,7 +152,17 @@ def pfs_and_vfs(
         attrs[a] = raw
         idx = derive.indexes(host, a, raw) if use_derived else None
         rule = derive.rule(a, idx, raw) if idx else None
-        got = derive.addresses(host, a, rule, present) if rule else None
+        got, after = None, False
+        if rule:
+            cand = derive.run(a, rule)
+            # listed devices: usually the listing's next entries (a C-level compare), else
+            # looked up (PFs whose VFs interleave, 82599-style, or sit past another device)
+            after = listed_ok = names[cur : cur + len(cand)] == cand
+            if not after:
+                listed = listed if listed is not None else frozenset(names)
+                listed_ok = listed.issuperset(cand)
+            if listed_ok and derive.sampled(host, a, cand):
+                got = names[cur : cur + len(cand)] if after else cand  # the listing's own str
         if got is None:  # not derived: the PF's listing says which links there are
             idx = _virtfn_indexes(host.names(d))  # unsorted: only virtfn names count
         if got is not None and idx is not None:
@@ -163,14 +178,21 @@ def pfs_and_vfs(
             else:
                 kept = [(i, t) for i, t in zip(idx, links, strict=True) if t]
                 pairs[a] = ([i for i, _ in kept], [t for _, t in kept])
-        seen.update(pairs[a][1])
-        order += pairs[a][1]
+        targets = pairs[a][1]
+        if got is not None and after:
+            cur += len(targets)  # the run is these VFs: not probed as PFs, as a set would skip them
+        else:
+            seen.update(targets)
+        order += targets
     configs = parse(pfs)
     odd = [a for a, r in derived.items() if not derive.agrees(configs.get(a), r)]
     if odd and not _links_agree(devdir, odd, pairs):
         return pfs_and_vfs(host, addrs, parse, use_derived=False)
-    # every VF once (a target two PFs name is read once, where first found)
-    plain = _plain(order if len(order) == len(seen) else list(dict.fromkeys(order)), seen)
+    if seen:  # every VF once (a target two PFs name is read once, where first found)
+        every = set(order)
+        plain = _plain(order if len(order) == len(every) else list(dict.fromkeys(order)), every)
+    else:  # runs of the listing only: distinct names, each a derived (plain) address
+        plain = order
     flags, drivers, nets = bulk_listings(host, len(plain))
     scanned = vfscan.columns(devdir, plain, flags)  # one list per fact, in plain's order
     if drivers is not None:  # each VF's driver from the drivers' own listings, one column

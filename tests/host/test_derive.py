@@ -343,7 +343,9 @@ def test_mid_disable_reads_the_links(big: SimHost, no_derive: Callable[[bool], N
     _same_both_ways(big, no_derive)
 
 
-def test_a_link_past_numvfs_reads_the_links(big: SimHost, no_derive: Callable[[bool], None]) -> None:
+def test_a_link_past_numvfs_reads_the_links(
+    big: SimHost, no_derive: Callable[[bool], None]
+) -> None:
     """virtfn63 with sriov_numvfs 63: not the run 0..62, so the PF's listing decides."""
     d = big.root / big.dev(PF)
     os.symlink(os.readlink(big.root / big.dev("0000:01:00.1", "virtfn5")), d / "virtfn63")
@@ -353,7 +355,9 @@ def test_a_link_past_numvfs_reads_the_links(big: SimHost, no_derive: Callable[[b
     _same_both_ways(big, no_derive)
 
 
-def test_a_derived_pf_directory_is_not_listed(big: SimHost, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_derived_pf_directory_is_not_listed(
+    big: SimHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A PF at rest costs three readlinks (virtfn0, the last, the one past it), no listing
     of its ~200 entries; a PF whose links must be read is listed."""
     listed: list[str] = []
@@ -372,3 +376,49 @@ def test_a_derived_pf_directory_is_not_listed(big: SimHost, monkeypatch: pytest.
     listed.clear()
     discover_vfs.pfs_and_vfs(h, h.listdir(PCI_DEVICES), _parse(h))
     assert f"{PCI_DEVICES}/{PF}" in listed
+
+
+def _model(h: Host, no_derive: Callable[[bool], None], off: bool) -> list[dict[str, object]]:
+    no_derive(off)
+    return [p.to_json() for p in disc.discover(h).pfs]
+
+
+def test_vfs_not_right_after_their_pf_are_derived(
+    tmp_path: Path, no_derive: Callable[[bool], None]
+) -> None:
+    """The usual host lists a PF's VFs right after it (checked by one slice compare); with a
+    device between them (here 02:00.0 before 82576's VFs at 02:10.0) they are looked up in
+    the listing instead, still derived, and that device is no VF."""
+    pf = "0000:01:00.0"
+    k, offset, stride = dump_tree(tmp_path, "8086_10c9_1.hex", pf)
+    (tmp_path / PCI_DEVICES / "0000:02:00.0").mkdir()
+    h = open_host(tmp_path)
+    found = discover_vfs.pfs_and_vfs(h, h.listdir(PCI_DEVICES), _parse(h))
+    assert found.pfs == [pf] and found.vfs[pf].derived
+    assert (
+        found.vfs[pf].address
+        == _links(h, pf, k)
+        == [kernel_vf(pf, offset, stride, n) for n in range(k)]
+    )
+    assert _model(h, no_derive, False) == _model(h, no_derive, True)
+
+
+def test_a_pf_linking_into_another_pfs_run_reads_each_vf_once(
+    tmp_path: Path, no_derive: Callable[[bool], None]
+) -> None:
+    """A hand-edited tree: ThunderX's 128 VFs follow it in the listing (a run, skipped by
+    position); a second PF's virtfn0 points into that run. The second PF is read from its
+    links, the shared VF read once where first found, and the model is the one made
+    without derived addresses at all."""
+    a, b = "0002:01:00.0", "0000:e1:00.0"
+    dump_tree(tmp_path, "177d_a01e_1.hex", a)
+    kb, _, _ = dump_tree(tmp_path, "aaaa_bbbb_1.hex", b)
+    d = tmp_path / PCI_DEVICES / b
+    (d / "virtfn0").unlink()
+    os.symlink("../0002:01:00.5", d / "virtfn0")
+    h = open_host(tmp_path)
+    found = discover_vfs.pfs_and_vfs(h, h.listdir(PCI_DEVICES), _parse(h))
+    assert found.vfs[a].derived and not found.vfs[b].derived
+    assert found.vfs[b].address[0] == "0002:01:00.5" == found.vfs[a].address[4]
+    assert found.vfs[b].address == _links(h, b, kb)
+    assert _model(h, no_derive, False) == _model(h, no_derive, True)

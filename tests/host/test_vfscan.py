@@ -273,3 +273,38 @@ def test_off_sysfs_every_file_is_fstated(tmp_path: Path, monkeypatch: pytest.Mon
     opened = [n for n in names if os.path.exists(root / n / "driver_override")]
     assert len(calls) == len(opened) > 0
     assert dict(zip(names, got, strict=True))["0000:00:00.1"][1] is None  # the FIFO, refused
+
+
+@pytest.mark.usefixtures("c_scan")
+def test_listing_twins_agree_on_hostile_names(tmp_path: Path) -> None:
+    """sorted(os.listdir()) in C (the names sorted as bytes) equals Python's, whatever the
+    names: ASCII, UTF-8 above U+E000 next to undecodable bytes (surrogateescape sorts those
+    below U+E000 though their bytes sort above), 3,000 addresses, an empty directory."""
+    import random
+
+    c = vfscan._C_MOD.listing  # type: ignore[union-attr]
+    rng = random.Random(7)
+    d = tmp_path / "many"
+    d.mkdir()
+    names = {f"0000:{rng.randrange(256):02x}:{rng.randrange(32):02x}.{rng.randrange(8)}"
+             for _ in range(3000)}  # fmt: skip
+    for n in names:
+        (d / n).mkdir()
+    assert c(str(d)) == vfscan.listing_python(str(d)) == sorted(names)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    raw = [b"a", b"B", b"\xef\x80\x80x", b"\xff", b"\xc3\xa9", b"\x80z", b"-", b"zz", b".x"]
+    for b in raw:
+        os.mkdir(os.path.join(os.fsencode(odd), b))
+    got = c(str(odd))
+    assert got == vfscan.listing_python(str(odd)) == sorted(os.fsdecode(b) for b in raw)
+    assert got.index("\udcff") < got.index("\uf000x")  # Python's order, not the bytes'
+    (tmp_path / "empty").mkdir()
+    assert c(str(tmp_path / "empty")) == [] == vfscan.listing_python(str(tmp_path / "empty"))
+    (tmp_path / "file").write_text("x")
+    for bad, err in (("missing", FileNotFoundError), ("file", NotADirectoryError)):
+        with pytest.raises(err):
+            c(str(tmp_path / bad))
+        with pytest.raises(err):
+            vfscan.listing_python(str(tmp_path / bad))
+    assert Host(tmp_path).listdir("missing") == []

