@@ -252,6 +252,17 @@ def _replace(obj: Any, /, **changes: Any) -> Any:
     lazy: dict[str, str] = getattr(obj.__class__, "__record_lazy__", {})
     d = obj.__dict__
     kept = {m: d[m] for k, m in lazy.items() if k not in changes and k not in d and m in d}
+    if kept and all(map(names.__contains__, changes)):  # __init__ would only fill a dict
+        skip = {k for k, m in lazy.items() if m in kept}
+        fresh = {
+            k: changes[k] if k in changes else d[k] if k in d else getattr(obj, k)
+            for k in names
+            if k not in skip
+        }
+        fresh.update(kept)  # the unmade field's maker last, as the path below leaves it
+        new = object.__new__(obj.__class__)
+        object.__setattr__(new, "__dict__", fresh)
+        return new
     for k in names:
         if k not in changes and (k in d or lazy.get(k) not in kept):
             changes[k] = getattr(obj, k)

@@ -94,3 +94,18 @@ def test_the_reader_agrees_on_addresses(d: int, b: int, dev: int, f: int, dom: b
     text = text.upper() if upper else text
     m = re.fullmatch(_PATTERN, text)
     assert address._fields(text) == (None if m is None else (m["domain"] or "", *m.groups()[1:]))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0000:01:00.0", "ABCD:eF:1f.7", "0000:01:00.8", "0000:0g:00.0", "0000:01:00:0",
+     "0000.01:00.0", "000:001:00.0", "0000:01:000.", "0000:01:00.\n", "0000:01:0 .0",
+     "00000:1:00.0", "\u0663000:01:00.0", "0000:01:00.07"],
+)  # fmt: skip
+def test_the_kernels_spelling_read_by_position_agrees_with_the_pattern(text: str) -> None:
+    """``dddd:bb:dd.f`` (12 characters) takes a by-position path: the same answers."""
+    import re
+
+    m = re.fullmatch(_PATTERN, text)
+    want = None if m is None else (m["domain"] or "", m["bus"], m["dev"], m["fn"])
+    assert address._fields(text) == want

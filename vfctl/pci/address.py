@@ -6,6 +6,7 @@ from vfctl.errors import UsageError
 from vfctl.record import dataclass
 
 _HEX = frozenset("0123456789abcdefABCDEF")
+_FN = frozenset("01234567")
 
 
 def _hex(s: str, most: int) -> bool:
@@ -15,7 +16,16 @@ def _hex(s: str, most: int) -> bool:
 def _fields(text: str) -> tuple[str, str, str, str] | None:
     """(domain or "", bus, device, function) of ``[dddd:]bb:dd.f`` (1-4, 1-2, 1-2 hex digits,
     function 0-7), else None: the regex ``^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):
-    ([0-9a-fA-F]{1,2})\\.([0-7])$`` read without re (its import costs more than a listing)."""
+    ([0-9a-fA-F]{1,2})\\.([0-7])$`` read without re (its import costs more than a listing);
+    the kernel's own spelling ``dddd:bb:dd.f`` by position first (discovery parses each PF's)."""
+    if (
+        len(text) == 12
+        and text[4] == text[7] == ":"
+        and text[10] == "."
+        and text[11] in _FN
+        and _HEX.issuperset(text[:4] + text[5:7] + text[8:10])
+    ):
+        return text[:4], text[5:7], text[8:10], text[11]
     parts = text.split(":")
     if len(parts) not in (2, 3):
         return None
