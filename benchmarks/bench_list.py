@@ -110,7 +110,7 @@ def big_host() -> None:
                          cwd=ROOT / ".bench").stdout  # fmt: skip
     assert sum(len(p["vfs"]) for p in json.loads(out)["pfs"]) == nvf
     lspci = ["lspci", "-vvv", "-A", "linux-sysfs", "-O", f"sysfs.path={root}/sys/bus/pci"]
-    n = max(5, N // 2)
+    n = max(7, N // 2)
     vs_lspci = B.pair(lspci, vfctl, env, n)
     fstat = True  # this tree is not sysfs: vfctl checks each file is regular (one fstat)
     vs_floor = B.pair(_floor(root / "sys/bus/pci/devices", fstat), vfctl, env, n)
