@@ -106,7 +106,9 @@ def _rows_text(rows: VfRows) -> str | None:
     all VFs share are spelled once, into the pieces. None: not this way (make the VFs)."""
     vals = dict(zip(VF.PLAIN, rows.columns, strict=True))
     settings = vals.pop("settings")
-    if type(settings) is not VFSettings:  # one shared object, as discovery makes
+    # one shared object, as discovery makes, or one each (netlink's: discover.with_vf_info)
+    each = type(settings) is list
+    if not (type(settings) is VFSettings or (each and set(map(type, settings)) == {VFSettings})):
         return None
     pieces, cols, cur = [], [], ""
     try:
@@ -118,16 +120,25 @@ def _rows_text(rows: VfRows) -> str | None:
                 cur = ""
             else:
                 cur += _spelt(vals[k])
-        pieces.append(f"{cur}, {_spelt(settings)}, {_PLAIN_TAIL}}}")
+        if each:  # each VF's settings' fields, read row by row (no dict per VF)
+            for n, k in enumerate(_SETTINGS, len(_KEYS)):
+                pieces.append(cur + _PIECES[n])
+                cols.append(k)
+                cur = ""
+            pieces.append(f", {_PLAIN_TAIL}}}")
+        else:
+            pieces.append(f"{cur}, {_spelt(settings)}, {_PLAIN_TAIL}}}")
+        objs = settings if each else None
         shape = (VF.to_json, VFSettings.to_json, *map(type, rows.columns), len(pieces))
         if shape not in _ROWS_CHECKED:  # the first PF of a shape: its first row as json.dumps
             first = rows.make(1)[0]
+            head = tuple(c if type(c) is str else c[:1] for c in cols)
             _ROWS_CHECKED[shape] = _exact(first) and jsonrows.rows(
-                tuple(pieces), tuple(c[:1] for c in cols), 0
+                tuple(pieces), head, 0, objs[:1] if objs else None
             ) == dumps(first.to_json())
         if not _ROWS_CHECKED[shape]:
             return None
-        return jsonrows.rows(tuple(pieces), tuple(cols), 0)
+        return jsonrows.rows(tuple(pieces), tuple(cols), 0, objs)
     except (TypeError, ValueError, AttributeError):  # a value json.dumps spells its own way
         return None
 

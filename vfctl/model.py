@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vfctl.record import dataclass, field
+from vfctl.record import dataclass, field, replace
 
 TYPE_CHECKING = False  # typing's own flag without importing typing (~3 ms of start-up)
 if TYPE_CHECKING:
@@ -279,6 +279,26 @@ def pf_of_rows(rows: VfRows, **fields: Any) -> PF:
     del d["vfs"]
     d["_vf_rows"] = rows
     return pf
+
+
+def pf_with_rows(pf: PF, rows: VfRows) -> PF:
+    """``pf`` (its VFs not made yet) with ``rows`` as its VFs' columns instead."""
+    new = replace(pf)  # keeps the VFs unmade
+    new.__dict__["_vf_rows"] = rows
+    return new
+
+
+def rows_with_settings(rows: VfRows, settings: list[VFSettings]) -> VfRows:
+    """``rows`` with each VF's settings from ``settings`` (by VF index; the VF's own past its
+    end), as ``replace(vf, settings=settings[vf.index])`` would give each VF."""
+    at = VF.PLAIN.index("settings")
+    own = rows.columns[at]  # a list, or the value every VF shares
+    n = len(settings)
+    col = [
+        settings[i] if i < n else own[j] if type(own) is list else own
+        for j, i in enumerate(rows.column("index"))
+    ]
+    return VfRows((*rows.columns[:at], col, *rows.columns[at + 1 :]), rows.n)
 
 
 def vf_rows(pf: PF) -> VfRows | None:

@@ -15,7 +15,7 @@ from vfctl import jsonrows, jsontext, pciids, render
 from vfctl.discover import discover, with_vf_info
 from vfctl.host import netlink
 from vfctl.host.open import open_host
-from vfctl.model import PF, VF, Attachment, HeldBy, HostModel, PoolRef, VFSettings
+from vfctl.model import PF, VF, Attachment, HeldBy, HostModel, PoolRef, VFSettings, vf_rows
 
 NewHost = Callable[..., SimHost]
 
@@ -148,3 +148,26 @@ def test_chunks_are_written_as_one_document(monkeypatch: pytest.MonkeyPatch, tty
     render.emit_json_chunks(jsontext.list_chunks((pf, pf)))
     assert out.getvalue() == (json.dumps(doc, indent=2) if tty else json.dumps(doc)) + "\n"
     assert len(list(jsontext.list_chunks((pf, pf)))) > 3  # pieces, not one string
+
+
+def test_netlink_settings_keep_vfs_unmade_and_give_json_dumps_bytes(
+    new_host: NewHost, twin: str
+) -> None:
+    """A real PF driver reports every VF's settings (IFLA_VFINFO_LIST). Discovery keeps the
+    VFs as columns with a settings column; the text written from the columns is json.dumps'
+    of the VFs made from them, and those VFs equal the ones a replace per VF made."""
+    h = new_host("jsontext-netlink", "default", _busy)
+    root = open_host(str(h.root))
+    plain = discover(root)
+    info = netlink.vf_info_all(root, [p.netdev for p in plain.pfs if p.netdev and p.num_vfs])
+    m = pciids.named(with_vf_info(plain, info))
+    lazy = [p for p in m.pfs if vf_rows(p) is not None]
+    assert lazy and all(type(vf_rows(p).columns[-1]) is list for p in lazy if p.netdev)  # type: ignore[union-attr]
+    texts = ["".join(jsontext.pf_chunks(p)) for p in m.pfs]
+    assert [p for p in m.pfs if vf_rows(p) is not None] == lazy  # written without making VFs
+    assert texts == [json.dumps(p.to_json()) for p in m.pfs]
+    assert any(v.settings.vlan == 7 for p in m.pfs for v in p.vfs)
+    made = discover(root)
+    for p in made.pfs:
+        assert p.vfs is not None  # made before the settings come: a replace per VF
+    assert [p.vfs for p in with_vf_info(made, info).pfs] == [p.vfs for p in m.pfs]

@@ -148,3 +148,21 @@ def test_a_pickled_pf_with_vfs_unmade_comes_back_equal() -> None:
     lazy, eager = _both(_cols())
     again = pickle.loads(pickle.dumps(lazy))
     assert vf_rows(again) is not None and again == eager and again.vfs == eager.vfs
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_netlink_settings_as_a_column_equal_a_replace_per_vf(odd: bool, twin: str) -> None:
+    """discover.with_vf_info on VFs not made: each VF's settings by its index (the VF's own
+    past the driver's list), the same VFs and the same JSON bytes as a replace per VF."""
+    from vfctl.discover import with_vf_info
+
+    lazy, eager = _both(_cols(odd=odd))
+    got = [VFSettings(mac="02:00:00:00:00:01", vlan=7, trust=True), VFSettings(spoofchk=False)]
+    info = {"eth0": got}  # two settings for three VFs: the third keeps its own
+    new = with_vf_info(HostModel((lazy,)), info).pfs[0]
+    old = with_vf_info(HostModel((eager,)), info).pfs[0]
+    rows = vf_rows(new)
+    assert rows is not None and rows.column("settings") == [got[0], got[1], VFSettings()]
+    assert "".join(jsontext.pf_chunks(new)) == json.dumps(old.to_json())
+    assert vf_rows(new) is not None  # written from the columns
+    assert new.vfs == old.vfs and new == old
