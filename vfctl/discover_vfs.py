@@ -157,12 +157,13 @@ def pfs_and_vfs(
             cand = derive.run(a, rule)
             # listed devices: usually the listing's next entries (a C-level compare), else
             # looked up (PFs whose VFs interleave, 82599-style, or sit past another device)
-            after = listed_ok = names[cur : cur + len(cand)] == cand
-            if not after:
-                listed = listed if listed is not None else frozenset(names)
-                listed_ok = listed.issuperset(cand)
-            if listed_ok and derive.sampled(host, a, cand):
-                got = names[cur : cur + len(cand)] if after else cand  # the listing's own str
+            ahead = names[cur : cur + len(cand)]
+            after = ahead == cand
+            if not after and listed is None:
+                listed = frozenset(names)
+            in_listing = after or (listed is not None and listed.issuperset(cand))
+            if in_listing and derive.sampled(host, a, cand):
+                got = ahead if after else cand  # the listing's own str where they are its entries
         if got is None:  # not derived: the PF's listing says which links there are
             idx = _virtfn_indexes(host.names(d))  # unsorted: only virtfn names count
         if got is not None and idx is not None:

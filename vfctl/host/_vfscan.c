@@ -776,7 +776,7 @@ static PyObject *py_listing(PyObject *self, PyObject *dir_obj)
         err = errno;
     } else {
         char buf[32768];
-        long got;
+        long got = 0;
         while (!oom && (got = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
             for (long off = 0; off < got && !oom;) {
                 struct dirent64 *d = (struct dirent64 *)(buf + off);
