@@ -28,6 +28,7 @@ from vfctl.model import (
     pf_of_rows,
     pf_with_rows,
     rows_with_settings,
+    settings_at,
     vf_rows,
 )
 from vfctl.pci import address as pciaddr
@@ -223,8 +224,7 @@ def with_vf_info(m: HostModel, vf_info: VfInfo) -> HostModel:
             pf = pf_with_rows(pf, rows_with_settings(rows, settings))
         elif settings:
             vfs = tuple(
-                replace(v, settings=settings[v.index]) if v.index < len(settings) else v
-                for v in pf.vfs
+                replace(v, settings=settings_at(settings, v.index, v.settings)) for v in pf.vfs
             )
             pf = replace(pf, vfs=vfs)
         pfs.append(pf)

@@ -288,16 +288,16 @@ def pf_with_rows(pf: PF, rows: VfRows) -> PF:
     return new
 
 
+def settings_at(settings: list[VFSettings], index: int, own: VFSettings) -> VFSettings:
+    """VF ``index``'s settings from the PF driver's list, its ``own`` past the list's end."""
+    return settings[index] if index < len(settings) else own
+
+
 def rows_with_settings(rows: VfRows, settings: list[VFSettings]) -> VfRows:
-    """``rows`` with each VF's settings from ``settings`` (by VF index; the VF's own past its
-    end), as ``replace(vf, settings=settings[vf.index])`` would give each VF."""
+    """``rows`` with each VF's settings from ``settings`` (:func:`settings_at`)."""
     at = VF.PLAIN.index("settings")
-    own = rows.columns[at]  # a list, or the value every VF shares
-    n = len(settings)
-    col = [
-        settings[i] if i < n else own[j] if type(own) is list else own
-        for j, i in enumerate(rows.column("index"))
-    ]
+    own = rows.column("settings")
+    col = [settings_at(settings, i, o) for i, o in zip(rows.column("index"), own, strict=True)]
     return VfRows((*rows.columns[:at], col, *rows.columns[at + 1 :]), rows.n)
 
 
