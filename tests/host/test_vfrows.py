@@ -77,6 +77,9 @@ def test_replace_keeps_vfs_unmade_and_equal() -> None:
     named = replace(lazy, name="82576")
     assert vf_rows(named) is not None and vf_rows(lazy) is not None
     assert named == replace(eager, name="82576")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nmae'"):
+        replace(lazy, nmae="82576")  # as dataclasses.replace refuses it
+    assert vf_rows(lazy) is not None
     emptied = replace(lazy, vfs=())  # a new value for the field itself: that one
     assert vf_rows(emptied) is None and emptied.vfs == ()
     assert pciids.named(HostModel((lazy,))).pfs[0].vfs == eager.vfs
